@@ -1,0 +1,195 @@
+//! The outcome of a run: did the student cover every mode of the target, collapse onto one, or
+//! diverge?
+//!
+//! Each student component is assigned to the basin of a target mode. For the bimodal target
+//! the basins are the half-spaces s = x·μ̂ > 0 (heavy mode, +μ*) and s < 0 (light mode): a
+//! component belongs to the mode on the side of its mean m_k. For a general mixture a
+//! component belongs to the nearest target mean (Euclidean). Then
+//!
+//! * `covered`: every target mode has at least one component;
+//! * `collapsed`: all components sit in one mode's basin (recorded: which);
+//! * `partial`: some but not all modes are covered (only possible with ≥ 3 modes);
+//! * `diverged`: a non-finite value appeared (recorded: at which step).
+//!
+//! The student's mass on the lighter mode is q({x : x·μ̂ < 0}) = Σ_k w_k Φ(−m_k/σ_k) for the
+//! bimodal target (true value 1 − w*), and the total weight of the components in the lightest
+//! mode's basin otherwise.
+
+use crate::family::GmmStudent;
+use crate::family::gmm::dot;
+use crate::target::IsotropicMixture;
+use serde::Serialize;
+
+/// How a run ended.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Outcome {
+    /// Every mode has a component.
+    Covered,
+    /// All components in one mode's basin.
+    Collapsed {
+        /// Index of the target mode (0 = +μ*, the heavy mode of the bimodal target).
+        mode: usize,
+        /// "heavy" or "light" for the bimodal target, else "mode <j>".
+        mode_name: String,
+    },
+    /// Some but not all modes covered.
+    Partial {
+        /// Number of modes covered.
+        modes_covered: usize,
+    },
+    /// A non-finite value appeared.
+    Diverged {
+        /// The SGD step at which it appeared.
+        step: usize,
+    },
+}
+
+impl Outcome {
+    /// A short label: covered, collapsed, partial, diverged.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Outcome::Covered => "covered",
+            Outcome::Collapsed { .. } => "collapsed",
+            Outcome::Partial { .. } => "partial",
+            Outcome::Diverged { .. } => "diverged",
+        }
+    }
+    /// Whether this is a collapse.
+    pub fn is_collapsed(&self) -> bool {
+        matches!(self, Outcome::Collapsed { .. })
+    }
+}
+
+/// The target mode whose basin holds each component.
+pub fn assign_modes(q: &GmmStudent, target: &IsotropicMixture) -> Vec<usize> {
+    (0..q.components())
+        .map(|k| {
+            if target.as_bimodal().is_some() {
+                let m = dot(q.mean(k), target.axis());
+                if m >= 0.0 { 0 } else { 1 }
+            } else {
+                let mu = q.mean(k);
+                (0..target.means().len())
+                    .min_by(|&a, &b| {
+                        let da = dist2(mu, &target.means()[a]);
+                        let db = dist2(mu, &target.means()[b]);
+                        da.total_cmp(&db)
+                    })
+                    .unwrap_or(0)
+            }
+        })
+        .collect()
+}
+
+fn dist2(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum()
+}
+
+/// Classifies a finite student (use [`Outcome::Diverged`] directly for a diverged run).
+pub fn classify(q: &GmmStudent, target: &IsotropicMixture) -> Outcome {
+    if !q.is_finite() {
+        return Outcome::Diverged { step: 0 };
+    }
+    let modes = assign_modes(q, target);
+    let n_modes = target.means().len();
+    let mut covered = vec![false; n_modes];
+    for &m in &modes {
+        covered[m] = true;
+    }
+    let n = covered.iter().filter(|c| **c).count();
+    if n == n_modes {
+        Outcome::Covered
+    } else if n == 1 {
+        let mode = modes[0];
+        let mode_name = if target.as_bimodal().is_some() {
+            if target.weights()[mode] >= 0.5 {
+                "heavy"
+            } else {
+                "light"
+            }
+            .to_string()
+        } else {
+            format!("mode {mode}")
+        };
+        Outcome::Collapsed { mode, mode_name }
+    } else {
+        Outcome::Partial { modes_covered: n }
+    }
+}
+
+/// The student's mass on the lighter target mode (see the module docs).
+pub fn light_mode_mass(q: &GmmStudent, target: &IsotropicMixture) -> f64 {
+    let w = q.weights();
+    if let Some(b) = target.as_bimodal() {
+        // the light mode sits at −μ* if w* ≥ 1/2, else at +μ*
+        let sign = if b.w_star >= 0.5 { -1.0 } else { 1.0 };
+        (0..q.components())
+            .map(|k| {
+                let m = dot(q.mean(k), target.axis());
+                w[k] * std_normal_cdf(sign * m / q.sigma(k))
+            })
+            .sum()
+    } else {
+        let light = target.lightest_mode();
+        assign_modes(q, target)
+            .iter()
+            .zip(&w)
+            .filter(|(m, _)| **m == light)
+            .map(|(_, w)| w)
+            .sum()
+    }
+}
+
+/// Φ(x), the standard normal CDF.
+pub fn std_normal_cdf(x: f64) -> f64 {
+    0.5 * libm::erfc(-x / std::f64::consts::SQRT_2)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn student(m1: f64, m2: f64) -> GmmStudent {
+        let mut a = vec![0.0; 3];
+        a[0] = m1;
+        let mut b = vec![0.0; 3];
+        b[0] = m2;
+        GmmStudent::new(&[a, b], &[1.0, 1.0], &[0.5, 0.5], false)
+    }
+
+    #[test]
+    fn bimodal_outcomes() {
+        let t = IsotropicMixture::bimodal(3, 3.0, 0.8);
+        assert_eq!(classify(&student(3.0, -3.0), &t), Outcome::Covered);
+        assert_eq!(
+            classify(&student(3.0, 2.9), &t),
+            Outcome::Collapsed {
+                mode: 0,
+                mode_name: "heavy".into()
+            }
+        );
+        assert_eq!(classify(&student(-3.0, -2.0), &t).label(), "collapsed");
+        let m = light_mode_mass(&student(3.0, -3.0), &t);
+        assert!((m - 0.5 * (std_normal_cdf(-3.0) + std_normal_cdf(3.0))).abs() < 1e-15);
+        assert!(light_mode_mass(&student(3.0, 3.0), &t) < 0.01);
+    }
+
+    #[test]
+    fn three_mode_outcomes() {
+        let t = IsotropicMixture::new(
+            vec![vec![5.0, 0.0], vec![-5.0, 0.0], vec![0.0, 5.0]],
+            vec![0.5, 0.3, 0.2],
+            vec![1.0, 1.0, 1.0],
+        );
+        let q = GmmStudent::new(
+            &[vec![4.0, 0.0], vec![-4.0, 1.0]],
+            &[1.0, 1.0],
+            &[0.5, 0.5],
+            false,
+        );
+        assert_eq!(classify(&q, &t), Outcome::Partial { modes_covered: 2 });
+        assert_eq!(light_mode_mass(&q, &t), 0.0);
+        assert!((std_normal_cdf(0.0) - 0.5).abs() < 1e-16);
+    }
+}

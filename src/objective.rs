@@ -1,0 +1,607 @@
+//! The objective F_β(θ) = KL(q_θ ‖ π_β) = E_q[ln q_θ] − β E_q[ln π] + ln Z_β and its gradients.
+//!
+//! Two ways to get ∇F_β:
+//!
+//! * **Monte Carlo** ([`mc_gradient`]): B reparametrised samples per student component,
+//!   x = μ_k + σ_k z, z ~ N(0, I_d), weighted by the fixed w_k (stratified over components).
+//!   The *full* estimator differentiates ln q_θ(x) through both the sample path and θ; the
+//!   *sticking-the-landing* (STL) estimator drops the score term ∂_θ ln q_θ(x)|_x, whose
+//!   expectation Σ_k w_k E_k[∂_θ ln q_θ] = ∂_θ ∫ q_θ = 0 vanishes. Both are unbiased.
+//!   The kernel uses that, for an isotropic-mixture target, every distance ‖x − c‖² is a
+//!   function of a few dot products of z (with the means and with itself), so each sample costs
+//!   (K + 1) dot products plus one or two axpys of length d, and the sampling of z.
+//! * **Exact** ([`ExactObjective`]): for the bimodal target and a K ≤ 2 student, F_β is a
+//!   function of the summary statistics (m_k, q_kl, σ_k, w_k) that needs only one-dimensional
+//!   Gaussian expectations (for ln π) and a two-dimensional (u ~ N(0,1), v ~ χ²_{d−1})
+//!   expectation for the mixture entropy; see docs/theory.md, "Exact objective". It does not
+//!   apply to K > 2 students or to other targets (it returns an error there).
+//!
+//! All gradients are with respect to θ = (μ, ln σ, logits) as laid out by [`GmmStudent`].
+//! The returned loss is the −ELBO against the *unnormalised* tempered target,
+//! Σ_k w_k E_k[ln q − β ln π] = F_β − ln Z_β.
+
+use crate::error::{Error, Result};
+use crate::family::gmm::dot;
+use crate::family::{GmmStudent, fill_standard_normal};
+use crate::gauss1d::{log_cosh, log_cosh_moments};
+use crate::quadrature::{Rule, chi_squared, standard_normal};
+use crate::target::{Bimodal, IsotropicMixture, LogDensity, log_sum_exp};
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+
+/// Which gradient estimator drives training.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Estimator {
+    /// Full reparametrised gradient (path + score).
+    Full,
+    /// Sticking the landing: path term only.
+    Stl,
+    /// Exact gradient from the closed form + quadrature ("perfect gradients").
+    Exact,
+}
+
+/// Reusable buffers for [`mc_gradient`].
+#[derive(Clone, Debug, Default)]
+pub struct McWorkspace {
+    z: Vec<f64>,
+    acc: Vec<f64>,
+}
+
+/// Monte-Carlo reverse-KL gradient for a Gaussian-mixture student and an isotropic-mixture
+/// target tempered at β. Writes ∇_θ into `grad` (length = θ's) and returns the loss estimate
+/// Σ_k w_k (1/B) Σ_b [ln q(x_kb) − β ln π(x_kb)].
+///
+/// Random numbers are consumed in a fixed order (component, then sample, then coordinate),
+/// so results depend only on the RNG's state.
+#[allow(clippy::too_many_arguments)]
+pub fn mc_gradient<R: Rng + ?Sized>(
+    q: &GmmStudent,
+    target: &IsotropicMixture,
+    beta: f64,
+    estimator: Estimator,
+    samples: usize,
+    rng: &mut R,
+    ws: &mut McWorkspace,
+    grad: &mut [f64],
+) -> f64 {
+    let d = target.dim();
+    let kc = q.components();
+    let jc = target.means().len();
+    let full = estimator == Estimator::Full;
+    let dn = d as f64;
+    let ln2pi = (2.0 * std::f64::consts::PI).ln();
+
+    let w = q.weights();
+    let logw: Vec<f64> = w.iter().map(|v| v.ln()).collect();
+    let sig: Vec<f64> = (0..kc).map(|k| q.sigma(k)).collect();
+    let s2: Vec<f64> = sig.iter().map(|s| s * s).collect();
+    let lnorm_q: Vec<f64> = s2.iter().map(|v| -0.5 * dn * (ln2pi + v.ln())).collect();
+    let v_t = target.variances();
+    let lnorm_t: Vec<f64> = (0..jc)
+        .map(|j| target.log_weights()[j] - 0.5 * dn * (ln2pi + v_t[j].ln()))
+        .collect();
+    let nu = target.means();
+    let bimodal_r = target.as_bimodal().map(|b| b.r);
+
+    // Gram quantities
+    let mut gmm = vec![0.0; kc * kc];
+    for k in 0..kc {
+        for l in 0..kc {
+            gmm[k * kc + l] = dot(q.mean(k), q.mean(l));
+        }
+    }
+    let mut gmt = vec![0.0; kc * jc];
+    for k in 0..kc {
+        for j in 0..jc {
+            gmt[k * jc + j] = dot(q.mean(k), &nu[j]);
+        }
+    }
+    let nn: Vec<f64> = nu.iter().map(|v| dot(v, v)).collect();
+
+    ws.z.resize(d, 0.0);
+    ws.acc.clear();
+    ws.acc.resize(kc * d, 0.0);
+    let mut coef_m = vec![0.0; kc * kc];
+    let mut coef_n = vec![0.0; kc * jc];
+    let mut gsig = vec![0.0; kc];
+    let mut glogit = vec![0.0; kc];
+    let mut fbar = vec![0.0; kc];
+
+    let mut a = vec![0.0; kc];
+    let mut c = vec![0.0; jc];
+    let mut tq = vec![0.0; kc];
+    let mut dq = vec![0.0; kc];
+    let mut tp = vec![0.0; jc];
+    let mut cz = vec![0.0; kc];
+    let bf = samples as f64;
+
+    for k in 0..kc {
+        let scale = w[k] / bf;
+        let sk = sig[k];
+        for _ in 0..samples {
+            fill_standard_normal(rng, &mut ws.z);
+            let z = &ws.z;
+            for l in 0..kc {
+                a[l] = dot(z, q.mean(l));
+            }
+            match bimodal_r {
+                Some(r) => {
+                    c[0] = r * z[0];
+                    c[1] = -r * z[0];
+                }
+                None => {
+                    for j in 0..jc {
+                        c[j] = dot(z, &nu[j]);
+                    }
+                }
+            }
+            let zz = dot(z, z);
+            // ln q(x) with x = μ_k + σ_k z
+            for l in 0..kc {
+                let dkl = gmm[k * kc + k] + gmm[l * kc + l] - 2.0 * gmm[k * kc + l];
+                dq[l] = dkl.max(0.0) + 2.0 * sk * (a[k] - a[l]) + s2[k] * zz;
+                tq[l] = logw[l] + lnorm_q[l] - 0.5 * dq[l] / s2[l];
+            }
+            let lq = log_sum_exp(&tq);
+            // ln π(x)
+            for j in 0..jc {
+                let dkj = gmm[k * kc + k] + nn[j] - 2.0 * gmt[k * jc + j];
+                let dist = dkj.max(0.0) + 2.0 * sk * (a[k] - c[j]) + s2[k] * zz;
+                tp[j] = lnorm_t[j] - 0.5 * dist / v_t[j];
+            }
+            let lp = log_sum_exp(&tp);
+            fbar[k] += lq - beta * lp;
+
+            // ∇_x f = Σ_l α_l μ_l + Σ_j γ_j ν_j + A x
+            let mut big_a = 0.0;
+            let mut dsig = 0.0;
+            for l in 0..kc {
+                let r = (tq[l] - lq).exp();
+                let alpha = r / s2[l];
+                big_a -= alpha;
+                coef_m[k * kc + l] += scale * alpha;
+                dsig += alpha * a[l];
+                tq[l] = r; // reuse as responsibility
+            }
+            for j in 0..jc {
+                let rho = (tp[j] - lp).exp();
+                let gamma = -beta * rho / v_t[j];
+                big_a -= gamma;
+                coef_n[k * jc + j] += scale * gamma;
+                dsig += gamma * c[j];
+            }
+            coef_m[k * kc + k] += scale * big_a;
+            dsig += big_a * (a[k] + sk * zz);
+            gsig[k] += scale * dsig;
+            cz.iter_mut().for_each(|v| *v = 0.0);
+            cz[k] = scale * big_a * sk;
+
+            if full {
+                // score: ∂_θ ln q(x)|_x
+                for l in 0..kc {
+                    let r = tq[l];
+                    let alpha = r / s2[l];
+                    coef_m[l * kc + k] += scale * alpha;
+                    coef_m[l * kc + l] -= scale * alpha;
+                    cz[l] += scale * alpha * sk;
+                    gsig[l] += scale * r * (-dn / sig[l] + dq[l] / (sig[l] * s2[l]));
+                    glogit[l] += scale * (r - w[l]);
+                }
+            }
+            for l in 0..kc {
+                if cz[l] != 0.0 {
+                    let cl = cz[l];
+                    for (acc, zi) in ws.acc[l * d..(l + 1) * d].iter_mut().zip(z) {
+                        *acc += cl * zi;
+                    }
+                }
+            }
+        }
+        fbar[k] /= bf;
+    }
+
+    // assemble
+    let loss: f64 = (0..kc).map(|k| w[k] * fbar[k]).sum();
+    for k in 0..kc {
+        let g = &mut grad[k * d..(k + 1) * d];
+        g.copy_from_slice(&ws.acc[k * d..(k + 1) * d]);
+        for l in 0..kc {
+            let cm = coef_m[k * kc + l];
+            for (gi, mi) in g.iter_mut().zip(q.mean(l)) {
+                *gi += cm * mi;
+            }
+        }
+        match bimodal_r {
+            Some(r) => g[0] += r * (coef_n[k * jc] - coef_n[k * jc + 1]),
+            None => {
+                for j in 0..jc {
+                    let cn = coef_n[k * jc + j];
+                    for (gi, ni) in g.iter_mut().zip(&nu[j]) {
+                        *gi += cn * ni;
+                    }
+                }
+            }
+        }
+    }
+    let off = q.log_sigma_offset();
+    for k in 0..kc {
+        grad[off + k] = sig[k] * gsig[k];
+    }
+    let offw = q.logit_offset();
+    if q.trainable_weights() {
+        for j in 0..kc {
+            grad[offw + j] = glogit[j] + w[j] * (fbar[j] - loss);
+        }
+    } else {
+        grad[offw..offw + kc].iter_mut().for_each(|g| *g = 0.0);
+    }
+    loss
+}
+
+/// Reference Monte-Carlo gradient: the same estimator as [`mc_gradient`], written directly on
+/// full d-vectors through the [`LogDensity`] trait (any target). Slow; it is the oracle the
+/// fast kernel is tested against, and the path for targets that are not isotropic mixtures.
+/// Consumes random numbers in the same order as [`mc_gradient`].
+#[allow(clippy::too_many_arguments)]
+pub fn mc_gradient_reference<R: Rng + ?Sized>(
+    q: &GmmStudent,
+    target: &dyn LogDensity,
+    beta: f64,
+    estimator: Estimator,
+    samples: usize,
+    rng: &mut R,
+    grad: &mut [f64],
+) -> f64 {
+    let d = target.dim();
+    let kc = q.components();
+    let w = q.weights();
+    let sig: Vec<f64> = (0..kc).map(|k| q.sigma(k)).collect();
+    let dn = d as f64;
+    grad.iter_mut().for_each(|g| *g = 0.0);
+    let mut z = vec![0.0; d];
+    let mut x = vec![0.0; d];
+    let mut gp = vec![0.0; d];
+    let mut fbar = vec![0.0; kc];
+    let ln2pi = (2.0 * std::f64::consts::PI).ln();
+    for k in 0..kc {
+        let scale = w[k] / samples as f64;
+        for _ in 0..samples {
+            fill_standard_normal(rng, &mut z);
+            for i in 0..d {
+                x[i] = q.mean(k)[i] + sig[k] * z[i];
+            }
+            // ln q and its responsibilities
+            let terms: Vec<f64> = (0..kc)
+                .map(|l| {
+                    let dist: f64 = (0..d).map(|i| (x[i] - q.mean(l)[i]).powi(2)).sum();
+                    w[l].ln() - 0.5 * dn * (ln2pi + 2.0 * sig[l].ln()) - 0.5 * dist / sig[l].powi(2)
+                })
+                .collect();
+            let lq = log_sum_exp(&terms);
+            let resp: Vec<f64> = terms.iter().map(|t| (t - lq).exp()).collect();
+            let lp = target.grad_log_density(&x, &mut gp);
+            fbar[k] += (lq - beta * lp) / samples as f64;
+            // ∇_x f
+            let mut gx = vec![0.0; d];
+            for i in 0..d {
+                let mut v = -beta * gp[i];
+                for l in 0..kc {
+                    v += resp[l] * (q.mean(l)[i] - x[i]) / sig[l].powi(2);
+                }
+                gx[i] = v;
+            }
+            for i in 0..d {
+                grad[k * d + i] += scale * gx[i];
+            }
+            let dsig: f64 = (0..d).map(|i| gx[i] * z[i]).sum();
+            grad[q.log_sigma_offset() + k] += scale * dsig * sig[k];
+            if estimator == Estimator::Full {
+                for l in 0..kc {
+                    let s2 = sig[l].powi(2);
+                    let mut dist = 0.0;
+                    for i in 0..d {
+                        let diff = x[i] - q.mean(l)[i];
+                        grad[l * d + i] += scale * resp[l] * diff / s2;
+                        dist += diff * diff;
+                    }
+                    grad[q.log_sigma_offset() + l] += scale * resp[l] * (-dn + dist / s2);
+                    grad[q.logit_offset() + l] += scale * (resp[l] - w[l]);
+                }
+            }
+        }
+    }
+    let loss: f64 = (0..kc).map(|k| w[k] * fbar[k]).sum();
+    let off = q.logit_offset();
+    if q.trainable_weights() {
+        for j in 0..kc {
+            grad[off + j] += w[j] * (fbar[j] - loss);
+        }
+    } else {
+        grad[off..off + kc].iter_mut().for_each(|g| *g = 0.0);
+    }
+    loss
+}
+
+/// The exact objective's value and gradient.
+#[derive(Clone, Debug)]
+pub struct ExactValue {
+    /// F_β = KL(q ‖ π_β) in nats.
+    pub kl: f64,
+    /// Σ_k w_k E_k[ln q − β ln π] = F_β − ln Z_β.
+    pub neg_elbo: f64,
+    /// ∇_θ F_β, in the layout of θ.
+    pub grad: Vec<f64>,
+    /// Partial derivatives with respect to the summary statistics.
+    pub stats_grad: StatsGrad,
+}
+
+/// ∂F_β with respect to the summary statistics of a K ≤ 2 student (entries for component 2
+/// are zero when K = 1).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct StatsGrad {
+    /// ∂F/∂m_k.
+    pub m: [f64; 2],
+    /// ∂F/∂q_11, ∂F/∂q_12, ∂F/∂q_22 (q_12 = q_21 counted once).
+    pub q: [f64; 3],
+    /// ∂F/∂σ_k.
+    pub sigma: [f64; 2],
+    /// ∂F/∂w_1 with w_2 = 1 − w_1.
+    pub w1: f64,
+}
+
+/// Summary statistics of a K ≤ 2 student (component 2 ignored when K = 1).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Reduced {
+    /// Number of components (1 or 2).
+    pub k: usize,
+    /// m_k = μ_k·μ̂.
+    pub m: [f64; 2],
+    /// q_11, q_12, q_22.
+    pub q: [f64; 3],
+    /// σ_k.
+    pub sigma: [f64; 2],
+    /// w_1 (w_2 = 1 − w_1).
+    pub w1: f64,
+}
+
+/// Exact F_β for the bimodal target and a K ≤ 2 Gaussian-mixture student.
+#[derive(Clone, Debug)]
+pub struct ExactObjective {
+    d: usize,
+    rule_u: Rule,
+    rule_v: Rule,
+}
+
+/// Value and partial derivatives of one component's entropy term
+/// H_k = E_{x~N(μ_k, σ_k²)} ln q(x).
+#[derive(Clone, Copy, Debug, Default)]
+struct EntropyTerm {
+    h: f64,
+    d_dist: f64,
+    d_sk: f64,
+    d_sl: f64,
+    d_wk: f64,
+}
+
+impl ExactObjective {
+    /// Quadrature rules for dimension d: 401-node trapezoid for u ~ N(0, 1) on [−10, 10] and
+    /// 96-node Gauss–Legendre panels for v ~ χ²_{d−1}.
+    pub fn new(d: usize) -> Self {
+        Self {
+            d,
+            rule_u: standard_normal(401, 10.0),
+            rule_v: chi_squared(d.saturating_sub(1), 16, 6),
+        }
+    }
+
+    /// Summary statistics of `q` in the layout [`Reduced`] (errors for K > 2).
+    pub fn reduce(q: &GmmStudent, axis: &[f64]) -> Result<Reduced> {
+        let k = q.components();
+        if k > 2 {
+            return Err(Error::Invalid(format!(
+                "the exact objective supports students with 1 or 2 components, not {k}; use \
+                 objective.estimator = \"full\" or \"stl\""
+            )));
+        }
+        let s = q.stats(axis);
+        Ok(if k == 1 {
+            Reduced {
+                k,
+                m: [s.m[0], 0.0],
+                q: [s.q[0], 0.0, 0.0],
+                sigma: [s.sigma[0], 1.0],
+                w1: 1.0,
+            }
+        } else {
+            Reduced {
+                k,
+                m: [s.m[0], s.m[1]],
+                q: [s.q[0], s.q[1], s.q[2]],
+                sigma: [s.sigma[0], s.sigma[1]],
+                w1: s.w[0],
+            }
+        })
+    }
+
+    /// H_k and its partials, for component k at distance `dist` = ‖μ_k − μ_l‖ from the other
+    /// component l (scales sk, sl; weights wk, 1 − wk).
+    fn entropy_term(&self, dist: f64, sk: f64, sl: f64, wk: f64) -> EntropyTerm {
+        let dn = self.d as f64;
+        let wl = 1.0 - wk;
+        let ln2pi = (2.0 * std::f64::consts::PI).ln();
+        let base = wk.ln() - 0.5 * dn * (ln2pi + 2.0 * sk.ln()) - 0.5 * dn;
+        let sl2 = sl * sl;
+        let sl3 = sl2 * sl;
+        let rho2m1 = sk * sk / sl2 - 1.0;
+        let c0 = (wl / wk).ln() + dn * (sk / sl).ln() - dist * dist / (2.0 * sl2);
+        let c1 = -sk * dist / sl2;
+        let (vx, vw): (&[f64], &[f64]) = if sk == sl {
+            // v enters only linearly (through the derivative brackets): use its mean.
+            (&[0.0][..], &[1.0][..])
+        } else {
+            (&self.rule_v.x, &self.rule_v.w)
+        };
+        let vmean_shift = if sk == sl {
+            (self.d.saturating_sub(1)) as f64
+        } else {
+            0.0
+        };
+        let mut t = EntropyTerm::default();
+        let (mut sp, mut e_dd, mut e_sk, mut e_sl, mut e_sig) = (0.0, 0.0, 0.0, 0.0, 0.0);
+        for (&u, &wu) in self.rule_u.x.iter().zip(&self.rule_u.w) {
+            let yu = c0 + c1 * u;
+            for (&v0, &wv) in vx.iter().zip(vw) {
+                let v = v0 + vmean_shift;
+                let uv = u * u + v;
+                let y = yu - 0.5 * uv * rho2m1;
+                let wt = wu * wv;
+                let sig = sigmoid(y);
+                sp += wt * softplus(y);
+                let ws = wt * sig;
+                e_sig += ws;
+                e_dd += ws * (-(dist + sk * u) / sl2);
+                e_sk += ws * (dn / sk - dist * u / sl2 - uv * sk / sl2);
+                e_sl += ws
+                    * (-dn / sl + (dist * dist + 2.0 * sk * dist * u) / sl3 + uv * sk * sk / sl3);
+            }
+        }
+        t.h = base + sp;
+        t.d_dist = e_dd;
+        t.d_sk = -dn / sk + e_sk;
+        t.d_sl = e_sl;
+        t.d_wk = 1.0 / wk - e_sig * (1.0 / wl + 1.0 / wk);
+        t
+    }
+
+    /// F_β, Σ w_k E_k[ln q − β ln π] and ∂F_β/∂(statistics).
+    pub fn evaluate_reduced(
+        &self,
+        st: &Reduced,
+        target: &Bimodal,
+        beta: f64,
+    ) -> (f64, f64, StatsGrad) {
+        let dn = self.d as f64;
+        let r = target.r;
+        let ln2pi = (2.0 * std::f64::consts::PI).ln();
+        let qkk = [st.q[0], st.q[2]];
+        // E_k ln π and its partials
+        let mut p = [0.0; 2];
+        let mut dp_dm = [0.0; 2];
+        let mut dp_ds = [0.0; 2];
+        for k in 0..st.k {
+            let mo = log_cosh_moments(r * st.m[k] + target.h, r * st.sigma[k]);
+            p[k] = -0.5 * dn * ln2pi - 0.5 * (qkk[k] + dn * st.sigma[k].powi(2)) - 0.5 * r * r
+                + mo.log_cosh
+                - log_cosh(target.h);
+            dp_dm[k] = r * mo.tanh;
+            dp_ds[k] = -dn * st.sigma[k] + r * r * st.sigma[k] * mo.sech2;
+        }
+        let mut g = StatsGrad::default();
+        let log_z = target.log_z_tempered(beta);
+        if st.k == 1 {
+            let s = st.sigma[0];
+            let h = -0.5 * dn * (ln2pi + 2.0 * s.ln()) - 0.5 * dn;
+            let neg_elbo = h - beta * p[0];
+            g.m[0] = -beta * dp_dm[0];
+            g.q[0] = 0.5 * beta;
+            g.sigma[0] = -dn / s - beta * dp_ds[0];
+            return (neg_elbo + log_z, neg_elbo, g);
+        }
+        let w = [st.w1, 1.0 - st.w1];
+        let dist2 = (st.q[0] + st.q[2] - 2.0 * st.q[1]).max(0.0);
+        let dist = dist2.sqrt();
+        let e1 = self.entropy_term(dist, st.sigma[0], st.sigma[1], w[0]);
+        let e2 = self.entropy_term(dist, st.sigma[1], st.sigma[0], w[1]);
+        let g1 = e1.h - beta * p[0];
+        let g2 = e2.h - beta * p[1];
+        let neg_elbo = w[0] * g1 + w[1] * g2;
+        let gd = w[0] * e1.d_dist + w[1] * e2.d_dist;
+        // ∂D/∂q11 = ∂D/∂q22 = 1/(2D), ∂D/∂q12 = −1/D; near D = 0, G_D ∝ D (symmetry)
+        let gd_over_d = gd / dist.max(1e-6);
+        g.m = [-beta * w[0] * dp_dm[0], -beta * w[1] * dp_dm[1]];
+        g.q = [
+            0.5 * beta * w[0] + 0.5 * gd_over_d,
+            -gd_over_d,
+            0.5 * beta * w[1] + 0.5 * gd_over_d,
+        ];
+        g.sigma = [
+            w[0] * (e1.d_sk - beta * dp_ds[0]) + w[1] * e2.d_sl,
+            w[1] * (e2.d_sk - beta * dp_ds[1]) + w[0] * e1.d_sl,
+        ];
+        g.w1 = g1 - g2 + w[0] * e1.d_wk - w[1] * e2.d_wk;
+        (neg_elbo + log_z, neg_elbo, g)
+    }
+
+    /// F_β and ∇_θ F_β for the student `q` (K ≤ 2) and the bimodal `target`.
+    pub fn evaluate(
+        &self,
+        q: &GmmStudent,
+        target: &IsotropicMixture,
+        beta: f64,
+    ) -> Result<ExactValue> {
+        let b = target.as_bimodal().ok_or_else(|| {
+            Error::Invalid(
+                "the exact objective needs the bimodal target (target.kind = \"bimodal\"); \
+                 use objective.estimator = \"full\" or \"stl\""
+                    .into(),
+            )
+        })?;
+        let axis = target.axis();
+        let st = Self::reduce(q, axis)?;
+        let (kl, neg_elbo, sg) = self.evaluate_reduced(&st, b, beta);
+        let d = self.d;
+        let mut grad = vec![0.0; q.params().len()];
+        let kc = st.k;
+        for k in 0..kc {
+            let g = &mut grad[k * d..(k + 1) * d];
+            for (i, gi) in g.iter_mut().enumerate() {
+                *gi = sg.m[k] * axis[i];
+            }
+            let (own, cross) = if k == 0 {
+                (sg.q[0], sg.q[1])
+            } else {
+                (sg.q[2], sg.q[1])
+            };
+            let other = 1 - k;
+            for (i, gi) in g.iter_mut().enumerate() {
+                *gi += 2.0 * own * q.mean(k)[i];
+                if kc == 2 {
+                    *gi += cross * q.mean(other)[i];
+                }
+            }
+        }
+        let off = q.log_sigma_offset();
+        for k in 0..kc {
+            grad[off + k] = st.sigma[k] * sg.sigma[k];
+        }
+        if kc == 2 && q.trainable_weights() {
+            let w1w2 = st.w1 * (1.0 - st.w1);
+            grad[q.logit_offset()] = sg.w1 * w1w2;
+            grad[q.logit_offset() + 1] = -sg.w1 * w1w2;
+        }
+        Ok(ExactValue {
+            kl,
+            neg_elbo,
+            grad,
+            stats_grad: sg,
+        })
+    }
+}
+
+use crate::family::VariationalFamily;
+
+#[inline]
+fn sigmoid(y: f64) -> f64 {
+    if y >= 0.0 {
+        1.0 / (1.0 + (-y).exp())
+    } else {
+        let e = y.exp();
+        e / (1.0 + e)
+    }
+}
+
+#[inline]
+fn softplus(y: f64) -> f64 {
+    y.max(0.0) + (-y.abs()).exp().ln_1p()
+}
