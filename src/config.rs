@@ -217,6 +217,8 @@ pub struct OptimConfig {
     pub sigma_lr_factor: f64,
     /// c_w > 0: the logits use η c_w.
     pub logit_lr_factor: f64,
+    /// SGD trust region: largest |Δ ln σ| per step (> 0; `inf` disables).
+    pub max_log_sigma_step: f64,
     /// Adam β1 ∈ [0, 1).
     pub adam_beta1: f64,
     /// Adam β2 ∈ [0, 1).
@@ -234,6 +236,7 @@ impl Default for OptimConfig {
             lr: 0.05,
             sigma_lr_factor: 10.0,
             logit_lr_factor: 1.0,
+            max_log_sigma_step: 0.5,
             adam_beta1: 0.9,
             adam_beta2: 0.999,
             adam_eps: 1e-8,
@@ -718,7 +721,11 @@ impl Config {
             network: 1.0,
         };
         match o.kind {
-            OptimKind::Sgd => Box::new(Sgd { lr: o.lr, rates }),
+            OptimKind::Sgd => Box::new(Sgd {
+                lr: o.lr,
+                rates,
+                max_log_scale_step: o.max_log_sigma_step,
+            }),
             OptimKind::Adam => Box::new(Adam::new(
                 o.lr,
                 rates,

@@ -18,16 +18,18 @@
 //! - [`bench`]: throughput measurement;
 //! - [`quadrature`], [`gauss1d`], [`seed`]: numerical support.
 
-// pub mod bench;
+pub mod bench;
 pub mod config;
 pub mod error;
 pub mod family;
-// pub mod figure;
+pub mod figure;
 pub mod gauss1d;
 pub mod metrics;
 pub mod objective;
 pub mod optim;
-// pub mod plot;
+pub mod output;
+pub mod plot;
+pub mod progress;
 pub mod quadrature;
 pub mod schedule;
 pub mod seed;

@@ -193,3 +193,36 @@ mod tests {
         assert!((std_normal_cdf(0.0) - 0.5).abs() < 1e-16);
     }
 }
+
+/// Wilson score interval (95%, z = 1.96) for k successes out of n trials; (0, 1) when n = 0.
+pub fn wilson_interval(k: usize, n: usize) -> (f64, f64) {
+    if n == 0 {
+        return (0.0, 1.0);
+    }
+    let z = 1.959_963_984_540_054_f64;
+    let nf = n as f64;
+    let p = k as f64 / nf;
+    let denom = 1.0 + z * z / nf;
+    let centre = (p + z * z / (2.0 * nf)) / denom;
+    let half = z * (p * (1.0 - p) / nf + z * z / (4.0 * nf * nf)).sqrt() / denom;
+    ((centre - half).max(0.0), (centre + half).min(1.0))
+}
+
+#[cfg(test)]
+mod wilson_tests {
+    use super::wilson_interval;
+
+    #[test]
+    fn wilson_known_values() {
+        // 5/10: centre 0.5, half-width 1.96·sqrt(0.025+0.0096)/1.384 = 0.2686 (textbook value)
+        let (lo, hi) = wilson_interval(5, 10);
+        assert!(
+            (lo - 0.2366).abs() < 1e-4 && (hi - 0.7634).abs() < 1e-4,
+            "{lo} {hi}"
+        );
+        let (lo, hi) = wilson_interval(0, 20);
+        assert_eq!(lo, 0.0);
+        assert!((hi - 0.1611).abs() < 1e-4);
+        assert_eq!(wilson_interval(0, 0), (0.0, 1.0));
+    }
+}

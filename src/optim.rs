@@ -38,24 +38,33 @@ pub trait Optimizer: Send {
     fn step(&mut self, theta: &mut [f64], grad: &[f64], groups: &[ParamGroup]);
 }
 
-/// Plain SGD: θ_g ← θ_g − η κ_g ∇_g.
+/// Plain SGD: θ_g ← θ_g − η κ_g ∇_g, with each log-scale step clipped to
+/// |Δ ln σ| ≤ `max_log_scale_step` (a trust region: far from equilibrium ∂F/∂ln σ grows like
+/// d σ², so a "covering" σ(0) = 10 would otherwise overshoot to σ ≈ 1e-9 in one step).
 #[derive(Clone, Debug)]
 pub struct Sgd {
     /// Base learning rate η.
     pub lr: f64,
     /// Per-group multipliers.
     pub rates: GroupRates,
+    /// Largest |Δ ln σ| per step (∞ = no clipping).
+    pub max_log_scale_step: f64,
 }
 
 impl Optimizer for Sgd {
     fn step(&mut self, theta: &mut [f64], grad: &[f64], groups: &[ParamGroup]) {
         for g in groups.iter().filter(|g| g.trainable) {
             let lr = self.lr * self.rates.of(g.kind);
+            let clip = if g.kind == GroupKind::LogScale {
+                self.max_log_scale_step
+            } else {
+                f64::INFINITY
+            };
             for (t, d) in theta[g.range.clone()]
                 .iter_mut()
                 .zip(&grad[g.range.clone()])
             {
-                *t -= lr * d;
+                *t -= (lr * d).clamp(-clip, clip);
             }
         }
     }
@@ -153,9 +162,18 @@ mod tests {
         Sgd {
             lr: 0.1,
             rates: RATES,
+            max_log_scale_step: f64::INFINITY,
         }
         .step(&mut th, &[1.0, -2.0, 4.0, 9.0], &groups());
         assert_eq!(th, vec![0.9, 1.2, 0.8, 1.0]);
+        let mut th = vec![1.0, 1.0, 1.0, 1.0];
+        Sgd {
+            lr: 0.1,
+            rates: RATES,
+            max_log_scale_step: 0.1,
+        }
+        .step(&mut th, &[1.0, -2.0, 40.0, 9.0], &groups());
+        assert_eq!(th, vec![0.9, 1.2, 0.9, 1.0]);
     }
 
     #[test]
