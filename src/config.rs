@@ -564,6 +564,14 @@ impl Config {
             false,
             "a number > 0",
         )?;
+        // NaN or ≤ 0 would make the SGD clamp panic; +∞ is allowed (no clipping)
+        if op.max_log_sigma_step.is_nan() || op.max_log_sigma_step <= 0.0 {
+            return Err(Error::config(
+                "optim.max_log_sigma_step",
+                op.max_log_sigma_step,
+                "a number > 0, or inf to disable clipping",
+            ));
+        }
         finite_in(
             "optim.adam_beta1",
             op.adam_beta1,

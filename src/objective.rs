@@ -350,6 +350,21 @@ pub struct StatsGrad {
     pub w1: f64,
 }
 
+/// The exact objective as a function of the summary statistics.
+#[derive(Clone, Debug)]
+pub struct ReducedValue {
+    /// F_β = KL(q ‖ π_β).
+    pub kl: f64,
+    /// F_β − ln Z_β.
+    pub neg_elbo: f64,
+    /// ∂F_β/∂(statistics).
+    pub grad: StatsGrad,
+    /// E_q ln q = Σ_k w_k H_k (minus the entropy of q).
+    pub entropy_term: f64,
+    /// E_q ln π = Σ_k w_k P_k (untempered), so that KL(q ‖ π) = entropy_term − cross_term.
+    pub cross_term: f64,
+}
+
 /// Summary statistics of a K ≤ 2 student (component 2 ignored when K = 1).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Reduced {
@@ -475,12 +490,7 @@ impl ExactObjective {
     }
 
     /// F_β, Σ w_k E_k[ln q − β ln π] and ∂F_β/∂(statistics).
-    pub fn evaluate_reduced(
-        &self,
-        st: &Reduced,
-        target: &Bimodal,
-        beta: f64,
-    ) -> (f64, f64, StatsGrad) {
+    pub fn evaluate_reduced(&self, st: &Reduced, target: &Bimodal, beta: f64) -> ReducedValue {
         let dn = self.d as f64;
         let r = target.r;
         let ln2pi = (2.0 * std::f64::consts::PI).ln();
@@ -506,7 +516,13 @@ impl ExactObjective {
             g.m[0] = -beta * dp_dm[0];
             g.q[0] = 0.5 * beta;
             g.sigma[0] = -dn / s - beta * dp_ds[0];
-            return (neg_elbo + log_z, neg_elbo, g);
+            return ReducedValue {
+                kl: neg_elbo + log_z,
+                neg_elbo,
+                grad: g,
+                entropy_term: h,
+                cross_term: p[0],
+            };
         }
         let w = [st.w1, 1.0 - st.w1];
         let dist2 = (st.q[0] + st.q[2] - 2.0 * st.q[1]).max(0.0);
@@ -530,7 +546,13 @@ impl ExactObjective {
             w[1] * (e2.d_sk - beta * dp_ds[1]) + w[0] * e1.d_sl,
         ];
         g.w1 = g1 - g2 + w[0] * e1.d_wk - w[1] * e2.d_wk;
-        (neg_elbo + log_z, neg_elbo, g)
+        ReducedValue {
+            kl: neg_elbo + log_z,
+            neg_elbo,
+            grad: g,
+            entropy_term: w[0] * e1.h + w[1] * e2.h,
+            cross_term: w[0] * p[0] + w[1] * p[1],
+        }
     }
 
     /// F_β and ∇_θ F_β for the student `q` (K ≤ 2) and the bimodal `target`.
@@ -549,7 +571,12 @@ impl ExactObjective {
         })?;
         let axis = target.axis();
         let st = Self::reduce(q, axis)?;
-        let (kl, neg_elbo, sg) = self.evaluate_reduced(&st, b, beta);
+        let ReducedValue {
+            kl,
+            neg_elbo,
+            grad: sg,
+            ..
+        } = self.evaluate_reduced(&st, b, beta);
         let d = self.d;
         let mut grad = vec![0.0; q.params().len()];
         let kc = st.k;

@@ -269,9 +269,8 @@ fn record<R: Rng + ?Sized>(
         (Some(e), Some(b)) if q.components() <= 2 && q.is_finite() => {
             match ExactObjective::reduce(q, target.axis()) {
                 Ok(st) => {
-                    let (kl, _, _) = e.evaluate_reduced(&st, b, 1.0);
-                    let (_, ne, _) = e.evaluate_reduced(&st, b, beta);
-                    (kl, ne)
+                    let v = e.evaluate_reduced(&st, b, beta);
+                    (v.entropy_term - v.cross_term, v.neg_elbo)
                 }
                 Err(_) => (f64::NAN, f64::NAN),
             }
