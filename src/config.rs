@@ -890,4 +890,15 @@ mod tests {
             .to_string();
         assert!(e.contains("foo"), "{e}");
     }
+
+    #[test]
+    fn max_log_sigma_step_must_be_positive_or_inf() {
+        Config::from_toml_str("[optim]\nmax_log_sigma_step = inf").unwrap();
+        for bad in ["0.0", "-1.0", "nan", "-inf"] {
+            let e = Config::from_toml_str(&format!("[optim]\nmax_log_sigma_step = {bad}"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("optim.max_log_sigma_step"), "{e}");
+        }
+    }
 }

@@ -30,8 +30,10 @@ pub const FIG1_STEPS_NO_ANNEALING: usize = 2000;
 
 /// The three configurations of Figure 1 (rows i, ii, iii). Row (iii) runs t0 + 1000 steps.
 pub fn figure1_configs(seed: u64) -> Vec<(String, Config)> {
-    let mut base = Config::default();
-    base.seed = seed;
+    let mut base = Config {
+        seed,
+        ..Config::default()
+    };
     base.record.every = 10;
     let steps = FIG1_STEPS_NO_ANNEALING;
     base.optim.steps = steps;

@@ -10,6 +10,7 @@ use annealvi::target::{IsotropicMixture, Tempered};
 
 /// A student in dimension d with the given axis components m_k, orthogonal parts of norm
 /// `orth` (random directions, shared fraction `shared` between the two means) and scales.
+#[allow(clippy::too_many_arguments)]
 fn student(
     d: usize,
     m: [f64; 2],

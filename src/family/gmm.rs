@@ -257,7 +257,7 @@ mod tests {
         }
         let mean = s0 / n as f64;
         let var = s00 / n as f64 - mean * mean;
-        let want_mean = 0.25 * -1.0 + 0.75 * 3.0;
+        let want_mean = -0.25 + 0.75 * 3.0;
         let want_var = 0.25 * (0.25 + 1.0) + 0.75 * (4.0 + 9.0) - want_mean * want_mean;
         // 4 standard errors
         assert!((mean - want_mean).abs() < 4.0 * (want_var / n as f64).sqrt());
