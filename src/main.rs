@@ -193,14 +193,20 @@ fn train(config: Option<PathBuf>, sets: &[String], out: &std::path::Path) -> Res
         &out.join("summary.json"),
         &output::summary_json(&res, cfg.seed, wall, final_kl),
     )?;
-    println!(
-        "{} after {} steps (light-mode mass {:.4}, KL(q||pi) {:.4}); {:.2} s; wrote {}",
-        res.outcome.label(),
-        res.final_step,
-        res.light_mode_mass,
-        final_kl,
-        wall,
-        out.display()
-    );
+    match res.outcome {
+        annealvi::metrics::Outcome::Diverged { step } => println!(
+            "diverged at step {step} (a non-finite loss, gradient or parameter); {wall:.2} s; wrote {}",
+            out.display()
+        ),
+        _ => println!(
+            "{} after {} steps (light-mode mass {:.4}, KL(q||pi) {:.4}); {:.2} s; wrote {}",
+            res.outcome.label(),
+            res.final_step,
+            res.light_mode_mass,
+            final_kl,
+            wall,
+            out.display()
+        ),
+    }
     Ok(())
 }

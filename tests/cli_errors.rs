@@ -361,7 +361,17 @@ fn cases() -> Vec<Case> {
         },
         Case {
             name: "--set below a non-table",
-            args: with_small(&["train", "--out", "{dir}/o", "--set", "target.d.x=1"]),
+            args: strings(&[
+                "train",
+                "--out",
+                "{dir}/o",
+                "--set",
+                "target.d=4",
+                "--set",
+                "target.d.x=1",
+                "--set",
+                "optim.steps=5",
+            ]),
             config: None,
             expect: &["`d` is not a table"],
         },
@@ -457,8 +467,8 @@ fn cases() -> Vec<Case> {
         ),
         cli(
             "bench gmm --d negative",
-            &["bench", "gmm", "--d", "-3"],
-            &["--d"],
+            &["bench", "gmm", "--d=-3"],
+            &["invalid value '-3'", "--d"],
         ),
         cli(
             "unknown subcommand",
