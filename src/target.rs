@@ -93,8 +93,15 @@ impl Bimodal {
 
     /// Marginal density of π_β along μ̂ at s (normalised), using the same 1-D integral.
     pub fn tempered_axis_density(&self, beta: f64, s: f64) -> f64 {
-        let e = beta * (-0.5 * s * s + log_cosh(self.r * s + self.h));
-        (e - self.log_axis_integral(beta)).exp()
+        self.tempered_axis_densities(beta, &[s])[0]
+    }
+
+    /// [`Self::tempered_axis_density`] on a grid (the normaliser computed once).
+    pub fn tempered_axis_densities(&self, beta: f64, s: &[f64]) -> Vec<f64> {
+        let log_norm = self.log_axis_integral(beta);
+        s.iter()
+            .map(|&x| (beta * (-0.5 * x * x + log_cosh(self.r * x + self.h)) - log_norm).exp())
+            .collect()
     }
 }
 

@@ -335,11 +335,9 @@ pub fn marginal_snapshot(
         beta,
         q: s.iter().map(|&x| q.axis_density(axis, x)).collect(),
         target: s.iter().map(|&x| target.axis_density(axis, x)).collect(),
-        target_tempered: target.as_bimodal().map(|b| {
-            s.iter()
-                .map(|&x| b.tempered_axis_density(beta, x))
-                .collect()
-        }),
+        target_tempered: target
+            .as_bimodal()
+            .map(|b| b.tempered_axis_densities(beta, &s)),
         s,
     }
 }
