@@ -868,6 +868,12 @@ mod tests {
     }
 
     #[test]
+    fn the_documented_example_is_the_default() {
+        let c = Config::from_toml_str(include_str!("../configs/example.toml")).unwrap();
+        assert_eq!(c, Config::default());
+    }
+
+    #[test]
     fn set_overrides_nested_values() {
         let mut t = toml::Table::new();
         apply_set(&mut t, "target.d=64").unwrap();

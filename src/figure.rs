@@ -34,7 +34,7 @@ pub fn figure1_configs(seed: u64) -> Vec<(String, Config)> {
         seed,
         ..Config::default()
     };
-    base.record.every = 10;
+    base.record.every = 20;
     let steps = FIG1_STEPS_NO_ANNEALING;
     base.optim.steps = steps;
     let mut r1 = base.clone();
@@ -71,7 +71,7 @@ pub fn figure1(out: &Path, quick: bool, seed: u64, threads: usize) -> Result<()>
         .num_threads(threads)
         .build()
         .map_err(|e| Error::Invalid(format!("cannot start {threads} threads: {e}")))?;
-    let n_stat = if quick { 12 } else { 48 };
+    let n_stat = if quick { 10 } else { 48 };
     let configs = figure1_configs(seed);
 
     // Collapse statistics per row over n_stat seeds (runs 0..n_stat of each config).
