@@ -15,7 +15,8 @@ use crate::config::{Config, NumberOr, ScheduleKind};
 use crate::error::{Error, Result};
 use crate::metrics::wilson_interval;
 use crate::output;
-use crate::plot::{Fig1Row, MarginalPanel, SeriesPanel};
+use crate::plot::{ErrorBarSeries, Fig1Row, Heatmap, MarginalPanel, SeriesPanel};
+use crate::sweep::{CellStats, SweepConfig, SweepOptions, aggregate, read_runs, run_sweep};
 use crate::train::{NoObserver, Recorder, run_config};
 use rayon::prelude::*;
 use std::fmt::Write as _;
@@ -208,5 +209,240 @@ pub fn figure1(out: &Path, quick: bool, seed: u64, threads: usize) -> Result<()>
     output::write_text(&out.join("fig1_outcomes.csv"), &out_csv)?;
     crate::plot::figure1(&rows, out, "fig1").map_err(|e| Error::Invalid(e.to_string()))?;
     println!("wrote {}", out.join("fig1.png").display());
+    Ok(())
+}
+
+/// The paper-scale Figure 2 sweep (configs/fig2.toml, embedded in the binary).
+pub const FIG2_FULL: &str = include_str!("../configs/fig2.toml");
+/// The quick Figure 2 sweep (configs/fig2-quick.toml).
+pub const FIG2_QUICK: &str = include_str!("../configs/fig2-quick.toml");
+
+/// Runs (or resumes, or reuses) the Figure 2 sweep in `out`; returns its cells.
+pub fn fig2_sweep(out: &Path, quick: bool, threads: usize) -> Result<Vec<CellStats>> {
+    let text = if quick { FIG2_QUICK } else { FIG2_FULL };
+    let cfg: SweepConfig = toml::from_str(text).map_err(|e| Error::Parse {
+        source_name: "built-in Figure 2 configuration".into(),
+        message: e.to_string(),
+    })?;
+    cfg.validate()?;
+    let opts = SweepOptions {
+        out: out.to_path_buf(),
+        resume: true,
+        shard: None,
+        threads,
+        max_runs: None,
+    };
+    let rep = run_sweep(&cfg, &opts)?;
+    println!(
+        "sweep: {} runs ({} already done, {} run now in {:.1} s) -> {}",
+        rep.planned,
+        rep.skipped,
+        rep.ran,
+        rep.seconds,
+        out.join("runs.jsonl").display()
+    );
+    Ok(aggregate(&read_runs(&out.join("runs.jsonl"), false)?))
+}
+
+/// The 0.5 isoline of P(collapse) over the (β_i, t0) grid: for each β_i, the t0 where P
+/// crosses 0.5 (first crossing from above, interpolated linearly in ln t0).
+pub fn isoline_t0(cells: &[CellStats], level: f64) -> Vec<(f64, f64)> {
+    let mut betas: Vec<f64> = cells
+        .iter()
+        .filter(|c| c.cell.t0 > 0.0)
+        .map(|c| c.cell.beta_i)
+        .collect();
+    betas.sort_by(f64::total_cmp);
+    betas.dedup();
+    let mut pts = Vec::new();
+    for b in betas {
+        let mut col: Vec<(f64, f64)> = cells
+            .iter()
+            .filter(|c| c.cell.beta_i == b && c.cell.t0 > 0.0)
+            .map(|c| (c.cell.t0, c.p_collapse()))
+            .collect();
+        col.sort_by(|a, b| a.0.total_cmp(&b.0));
+        for w in col.windows(2) {
+            let ((t1, p1), (t2, p2)) = (w[0], w[1]);
+            if p1 >= level && p2 < level {
+                let f = (p1 - level) / (p1 - p2);
+                pts.push((b, (t1.ln() + f * (t2.ln() - t1.ln())).exp()));
+                break;
+            }
+        }
+    }
+    pts
+}
+
+/// Figure 2: heat-map of P(collapse) over (β_i, t0) with the simulated 0.5 isoline.
+pub fn figure2(out: &Path, quick: bool, threads: usize) -> Result<()> {
+    let cells = fig2_sweep(out, quick, threads)?;
+    let mut xs: Vec<f64> = cells
+        .iter()
+        .filter(|c| c.cell.t0 > 0.0)
+        .map(|c| c.cell.beta_i)
+        .collect();
+    let mut ys: Vec<f64> = cells
+        .iter()
+        .filter(|c| c.cell.t0 > 0.0)
+        .map(|c| c.cell.t0)
+        .collect();
+    for v in [&mut xs, &mut ys] {
+        v.sort_by(f64::total_cmp);
+        v.dedup();
+    }
+    let values: Vec<Vec<f64>> = ys
+        .iter()
+        .map(|&t| {
+            xs.iter()
+                .map(|&b| {
+                    cells
+                        .iter()
+                        .find(|c| c.cell.beta_i == b && c.cell.t0 == t)
+                        .map_or(f64::NAN, |c| c.p_collapse())
+                })
+                .collect()
+        })
+        .collect();
+    let plain = cells.iter().find(|c| c.cell.t0 == 0.0);
+    let title = match plain {
+        Some(c) => {
+            let (lo, hi) = wilson_interval(c.collapsed, c.n);
+            format!(
+                "P(collapse), {} seeds/cell; no annealing: {:.2} [{lo:.2}, {hi:.2}]",
+                c.n,
+                c.p_collapse()
+            )
+        }
+        None => "P(collapse)".to_string(),
+    };
+    let hm = Heatmap {
+        title,
+        x_label: "initial inverse temperature β_i".into(),
+        y_label: "annealing time t0 (SGD steps)".into(),
+        x_log: true,
+        y_log: true,
+        xs,
+        ys,
+        values,
+        isolines: vec![("P = 0.5 (simulation)".into(), isoline_t0(&cells, 0.5))],
+    };
+    crate::plot::heatmap(&hm, out, "fig2").map_err(|e| Error::Invalid(e.to_string()))?;
+    println!("wrote {}", out.join("fig2.png").display());
+    Ok(())
+}
+
+/// Figure 5: P(collapse) against the annealing rate ln r = ln(1/β_i)/t0 (per SGD step), one
+/// series per β_i, from the Figure 2 sweep in `out`.
+pub fn figure5(out: &Path, quick: bool, threads: usize) -> Result<()> {
+    let cells = fig2_sweep(out, quick, threads)?;
+    let mut betas: Vec<f64> = cells
+        .iter()
+        .filter(|c| c.cell.t0 > 0.0)
+        .map(|c| c.cell.beta_i)
+        .collect();
+    betas.sort_by(f64::total_cmp);
+    betas.dedup();
+    let mut csv = String::from("beta_i,t0,log_rate,p_collapse,ci_low,ci_high,n\n");
+    let series: Vec<ErrorBarSeries> = betas
+        .iter()
+        .map(|&b| {
+            let mut pts: Vec<(f64, f64, f64, f64)> = cells
+                .iter()
+                .filter(|c| c.cell.beta_i == b && c.cell.t0 > 0.0)
+                .map(|c| {
+                    let (lo, hi) = wilson_interval(c.collapsed, c.n);
+                    let x = c.cell.rate().ln();
+                    let _ = writeln!(
+                        csv,
+                        "{b},{},{x},{},{lo},{hi},{}",
+                        c.cell.t0,
+                        c.p_collapse(),
+                        c.n
+                    );
+                    (x, c.p_collapse(), lo, hi)
+                })
+                .collect();
+            pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+            ErrorBarSeries {
+                label: format!("β_i = {b:.3}"),
+                points: pts,
+            }
+        })
+        .collect();
+    let mut extra = Vec::new();
+    if let Some(c) = cells.iter().find(|c| c.cell.t0 == 0.0) {
+        let xs: Vec<f64> = series
+            .iter()
+            .flat_map(|s| s.points.iter().map(|p| p.0))
+            .collect();
+        let (lo, hi) = xs
+            .iter()
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| {
+                (a.min(x), b.max(x))
+            });
+        if lo.is_finite() {
+            extra.push((
+                format!("no annealing ({:.2})", c.p_collapse()),
+                vec![(lo, c.p_collapse()), (hi, c.p_collapse())],
+            ));
+        }
+    }
+    output::write_text(&out.join("fig5.csv"), &csv)?;
+    crate::plot::errorbar_chart(
+        "P(collapse) against the annealing rate (Gaussian-mixture student)",
+        "annealing rate ln r = ln(1/β_i)/t0 (per SGD step)",
+        "P(collapse)",
+        true,
+        &series,
+        &extra,
+        out,
+        "fig5",
+    )
+    .map_err(|e| Error::Invalid(e.to_string()))?;
+    println!("wrote {}", out.join("fig5.png").display());
+    Ok(())
+}
+
+/// Every figure available, their data, and `out/index.md` showing them.
+pub fn reproduce(out: &Path, quick: bool, threads: usize) -> Result<()> {
+    output::ensure_dir(out)?;
+    let start = std::time::Instant::now();
+    figure1(&out.join("fig1"), quick, 0, threads)?;
+    let f2 = out.join("fig2");
+    figure2(&f2, quick, threads)?;
+    figure5(&f2, quick, threads)?;
+    let mut md = String::new();
+    let mode = if quick { "quick" } else { "full" };
+    let _ = writeln!(md, "# annealvi: reproduced figures ({mode})\n");
+    let _ = writeln!(
+        md,
+        "Produced by `annealvi reproduce --{mode}` in {:.0} s.\n",
+        start.elapsed().as_secs_f64()
+    );
+    let _ = writeln!(md, "## Figure 1\n\n![Figure 1](fig1/fig1.png)\n");
+    if let Ok(t) = std::fs::read_to_string(out.join("fig1/fig1_outcomes.csv")) {
+        let _ = writeln!(
+            md,
+            "Collapse rates per row (`fig1/fig1_outcomes.csv`):\n\n```\n{t}```\n"
+        );
+    }
+    let _ = writeln!(
+        md,
+        "## Figure 2\n\n![Figure 2](fig2/fig2.png)\n\nData: `fig2/cells.csv`, `fig2/runs.jsonl`.\n"
+    );
+    if let Ok(t) = std::fs::read_to_string(f2.join("cells.csv")) {
+        let _ = writeln!(md, "```\n{t}```\n");
+    }
+    let _ = writeln!(
+        md,
+        "## Figure 5\n\n![Figure 5](fig2/fig5.png)\n\nData: `fig2/fig5.csv`.\n"
+    );
+    output::write_text(&out.join("index.md"), &md)?;
+    println!(
+        "wrote {} ({:.0} s)",
+        out.join("index.md").display(),
+        start.elapsed().as_secs_f64()
+    );
     Ok(())
 }

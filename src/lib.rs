@@ -37,6 +37,7 @@ pub mod progress;
 pub mod quadrature;
 pub mod schedule;
 pub mod seed;
+pub mod sweep;
 pub mod target;
 pub mod train;
 

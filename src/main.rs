@@ -5,6 +5,7 @@ use annealvi::config::Config;
 use annealvi::error::{Error, Result};
 use annealvi::figure;
 use annealvi::output;
+use annealvi::sweep::{self, Shard, SweepConfig, SweepOptions};
 use annealvi::train::{Recorder, run_config};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -34,7 +35,7 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
-    /// Reproduce a figure of the paper (available: 1).
+    /// Reproduce a figure of the paper (available: 1, 2, 5).
     Figure {
         /// Figure number.
         number: u32,
@@ -47,6 +48,54 @@ enum Command {
         /// Base seed.
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        /// Worker threads (0 = all cores).
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
+    },
+    /// Collapse-probability sweep over (β_i, t0) × seeds; writes runs.jsonl, cells.csv.
+    Sweep {
+        /// Sweep configuration ([grid] and [run] tables; see configs/fig2-quick.toml).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Override a field, e.g. --set grid.seeds=10 or --set run.target.d=64.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        sets: Vec<String>,
+        /// Output directory.
+        #[arg(long)]
+        out: PathBuf,
+        /// Continue the sweep already in --out (skips finished runs).
+        #[arg(long)]
+        resume: bool,
+        /// Run only shard K of N (round-robin over the runs), e.g. 2/8.
+        #[arg(long)]
+        shard: Option<String>,
+        /// Print the number of runs and the estimated time, then exit.
+        #[arg(long)]
+        dry_run: bool,
+        /// Worker threads (0 = all cores).
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
+    },
+    /// Merge sweep shards (same configuration) into one directory.
+    Merge {
+        /// Shard directories.
+        #[arg(required = true)]
+        dirs: Vec<PathBuf>,
+        /// Output directory.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Every figure available so far, with its data and an index (out/index.md).
+    Reproduce {
+        /// Quick versions (default).
+        #[arg(long, conflicts_with = "full")]
+        quick: bool,
+        /// Full (paper-scale) versions.
+        #[arg(long)]
+        full: bool,
+        /// Output directory.
+        #[arg(long)]
+        out: PathBuf,
         /// Worker threads (0 = all cores).
         #[arg(long, default_value_t = 0)]
         threads: usize,
@@ -104,12 +153,71 @@ fn run(cli: Cli) -> Result<()> {
             check_threads(threads)?;
             match number {
                 1 => figure::figure1(&out, quick, seed, threads),
+                2 => figure::figure2(&out, quick, threads),
+                5 => figure::figure5(&out, quick, threads),
                 n => Err(Error::config(
                     "figure number",
                     n,
-                    "1 (figures 2-5 arrive with the sweep, theory and flow issues)",
+                    "1, 2 or 5 (figures 3 and 4 arrive with the theory and flow issues)",
                 )),
             }
+        }
+        Command::Sweep {
+            config,
+            sets,
+            out,
+            resume,
+            shard,
+            dry_run,
+            threads,
+        } => {
+            check_threads(threads)?;
+            let cfg = SweepConfig::load(config.as_deref(), &sets)?;
+            let shard = shard.as_deref().map(Shard::parse).transpose()?;
+            if dry_run {
+                return dry_run_report(&cfg, shard, threads, &out, resume);
+            }
+            let rep = sweep::run_sweep(
+                &cfg,
+                &SweepOptions {
+                    out: out.clone(),
+                    resume,
+                    shard,
+                    threads,
+                    max_runs: None,
+                },
+            )?;
+            println!(
+                "{} runs in this sweep{}: {} already done, {} run in {:.1} s; wrote {}",
+                rep.planned,
+                shard.map_or(String::new(), |s| format!(
+                    " (shard {}/{})",
+                    s.index, s.count
+                )),
+                rep.skipped,
+                rep.ran,
+                rep.seconds,
+                out.join("cells.csv").display()
+            );
+            Ok(())
+        }
+        Command::Merge { dirs, out } => {
+            let n = sweep::merge(&dirs, &out)?;
+            println!(
+                "merged {n} runs from {} directories into {}",
+                dirs.len(),
+                out.display()
+            );
+            Ok(())
+        }
+        Command::Reproduce {
+            quick: _,
+            full,
+            out,
+            threads,
+        } => {
+            check_threads(threads)?;
+            figure::reproduce(&out, !full, threads)
         }
         Command::Bench {
             which:
@@ -150,6 +258,67 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// `--dry-run`: the number of runs left and an estimate of the time, from a short timed run.
+fn dry_run_report(
+    cfg: &SweepConfig,
+    shard: Option<Shard>,
+    threads: usize,
+    out: &std::path::Path,
+    resume: bool,
+) -> Result<()> {
+    let cells = cfg.cells();
+    let all = cfg.runs();
+    let done: std::collections::HashSet<(u64, u64, usize)> = if resume {
+        sweep::read_runs(&out.join("runs.jsonl"), false)?
+            .iter()
+            .map(|r| (r.beta_i.to_bits(), r.t0.to_bits(), r.seed))
+            .collect()
+    } else {
+        Default::default()
+    };
+    let todo: Vec<sweep::RunSpec> = all
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| shard.is_none_or(|s| s.contains(*i)))
+        .map(|(_, r)| *r)
+        .filter(|r| {
+            let c = cells[r.cell];
+            !done.contains(&(c.beta_i.to_bits(), c.t0.to_bits(), r.seed))
+        })
+        .collect();
+    let steps = cfg.total_steps(&todo, &cells);
+    // calibrate: one short run of the first cell's configuration
+    let mut probe = cfg.cell_config(&cells[0]);
+    probe.optim.steps = 300;
+    let t = Instant::now();
+    annealvi::train::run_config(&probe, 0, &mut annealvi::train::NoObserver);
+    let per_step = t.elapsed().as_secs_f64() / 300.0;
+    let workers = if threads == 0 {
+        rayon::current_num_threads()
+    } else {
+        threads
+    };
+    let secs = steps as f64 * per_step / workers as f64;
+    println!(
+        "{} cells x {} seeds = {} runs; {} to run{} ({} SGD steps)",
+        cells.len(),
+        cfg.grid.seeds,
+        all.len(),
+        todo.len(),
+        shard.map_or(String::new(), |s| format!(
+            " in shard {}/{}",
+            s.index, s.count
+        )),
+        steps
+    );
+    println!(
+        "estimated time on this machine: {:.0} s ({:.1} min) with {workers} threads",
+        secs,
+        secs / 60.0
+    );
+    Ok(())
 }
 
 fn check_range(name: &str, v: usize, lo: usize, hi: usize) -> Result<()> {

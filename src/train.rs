@@ -345,13 +345,23 @@ pub fn marginal_snapshot(
 /// A complete single run from a configuration: builds everything, draws the initial student
 /// from stream (seed, run, Init) and the noise from (seed, run, Sgd).
 pub fn run_config(cfg: &Config, run: u64, observer: &mut dyn Observer) -> (GmmStudent, RunResult) {
+    run_with_streams(cfg, (run, run), observer)
+}
+
+/// Like [`run_config`], with separate stream indices for the initialisation and for the SGD
+/// noise (sweeps share the initialisation of seed i across cells: common random numbers).
+pub fn run_with_streams(
+    cfg: &Config,
+    (init_run, noise_run): (u64, u64),
+    observer: &mut dyn Observer,
+) -> (GmmStudent, RunResult) {
     let target = cfg.build_target();
     let schedule = cfg.build_schedule();
     let mut opt = cfg.build_optimizer();
-    let mut init: Stream = stream(cfg.seed, run, Purpose::Init);
+    let mut init: Stream = stream(cfg.seed, init_run, Purpose::Init);
     let mut q = cfg.init_student(&mut init);
-    let mut rng = stream(cfg.seed, run, Purpose::Sgd);
-    let mut eval = stream(cfg.seed, run, Purpose::Eval);
+    let mut rng = stream(cfg.seed, noise_run, Purpose::Sgd);
+    let mut eval = stream(cfg.seed, noise_run, Purpose::Eval);
     let settings = TrainSettings::from_config(cfg);
     let res = train(
         &mut q,

@@ -1,0 +1,734 @@
+//! Collapse-probability sweeps over a grid of exponential schedules (β_i, t0) × seeds.
+//!
+//! A sweep configuration has two tables: `[grid]` (the cells and the number of seeds) and
+//! `[run]` (any `train` configuration; its schedule is replaced per cell by
+//! β(t) = β_i^(1 − t/t0), and each run lasts t0 + `extra_steps` steps).
+//!
+//! Robustness:
+//! * each finished run is appended to `DIR/runs.jsonl` as one line, written with a single
+//!   `write` and flushed, so a SIGKILL loses at most the run in flight;
+//! * `--resume` reads `runs.jsonl`, drops a torn last line (no trailing newline or not JSON),
+//!   skips the runs already there, and appends the rest: no duplicates;
+//! * runs are keyed by (β_i, t0, seed index), and their random streams are derived from
+//!   (base seed, seed index) for the initialisation (shared across cells: common random
+//!   numbers) and from (base seed, cell, seed index) for the SGD noise, so results do not
+//!   depend on thread count, sharding or order;
+//! * `--shard K/N` runs every N-th run (round-robin over the grid), `merge` combines shards
+//!   and refuses shards of different configurations.
+//!
+//! `DIR/cells.csv` aggregates the runs per cell with Wilson 95% intervals.
+
+use crate::config::{Config, ScheduleKind};
+use crate::error::{Error, Result};
+use crate::metrics::{Outcome, wilson_interval};
+use crate::output;
+use crate::seed::mix;
+use crate::train::{NoObserver, run_with_streams};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashSet};
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Instant;
+
+/// A sweep configuration file.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SweepConfig {
+    /// The grid.
+    pub grid: GridConfig,
+    /// The run configuration shared by all cells.
+    pub run: Config,
+}
+
+/// One axis of the grid: an explicit list, or `{ start, stop, num, log }`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Axis {
+    /// Explicit values.
+    List(Vec<f64>),
+    /// `num` values from `start` to `stop` inclusive, evenly spaced (in log if `log`).
+    Range(RangeSpec),
+}
+
+/// A range of values.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RangeSpec {
+    /// First value.
+    pub start: f64,
+    /// Last value.
+    pub stop: f64,
+    /// Number of values (≥ 1).
+    pub num: usize,
+    /// Geometric spacing.
+    #[serde(default)]
+    pub log: bool,
+}
+
+impl Axis {
+    /// The values.
+    pub fn values(&self) -> Vec<f64> {
+        match self {
+            Axis::List(v) => v.clone(),
+            Axis::Range(r) => (0..r.num)
+                .map(|i| {
+                    let f = if r.num == 1 {
+                        0.0
+                    } else {
+                        i as f64 / (r.num - 1) as f64
+                    };
+                    let v = if r.log {
+                        (r.start.ln() + f * (r.stop.ln() - r.start.ln())).exp()
+                    } else {
+                        r.start + f * (r.stop - r.start)
+                    };
+                    round_significant(v, 12)
+                })
+                .collect(),
+        }
+    }
+}
+
+/// `v` rounded to `digits` significant digits (so that 0.003 is not 0.002999999999999999).
+fn round_significant(v: f64, digits: i32) -> f64 {
+    if v == 0.0 || !v.is_finite() {
+        return v;
+    }
+    let e = digits - 1 - v.abs().log10().floor() as i32;
+    let p = 10f64.powi(e.abs());
+    if e >= 0 {
+        (v * p).round() / p
+    } else {
+        (v / p).round() * p
+    }
+}
+
+/// The grid of a sweep.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GridConfig {
+    /// Initial inverse temperatures β_i ∈ (0, 1].
+    pub beta_i: Axis,
+    /// Annealing times t0 (SGD steps, ≥ 1).
+    pub t0: Axis,
+    /// Also run the "no annealing" cell (β = 1 throughout; reported as β_i = 1, t0 = 0).
+    pub no_annealing: bool,
+    /// Seeds (random initialisations) per cell.
+    pub seeds: usize,
+    /// Steps after t0 (at β = 1) before the outcome is read.
+    pub extra_steps: usize,
+}
+
+impl Default for GridConfig {
+    fn default() -> Self {
+        Self {
+            beta_i: Axis::List(vec![0.01, 0.1]),
+            t0: Axis::List(vec![100.0, 1000.0]),
+            no_annealing: true,
+            seeds: 10,
+            extra_steps: 1000,
+        }
+    }
+}
+
+/// One cell of the grid.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Cell {
+    /// β_i (1 for the no-annealing cell).
+    pub beta_i: f64,
+    /// t0 (0 for the no-annealing cell).
+    pub t0: f64,
+}
+
+impl Cell {
+    /// The annealing rate r = β_i^(−1/t0) (growth factor of β per step); 1 without annealing.
+    pub fn rate(&self) -> f64 {
+        if self.t0 == 0.0 {
+            1.0
+        } else {
+            self.beta_i.powf(-1.0 / self.t0)
+        }
+    }
+    /// A key that identifies the cell independently of its position in the grid.
+    pub fn key(&self) -> u64 {
+        mix(self.beta_i.to_bits() ^ mix(self.t0.to_bits()))
+    }
+}
+
+/// One run of the sweep.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RunSpec {
+    /// Index of the cell in the grid.
+    pub cell: usize,
+    /// Seed index within the cell.
+    pub seed: usize,
+}
+
+/// A finished run, one line of runs.jsonl.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunLine {
+    /// β_i of the cell.
+    pub beta_i: f64,
+    /// t0 of the cell.
+    pub t0: f64,
+    /// Seed index.
+    pub seed: usize,
+    /// covered / collapsed / partial / diverged.
+    pub outcome: String,
+    /// For collapses: the mode (0 = heavy for the bimodal target).
+    pub mode: Option<usize>,
+    /// For divergences: the step.
+    pub diverged_step: Option<usize>,
+    /// Steps run.
+    pub steps: usize,
+    /// Student mass on the lighter mode (null if diverged).
+    pub light_mode_mass: Option<f64>,
+    /// Final m_k.
+    pub m: Vec<f64>,
+    /// Final σ_k.
+    pub sigma: Vec<f64>,
+    /// Final q_kl (k ≤ l).
+    pub q: Vec<f64>,
+    /// Final w_k.
+    pub w: Vec<f64>,
+    /// Wall time of the run in seconds.
+    pub wall_seconds: f64,
+}
+
+impl SweepConfig {
+    /// Reads a sweep file with `--set` overrides (keys like `grid.seeds` or `run.target.d`).
+    pub fn load(path: Option<&Path>, sets: &[String]) -> Result<SweepConfig> {
+        let mut table = match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|e| Error::io(p, "read", e))?;
+                text.parse::<toml::Table>().map_err(|e| Error::Parse {
+                    source_name: p.display().to_string(),
+                    message: e.to_string(),
+                })?
+            }
+            None => toml::Table::new(),
+        };
+        for s in sets {
+            crate::config::apply_set(&mut table, s)?;
+        }
+        let name = path.map_or_else(|| "sweep configuration".into(), |p| p.display().to_string());
+        let cfg: SweepConfig = table
+            .try_into()
+            .map_err(|e: toml::de::Error| Error::Parse {
+                source_name: name,
+                message: e.to_string(),
+            })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Checks the grid and the run configuration.
+    pub fn validate(&self) -> Result<()> {
+        let g = &self.grid;
+        for (name, axis, lo_ok) in [
+            (
+                "grid.beta_i",
+                &g.beta_i,
+                (|v: f64| v > 0.0 && v <= 1.0) as fn(f64) -> bool,
+            ),
+            ("grid.t0", &g.t0, |v: f64| (1.0..=1e8).contains(&v)),
+        ] {
+            if let Axis::Range(r) = axis {
+                if r.num == 0 || r.num > 10_000 {
+                    return Err(Error::config(
+                        &format!("{name}.num"),
+                        r.num,
+                        "an integer in [1, 10000]",
+                    ));
+                }
+                if r.log && !(r.start > 0.0 && r.stop > 0.0) {
+                    return Err(Error::config(
+                        name,
+                        format!("{{start = {}, stop = {}}}", r.start, r.stop),
+                        "positive start and stop for a log range",
+                    ));
+                }
+            }
+            let vals = axis.values();
+            if vals.is_empty() {
+                return Err(Error::config(name, "[]", "at least one value"));
+            }
+            for (i, v) in vals.iter().enumerate() {
+                if !v.is_finite() || !lo_ok(*v) {
+                    let expected = if name == "grid.beta_i" {
+                        "values in (0, 1]"
+                    } else {
+                        "step counts in [1, 1e8]"
+                    };
+                    return Err(Error::config(&format!("{name}[{i}]"), v, expected));
+                }
+            }
+        }
+        if g.seeds == 0 || g.seeds > 1_000_000 {
+            return Err(Error::config(
+                "grid.seeds",
+                g.seeds,
+                "an integer in [1, 1000000]",
+            ));
+        }
+        if g.extra_steps > 100_000_000 {
+            return Err(Error::config(
+                "grid.extra_steps",
+                g.extra_steps,
+                "an integer in [0, 100000000]",
+            ));
+        }
+        self.run.validate().map_err(|e| match e {
+            Error::Config {
+                field,
+                value,
+                expected,
+            } => Error::Config {
+                field: format!("run.{field}"),
+                value,
+                expected,
+            },
+            other => other,
+        })
+    }
+
+    /// The cells, in order: the no-annealing cell first (if any), then β_i-major.
+    pub fn cells(&self) -> Vec<Cell> {
+        let mut cells = Vec::new();
+        if self.grid.no_annealing {
+            cells.push(Cell {
+                beta_i: 1.0,
+                t0: 0.0,
+            });
+        }
+        for &b in &self.grid.beta_i.values() {
+            for &t in &self.grid.t0.values() {
+                cells.push(Cell {
+                    beta_i: b,
+                    t0: t.round(),
+                });
+            }
+        }
+        cells
+    }
+
+    /// Every run, cell-major.
+    pub fn runs(&self) -> Vec<RunSpec> {
+        let n = self.cells().len();
+        (0..n)
+            .flat_map(|cell| (0..self.grid.seeds).map(move |seed| RunSpec { cell, seed }))
+            .collect()
+    }
+
+    /// The run configuration of a cell.
+    pub fn cell_config(&self, cell: &Cell) -> Config {
+        let mut c = self.run.clone();
+        c.record.every = usize::MAX / 2;
+        c.record.marginal_steps.clear();
+        if cell.t0 == 0.0 {
+            c.schedule.kind = ScheduleKind::Constant;
+            c.schedule.beta = 1.0;
+            c.optim.steps = self.grid.extra_steps.max(1);
+        } else {
+            c.schedule.kind = ScheduleKind::Exponential;
+            c.schedule.beta_i = cell.beta_i;
+            c.schedule.t0 = cell.t0;
+            c.optim.steps = cell.t0 as usize + self.grid.extra_steps;
+        }
+        c
+    }
+
+    /// Runs one run of the sweep.
+    pub fn run_one(&self, spec: RunSpec, cells: &[Cell]) -> RunLine {
+        let cell = cells[spec.cell];
+        let cfg = self.cell_config(&cell);
+        let start = Instant::now();
+        let init_index = spec.seed as u64;
+        let noise_index = mix(cell.key() ^ mix(spec.seed as u64 + 0x5eed));
+        let (_, res) = run_with_streams(&cfg, (init_index, noise_index), &mut NoObserver);
+        let (mode, diverged_step) = match &res.outcome {
+            Outcome::Collapsed { mode, .. } => (Some(*mode), None),
+            Outcome::Diverged { step } => (None, Some(*step)),
+            _ => (None, None),
+        };
+        RunLine {
+            beta_i: cell.beta_i,
+            t0: cell.t0,
+            seed: spec.seed,
+            outcome: res.outcome.label().to_string(),
+            mode,
+            diverged_step,
+            steps: res.final_step,
+            light_mode_mass: res
+                .light_mode_mass
+                .is_finite()
+                .then_some(res.light_mode_mass),
+            m: res.stats.m.clone(),
+            sigma: res.stats.sigma.clone(),
+            q: res.stats.q.clone(),
+            w: res.stats.w.clone(),
+            wall_seconds: start.elapsed().as_secs_f64(),
+        }
+    }
+
+    /// Total SGD steps of a list of runs.
+    pub fn total_steps(&self, runs: &[RunSpec], cells: &[Cell]) -> u64 {
+        runs.iter()
+            .map(|r| self.cell_config(&cells[r.cell]).optim.steps as u64)
+            .sum()
+    }
+}
+
+/// A shard K/N (1-based K).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shard {
+    /// K ∈ [1, N].
+    pub index: usize,
+    /// N ≥ 1.
+    pub count: usize,
+}
+
+impl Shard {
+    /// Parses "K/N".
+    pub fn parse(s: &str) -> Result<Shard> {
+        let bad = || Error::config("--shard", s, "K/N with 1 ≤ K ≤ N, e.g. 3/8");
+        let (k, n) = s.split_once('/').ok_or_else(bad)?;
+        let k: usize = k.trim().parse().map_err(|_| bad())?;
+        let n: usize = n.trim().parse().map_err(|_| bad())?;
+        if n == 0 || k == 0 || k > n {
+            return Err(bad());
+        }
+        Ok(Shard { index: k, count: n })
+    }
+    /// Whether run number `i` (position in the full run list) belongs to this shard.
+    pub fn contains(&self, i: usize) -> bool {
+        i % self.count == self.index - 1
+    }
+}
+
+/// Identity of a run across files: (β_i bits, t0 bits, seed).
+pub type RunKey = (u64, u64, usize);
+
+fn key_of(line: &RunLine) -> RunKey {
+    (line.beta_i.to_bits(), line.t0.to_bits(), line.seed)
+}
+
+/// Reads runs.jsonl. A last line without its newline, or that is not valid JSON, is torn: it is
+/// dropped and, when `repair` is set, cut from the file. A malformed line elsewhere is an error.
+pub fn read_runs(path: &Path, repair: bool) -> Result<Vec<RunLine>> {
+    let text = match std::fs::read(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io(path, "read", e)),
+    };
+    let mut lines = Vec::new();
+    let mut good_len = 0usize;
+    let mut pos = 0usize;
+    while pos < text.len() {
+        let end = text[pos..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map(|i| pos + i);
+        let Some(end) = end else { break }; // torn: no newline
+        let slice = &text[pos..end];
+        if !slice.iter().all(|b| b.is_ascii_whitespace()) {
+            match serde_json::from_slice::<RunLine>(slice) {
+                Ok(l) => lines.push(l),
+                Err(e) => {
+                    if end + 1 >= text.len() {
+                        break; // torn last line
+                    }
+                    return Err(Error::Invalid(format!(
+                        "{}: malformed line at byte {pos}: {e}",
+                        path.display()
+                    )));
+                }
+            }
+        }
+        pos = end + 1;
+        good_len = pos;
+    }
+    if good_len < text.len() && repair {
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(path)
+            .map_err(|e| Error::io(path, "open", e))?;
+        f.set_len(good_len as u64)
+            .map_err(|e| Error::io(path, "truncate", e))?;
+    }
+    Ok(lines)
+}
+
+/// What a sweep did.
+#[derive(Clone, Debug)]
+pub struct SweepReport {
+    /// Runs in this shard.
+    pub planned: usize,
+    /// Already done before (resume).
+    pub skipped: usize,
+    /// Run now.
+    pub ran: usize,
+    /// Wall time.
+    pub seconds: f64,
+}
+
+/// Options of `annealvi sweep`.
+#[derive(Clone, Debug)]
+pub struct SweepOptions {
+    /// Output directory.
+    pub out: PathBuf,
+    /// Continue a sweep in `out`.
+    pub resume: bool,
+    /// Shard to run.
+    pub shard: Option<Shard>,
+    /// Worker threads (0 = all cores).
+    pub threads: usize,
+    /// Stop after this many new runs (for tests of interruption; None = all).
+    pub max_runs: Option<usize>,
+}
+
+const META: &str = "sweep.toml";
+
+fn meta_text(cfg: &SweepConfig, shard: Option<Shard>) -> String {
+    let mut s = String::new();
+    if let Some(sh) = shard {
+        let _ = writeln!(s, "# shard {}/{}", sh.index, sh.count);
+    }
+    s.push_str(&toml::to_string(cfg).unwrap_or_default());
+    s
+}
+
+/// The configuration part of a sweep.toml (comment lines such as the shard removed).
+fn meta_config(text: &str) -> String {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Runs (or resumes) a sweep; writes runs.jsonl, cells.csv and sweep.toml into `opts.out`.
+pub fn run_sweep(cfg: &SweepConfig, opts: &SweepOptions) -> Result<SweepReport> {
+    output::ensure_dir(&opts.out)?;
+    let meta_path = opts.out.join(META);
+    let runs_path = opts.out.join("runs.jsonl");
+    let meta = meta_text(cfg, opts.shard);
+    match std::fs::read_to_string(&meta_path) {
+        Ok(old) => {
+            if !opts.resume {
+                return Err(Error::Invalid(format!(
+                    "{} already holds a sweep; pass --resume to continue it, or choose another --out",
+                    opts.out.display()
+                )));
+            }
+            if meta_config(&old) != meta_config(&meta) || old.lines().next() != meta.lines().next()
+            {
+                return Err(Error::Invalid(format!(
+                    "{} holds a sweep of a different configuration (or shard); it cannot be resumed with this one",
+                    opts.out.display()
+                )));
+            }
+        }
+        Err(_) => output::write_text(&meta_path, &meta)?,
+    }
+    let done: HashSet<RunKey> = read_runs(&runs_path, true)?.iter().map(key_of).collect();
+    let cells = cfg.cells();
+    let all = cfg.runs();
+    let mine: Vec<RunSpec> = all
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| opts.shard.is_none_or(|s| s.contains(*i)))
+        .map(|(_, r)| *r)
+        .collect();
+    let todo: Vec<RunSpec> = mine
+        .iter()
+        .filter(|r| {
+            let c = cells[r.cell];
+            !done.contains(&(c.beta_i.to_bits(), c.t0.to_bits(), r.seed))
+        })
+        .copied()
+        .take(opts.max_runs.unwrap_or(usize::MAX))
+        .collect();
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&runs_path)
+        .map_err(|e| Error::io(&runs_path, "open for appending", e))?;
+    let writer = Mutex::new(file);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(opts.threads)
+        .build()
+        .map_err(|e| Error::Invalid(format!("cannot start {} threads: {e}", opts.threads)))?;
+    let bar = crate::progress::bar(todo.len() as u64, "sweep");
+    let start = Instant::now();
+    let write_err: Mutex<Option<Error>> = Mutex::new(None);
+    pool.install(|| {
+        todo.par_iter().for_each(|spec| {
+            let line = cfg.run_one(*spec, &cells);
+            let mut text = serde_json::to_string(&line).unwrap_or_default();
+            text.push('\n');
+            let mut f = writer.lock().unwrap_or_else(|p| p.into_inner());
+            if let Err(e) = f.write_all(text.as_bytes()).and_then(|_| f.flush()) {
+                let mut we = write_err.lock().unwrap_or_else(|p| p.into_inner());
+                we.get_or_insert(Error::io(&runs_path, "append to", e));
+            }
+            bar.inc(1);
+        })
+    });
+    bar.finish_and_clear();
+    if let Some(e) = write_err.into_inner().unwrap_or(None) {
+        return Err(e);
+    }
+    write_cells(&opts.out, &read_runs(&runs_path, false)?)?;
+    Ok(SweepReport {
+        planned: mine.len(),
+        skipped: mine.len() - todo.len().min(mine.len()),
+        ran: todo.len(),
+        seconds: start.elapsed().as_secs_f64(),
+    })
+}
+
+/// Aggregated outcomes of one cell.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CellStats {
+    /// The cell.
+    pub cell: Cell,
+    /// Runs.
+    pub n: usize,
+    /// Collapsed runs.
+    pub collapsed: usize,
+    /// Diverged runs.
+    pub diverged: usize,
+    /// Covered runs.
+    pub covered: usize,
+    /// Mean light-mode mass over non-diverged runs.
+    pub mean_light_mass: f64,
+}
+
+impl CellStats {
+    /// P(collapse) = collapsed / n.
+    pub fn p_collapse(&self) -> f64 {
+        self.collapsed as f64 / self.n.max(1) as f64
+    }
+}
+
+/// Aggregates runs per cell, ordered by (β_i, t0).
+pub fn aggregate(runs: &[RunLine]) -> Vec<CellStats> {
+    let mut map: BTreeMap<(u64, u64), CellStats> = BTreeMap::new();
+    let mut mass: BTreeMap<(u64, u64), (f64, usize)> = BTreeMap::new();
+    for r in runs {
+        // order keys: β_i then t0 (both positive: bit order = numeric order)
+        let k = (r.beta_i.to_bits(), r.t0.to_bits());
+        let e = map.entry(k).or_insert(CellStats {
+            cell: Cell {
+                beta_i: r.beta_i,
+                t0: r.t0,
+            },
+            n: 0,
+            collapsed: 0,
+            diverged: 0,
+            covered: 0,
+            mean_light_mass: 0.0,
+        });
+        e.n += 1;
+        match r.outcome.as_str() {
+            "collapsed" => e.collapsed += 1,
+            "diverged" => e.diverged += 1,
+            "covered" => e.covered += 1,
+            _ => {}
+        }
+        if let Some(m) = r.light_mode_mass {
+            let me = mass.entry(k).or_insert((0.0, 0));
+            me.0 += m;
+            me.1 += 1;
+        }
+    }
+    map.into_iter()
+        .map(|(k, mut c)| {
+            c.mean_light_mass = mass.get(&k).map_or(f64::NAN, |(s, n)| s / *n as f64);
+            c
+        })
+        .collect()
+}
+
+/// The header of cells.csv.
+pub const CELLS_HEADER: &str =
+    "beta_i,t0,rate,n,collapsed,diverged,covered,p_collapse,ci_low,ci_high,mean_light_mass";
+
+/// Writes DIR/cells.csv.
+pub fn write_cells(dir: &Path, runs: &[RunLine]) -> Result<Vec<CellStats>> {
+    let stats = aggregate(runs);
+    let mut s = String::from(CELLS_HEADER);
+    s.push('\n');
+    for c in &stats {
+        let (lo, hi) = wilson_interval(c.collapsed, c.n);
+        let _ = writeln!(
+            s,
+            "{},{},{},{},{},{},{},{},{},{},{}",
+            c.cell.beta_i,
+            c.cell.t0,
+            c.cell.rate(),
+            c.n,
+            c.collapsed,
+            c.diverged,
+            c.covered,
+            c.p_collapse(),
+            lo,
+            hi,
+            c.mean_light_mass
+        );
+    }
+    output::write_text(&dir.join("cells.csv"), &s)?;
+    Ok(stats)
+}
+
+/// Merges shard directories into `out` (runs.jsonl sorted by cell and seed, cells.csv,
+/// sweep.toml). Refuses shards whose configurations differ; drops duplicate runs.
+pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<usize> {
+    if dirs.is_empty() {
+        return Err(Error::Invalid(
+            "merge needs at least one sweep directory".into(),
+        ));
+    }
+    let mut config: Option<(String, PathBuf)> = None;
+    let mut runs: BTreeMap<RunKey, RunLine> = BTreeMap::new();
+    for d in dirs {
+        let p = d.join(META);
+        let text = std::fs::read_to_string(&p).map_err(|e| Error::io(&p, "read", e))?;
+        let c = meta_config(&text);
+        match &config {
+            None => config = Some((c, d.clone())),
+            Some((first, fd)) if *first != c => {
+                return Err(Error::Invalid(format!(
+                    "{} and {} are sweeps of different configurations; refusing to merge",
+                    fd.display(),
+                    d.display()
+                )));
+            }
+            _ => {}
+        }
+        for r in read_runs(&d.join("runs.jsonl"), false)? {
+            runs.entry(key_of(&r)).or_insert(r);
+        }
+    }
+    output::ensure_dir(out)?;
+    let (cfg_text, _) = config.unwrap_or_default();
+    output::write_text(&out.join(META), &(cfg_text + "\n"))?;
+    let mut lines: Vec<&RunLine> = runs.values().collect();
+    lines.sort_by(|a, b| {
+        (a.beta_i, a.t0, a.seed)
+            .partial_cmp(&(b.beta_i, b.t0, b.seed))
+            .unwrap_or(std::cmp::Ordering::Equal)
+    });
+    let mut text = String::new();
+    for l in &lines {
+        text.push_str(&serde_json::to_string(l).unwrap_or_default());
+        text.push('\n');
+    }
+    output::write_text(&out.join("runs.jsonl"), &text)?;
+    let all: Vec<RunLine> = lines.into_iter().cloned().collect();
+    write_cells(out, &all)?;
+    Ok(all.len())
+}
