@@ -203,20 +203,25 @@ impl VariationalFamily for GmmStudent {
     }
 }
 
-/// Σ a_i b_i.
+/// Σ a_i b_i (over the common length), with four partial sums in a fixed order so that the
+/// compiler vectorises it and the result does not depend on the machine.
 #[inline]
 pub fn dot(a: &[f64], b: &[f64]) -> f64 {
-    // four accumulators: lets the compiler vectorise, and fixes the summation order
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
     let mut acc = [0.0f64; 4];
-    let chunks = a.len() / 4;
-    for c in 0..chunks {
-        for j in 0..4 {
-            acc[j] += a[4 * c + j] * b[4 * c + j];
-        }
+    let ca = a.chunks_exact(4);
+    let cb = b.chunks_exact(4);
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        acc[0] += x[0] * y[0];
+        acc[1] += x[1] * y[1];
+        acc[2] += x[2] * y[2];
+        acc[3] += x[3] * y[3];
     }
     let mut s = (acc[0] + acc[1]) + (acc[2] + acc[3]);
-    for i in 4 * chunks..a.len() {
-        s += a[i] * b[i];
+    for (x, y) in ra.iter().zip(rb) {
+        s += x * y;
     }
     s
 }
