@@ -276,26 +276,7 @@ impl Default for RecordConfig {
 impl Config {
     /// Reads a TOML file, applies `--set` overrides, deserialises and validates.
     pub fn load(path: Option<&Path>, sets: &[String]) -> Result<Config> {
-        let mut table = match path {
-            Some(p) => {
-                let text = std::fs::read_to_string(p).map_err(|e| Error::io(p, "read", e))?;
-                text.parse::<toml::Table>().map_err(|e| Error::Parse {
-                    source_name: p.display().to_string(),
-                    message: e.to_string(),
-                })?
-            }
-            None => toml::Table::new(),
-        };
-        for s in sets {
-            apply_set(&mut table, s)?;
-        }
-        let name = path.map_or_else(|| "configuration".to_string(), |p| p.display().to_string());
-        let cfg: Config = table
-            .try_into()
-            .map_err(|e: toml::de::Error| Error::Parse {
-                source_name: name,
-                message: e.to_string(),
-            })?;
+        let cfg: Config = load_toml(path, sets, "configuration")?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -353,16 +334,7 @@ impl Config {
                         "at least one mean when target.kind = \"mixture\"",
                     ));
                 }
-                for (j, m) in t.means.iter().enumerate() {
-                    if m.len() > t.d {
-                        return Err(Error::config(
-                            &format!("target.means[{j}]"),
-                            format!("a vector of length {}", m.len()),
-                            &format!("at most target.d = {} entries", t.d),
-                        ));
-                    }
-                    check_all_finite(&format!("target.means[{j}]"), m)?;
-                }
+                check_means("target.means", &t.means, t.d)?;
                 check_weights("target.weights", &t.weights, t.means.len())?;
                 if !t.variances.is_empty() {
                     if t.variances.len() != t.means.len() {
@@ -424,16 +396,7 @@ impl Config {
                     &format!("student.components = {} means, or none", s.components),
                 ));
             }
-            for (k, m) in s.means.iter().enumerate() {
-                if m.len() > t.d {
-                    return Err(Error::config(
-                        &format!("student.means[{k}]"),
-                        format!("a vector of length {}", m.len()),
-                        &format!("at most target.d = {} entries", t.d),
-                    ));
-                }
-                check_all_finite(&format!("student.means[{k}]"), m)?;
-            }
+            check_means("student.means", &s.means, t.d)?;
         }
         match &s.sigma0 {
             NumberOr::Number(v) => {
@@ -770,6 +733,21 @@ fn finite_in(
     }
 }
 
+/// Each mean has at most d finite entries (it is padded with zeros to length d).
+fn check_means(field: &str, means: &[Vec<f64>], d: usize) -> Result<()> {
+    for (j, m) in means.iter().enumerate() {
+        if m.len() > d {
+            return Err(Error::config(
+                &format!("{field}[{j}]"),
+                format!("a vector of length {}", m.len()),
+                &format!("at most target.d = {d} entries"),
+            ));
+        }
+        check_all_finite(&format!("{field}[{j}]"), m)?;
+    }
+    Ok(())
+}
+
 fn check_all_finite(field: &str, v: &[f64]) -> Result<()> {
     match v.iter().position(|x| !x.is_finite()) {
         Some(i) => Err(Error::config(
@@ -812,6 +790,33 @@ fn check_weights(field: &str, w: &[f64], n: usize) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// Reads the TOML file at `path` (an empty table without one), applies the `--set`
+/// overrides and deserialises into `T`; errors name the file (or `what`).
+pub fn load_toml<T: serde::de::DeserializeOwned>(
+    path: Option<&Path>,
+    sets: &[String],
+    what: &str,
+) -> Result<T> {
+    let mut table = match path {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).map_err(|e| Error::io(p, "read", e))?;
+            text.parse::<toml::Table>().map_err(|e| Error::Parse {
+                source_name: p.display().to_string(),
+                message: e.to_string(),
+            })?
+        }
+        None => toml::Table::new(),
+    };
+    for s in sets {
+        apply_set(&mut table, s)?;
+    }
+    let name = path.map_or_else(|| what.to_string(), |p| p.display().to_string());
+    table.try_into().map_err(|e: toml::de::Error| Error::Parse {
+        source_name: name,
+        message: e.to_string(),
+    })
 }
 
 /// Applies one `key=value` override to a TOML table. The value is parsed as TOML (numbers,

@@ -114,26 +114,7 @@ pub fn figure1(out: &Path, quick: bool, seed: u64, threads: usize) -> Result<()>
     for (i, (label, cfg)) in configs.iter().enumerate() {
         let mut rec = Recorder::default();
         let (_, res) = run_config(cfg, shown as u64, &mut rec);
-        for m in &rec.marginals {
-            for (j, s) in m.s.iter().enumerate() {
-                let pb = m
-                    .target_tempered
-                    .as_ref()
-                    .map(|v| v[j].to_string())
-                    .unwrap_or_default();
-                let _ = writeln!(
-                    marg_csv,
-                    "{},{},{},{},{},{},{}",
-                    i + 1,
-                    m.step,
-                    m.beta,
-                    s,
-                    m.q[j],
-                    m.target[j],
-                    pb
-                );
-            }
-        }
+        output::marginals_rows(&mut marg_csv, &format!("{},", i + 1), &rec.marginals);
         for r in &rec.records {
             let _ = writeln!(traj_csv, "{},{}", i + 1, output::trajectory_row(r));
         }
@@ -244,9 +225,8 @@ pub fn fig2_sweep(out: &Path, quick: bool, threads: usize) -> Result<Vec<CellSta
     Ok(aggregate(&read_runs(&out.join("runs.jsonl"), false)?))
 }
 
-/// The 0.5 isoline of P(collapse) over the (β_i, t0) grid: for each β_i, the t0 where P
-/// crosses 0.5 (first crossing from above, interpolated linearly in ln t0).
-pub fn isoline_t0(cells: &[CellStats], level: f64) -> Vec<(f64, f64)> {
+/// The distinct β_i of the annealed cells, ascending.
+fn annealed_betas(cells: &[CellStats]) -> Vec<f64> {
     let mut betas: Vec<f64> = cells
         .iter()
         .filter(|c| c.cell.t0 > 0.0)
@@ -254,6 +234,13 @@ pub fn isoline_t0(cells: &[CellStats], level: f64) -> Vec<(f64, f64)> {
         .collect();
     betas.sort_by(f64::total_cmp);
     betas.dedup();
+    betas
+}
+
+/// The 0.5 isoline of P(collapse) over the (β_i, t0) grid: for each β_i, the t0 where P
+/// crosses 0.5 (first crossing from above, interpolated linearly in ln t0).
+pub fn isoline_t0(cells: &[CellStats], level: f64) -> Vec<(f64, f64)> {
+    let betas = annealed_betas(cells);
     let mut pts = Vec::new();
     for b in betas {
         let mut col: Vec<(f64, f64)> = cells
@@ -336,13 +323,7 @@ pub fn figure2(out: &Path, quick: bool, threads: usize) -> Result<()> {
 /// series per β_i, from the Figure 2 sweep in `out`.
 pub fn figure5(out: &Path, quick: bool, threads: usize) -> Result<()> {
     let cells = fig2_sweep(out, quick, threads)?;
-    let mut betas: Vec<f64> = cells
-        .iter()
-        .filter(|c| c.cell.t0 > 0.0)
-        .map(|c| c.cell.beta_i)
-        .collect();
-    betas.sort_by(f64::total_cmp);
-    betas.dedup();
+    let betas = annealed_betas(&cells);
     let mut csv = String::from("beta_i,t0,log_rate,p_collapse,ci_low,ci_high,n\n");
     let series: Vec<ErrorBarSeries> = betas
         .iter()

@@ -74,6 +74,12 @@ pub fn trajectory_csv(k: usize, records: &[Record]) -> String {
 /// The whole `marginals.csv`.
 pub fn marginals_csv(snaps: &[MarginalSnapshot]) -> String {
     let mut s = String::from("step,beta,s,q,pi,pi_beta\n");
+    marginals_rows(&mut s, "", snaps);
+    s
+}
+
+/// Appends the rows of `marginals.csv` to `out`, each starting with `prefix`.
+pub fn marginals_rows(out: &mut String, prefix: &str, snaps: &[MarginalSnapshot]) {
     for m in snaps {
         for i in 0..m.s.len() {
             let pb = m
@@ -82,13 +88,12 @@ pub fn marginals_csv(snaps: &[MarginalSnapshot]) -> String {
                 .map(|v| v[i].to_string())
                 .unwrap_or_default();
             let _ = writeln!(
-                s,
-                "{},{},{},{},{},{}",
+                out,
+                "{prefix}{},{},{},{},{},{}",
                 m.step, m.beta, m.s[i], m.q[i], m.target[i], pb
             );
         }
     }
-    s
 }
 
 /// The JSON summary of a run.

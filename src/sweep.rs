@@ -146,11 +146,11 @@ pub struct Cell {
 impl Cell {
     /// The annealing rate r = β_i^(−1/t0) (growth factor of β per step); 1 without annealing.
     pub fn rate(&self) -> f64 {
-        if self.t0 == 0.0 {
-            1.0
-        } else {
-            self.beta_i.powf(-1.0 / self.t0)
+        crate::schedule::Exponential {
+            beta_i: self.beta_i,
+            t0: self.t0,
         }
+        .rate()
     }
     /// A key that identifies the cell independently of its position in the grid.
     pub fn key(&self) -> u64 {
@@ -201,26 +201,7 @@ pub struct RunLine {
 impl SweepConfig {
     /// Reads a sweep file with `--set` overrides (keys like `grid.seeds` or `run.target.d`).
     pub fn load(path: Option<&Path>, sets: &[String]) -> Result<SweepConfig> {
-        let mut table = match path {
-            Some(p) => {
-                let text = std::fs::read_to_string(p).map_err(|e| Error::io(p, "read", e))?;
-                text.parse::<toml::Table>().map_err(|e| Error::Parse {
-                    source_name: p.display().to_string(),
-                    message: e.to_string(),
-                })?
-            }
-            None => toml::Table::new(),
-        };
-        for s in sets {
-            crate::config::apply_set(&mut table, s)?;
-        }
-        let name = path.map_or_else(|| "sweep configuration".into(), |p| p.display().to_string());
-        let cfg: SweepConfig = table
-            .try_into()
-            .map_err(|e: toml::de::Error| Error::Parse {
-                source_name: name,
-                message: e.to_string(),
-            })?;
+        let cfg: SweepConfig = crate::config::load_toml(path, sets, "sweep configuration")?;
         cfg.validate()?;
         Ok(cfg)
     }
