@@ -39,6 +39,7 @@ pub mod schedule;
 pub mod seed;
 pub mod sweep;
 pub mod target;
+pub mod theory;
 pub mod train;
 
 pub use error::{Error, Result};
