@@ -164,6 +164,7 @@ pub fn figure1(out: &Path, quick: bool, seed: u64, threads: usize) -> Result<()>
                 x_label: "SGD step".into(),
                 y_label: "σ".into(),
                 log_y: true,
+                styles: Vec::new(),
                 series: (0..2)
                     .map(|k| {
                         (
@@ -390,6 +391,7 @@ pub fn reproduce(out: &Path, quick: bool, threads: usize) -> Result<()> {
     output::ensure_dir(out)?;
     let start = std::time::Instant::now();
     figure1(&out.join("fig1"), quick, 0, threads)?;
+    figure3(&out.join("fig3"), quick, 0)?;
     let f2 = out.join("fig2");
     figure2(&f2, quick, threads)?;
     figure5(&f2, quick, threads)?;
@@ -410,6 +412,10 @@ pub fn reproduce(out: &Path, quick: bool, threads: usize) -> Result<()> {
     }
     let _ = writeln!(
         md,
+        "## Figure 3\n\n![Figure 3](fig3/fig3.png)\n\nData: `fig3/fig3.csv` (SGD and ODE trajectories).\n"
+    );
+    let _ = writeln!(
+        md,
         "## Figure 2\n\n![Figure 2](fig2/fig2.png)\n\nData: `fig2/cells.csv`, `fig2/runs.jsonl`.\n"
     );
     if let Ok(t) = std::fs::read_to_string(f2.join("cells.csv")) {
@@ -425,5 +431,128 @@ pub fn reproduce(out: &Path, quick: bool, threads: usize) -> Result<()> {
         out.join("index.md").display(),
         start.elapsed().as_secs_f64()
     );
+    Ok(())
+}
+
+/// Figure 3: SGD trajectories of the summary statistics for the run of Figure 1 row (iii)
+/// (several seeds), against the ODE with perfect gradients, full-variance and quasi-static
+/// (σ² = 1/β), started from each seed's initial statistics. SGD step t ↔ ODE time τ = η t.
+pub fn figure3(out: &Path, quick: bool, seed: u64) -> Result<()> {
+    use crate::objective::ExactObjective;
+    use crate::schedule::Exponential;
+    use crate::theory::{Dynamics, Tolerance, integrate};
+    output::ensure_dir(out)?;
+    let (_, mut cfg) = figure1_configs(seed).swap_remove(2);
+    cfg.record.every = if quick { 50 } else { 20 };
+    cfg.record.marginal_steps.clear();
+    let seeds = if quick { 2 } else { 3 };
+    let target = cfg.build_target();
+    let bimodal = *target
+        .as_bimodal()
+        .ok_or_else(|| Error::Invalid("figure 3 needs the bimodal target".into()))?;
+    let sched = Exponential {
+        beta_i: cfg.schedule.beta_i,
+        t0: cfg.schedule.t0,
+    };
+    let names = ["m1", "m2", "q11", "q12", "q22", "sigma1", "sigma2"];
+    let mut csv = String::from("source,seed,step,m1,m2,q11,q12,q22,sigma1,sigma2\n");
+    let mut panels: Vec<SeriesPanel> = names
+        .iter()
+        .map(|n| SeriesPanel {
+            title: n.to_string(),
+            x_label: "SGD step".into(),
+            y_label: n.to_string(),
+            log_y: matches!(*n, "q11" | "q22" | "sigma1" | "sigma2"),
+            series: Vec::new(),
+            styles: Vec::new(),
+        })
+        .collect();
+    let bar = crate::progress::bar(seeds as u64, "figure 3");
+    for s in 0..seeds {
+        let mut rec = Recorder::default();
+        run_config(&cfg, s as u64, &mut rec);
+        let steps: Vec<f64> = rec.records.iter().map(|r| r.step as f64).collect();
+        let taus: Vec<f64> = steps.iter().map(|t| t * cfg.optim.lr).collect();
+        let first = &rec.records[0].stats;
+        let x0 = [
+            first.m[0],
+            first.m[1],
+            first.q[0],
+            first.q[1],
+            first.q[2],
+            first.sigma[0],
+            first.sigma[1],
+            first.w[0],
+        ];
+        let sgd: Vec<[f64; 7]> = rec
+            .records
+            .iter()
+            .map(|r| {
+                let st = &r.stats;
+                [
+                    st.m[0],
+                    st.m[1],
+                    st.q[0],
+                    st.q[1],
+                    st.q[2],
+                    st.sigma[0],
+                    st.sigma[1],
+                ]
+            })
+            .collect();
+        let mut curves: Vec<(&str, Vec<[f64; 7]>)> = vec![("SGD", sgd)];
+        for (label, quasi) in [("ODE", false), ("ODE quasi-static", true)] {
+            let dy = Dynamics {
+                exact: ExactObjective::new(cfg.target.d),
+                target: bimodal,
+                schedule: &sched,
+                lr: cfg.optim.lr,
+                sigma_rate: cfg.optim.sigma_lr_factor / cfg.target.d as f64,
+                logit_rate: 0.0,
+                quasi_static: quasi,
+            };
+            let xs = integrate(&dy, 0.0, x0, &taus, Tolerance::default())
+                .map_err(|e| Error::Invalid(format!("ODE integration failed: {e}")))?;
+            curves.push((
+                label,
+                xs.iter()
+                    .map(|x| [x[0], x[1], x[2], x[3], x[4], x[5], x[6]])
+                    .collect(),
+            ));
+        }
+        for (ci, (label, rows)) in curves.iter().enumerate() {
+            for (t, row) in steps.iter().zip(rows) {
+                let _ = writeln!(
+                    csv,
+                    "{label},{s},{t},{}",
+                    row.iter()
+                        .map(|v| v.to_string())
+                        .collect::<Vec<_>>()
+                        .join(",")
+                );
+            }
+            for (j, panel) in panels.iter_mut().enumerate() {
+                // legend in the first panel only
+                panel.series.push((
+                    if j == 0 {
+                        format!("{label}, seed {s}")
+                    } else {
+                        String::new()
+                    },
+                    steps.iter().zip(rows).map(|(t, r)| (*t, r[j])).collect(),
+                ));
+                // one colour per seed; SGD solid, ODE dashed, quasi-static dashed and lighter
+                panel
+                    .styles
+                    .push((s + if ci == 2 { seeds } else { 0 }, ci > 0));
+            }
+        }
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    output::write_text(&out.join("fig3.csv"), &csv)?;
+    crate::plot::panels_figure(&panels, 4, out, "fig3")
+        .map_err(|e| Error::Invalid(e.to_string()))?;
+    println!("wrote {}", out.join("fig3.png").display());
     Ok(())
 }

@@ -227,6 +227,9 @@ pub struct SeriesPanel {
     pub log_y: bool,
     /// `(legend label, points)`; an empty label adds no legend entry.
     pub series: Vec<(String, Vec<(f64, f64)>)>,
+    /// Optional per-series style `(colour index for [`series_color`], dashed)`; series
+    /// without an entry use their position and a solid line.
+    pub styles: Vec<(usize, bool)>,
 }
 
 /// One row of [`figure1`]: marginal panels followed by a variance panel.
@@ -944,10 +947,11 @@ pub fn line_chart<DB: DrawingBackend>(
         .map(|(_, p)| to_axis_space(p, &x, &y))
         .collect();
     for (i, ((label, _), p)) in panel.series.iter().zip(&pts).enumerate() {
+        let (ci, dashed) = panel.styles.get(i).copied().unwrap_or((i, false));
         let style = LineStyle {
-            color: series_color(i),
+            color: series_color(ci),
             width: 2,
-            dashed: false,
+            dashed,
         };
         draw_line(&mut chart, p, label, style)?;
     }
@@ -1433,6 +1437,38 @@ pub fn line_figure(panel: &SeriesPanel, out_dir: &Path, stem: &str) -> Result<()
     render_both(out_dir, stem, 640, 440, &LineFig(panel))
 }
 
+/// [`Figure`] adapter for a grid of [`line_chart`] panels.
+struct PanelsFig<'a> {
+    panels: &'a [SeriesPanel],
+    cols: usize,
+}
+
+impl Figure for PanelsFig<'_> {
+    fn draw<DB: DrawingBackend>(&self, area: &DrawingArea<DB, Shift>) -> Result<(), PlotError> {
+        let cols = self.cols.max(1);
+        let rows = self.panels.len().div_ceil(cols).max(1);
+        let cells = area.split_evenly((rows, cols));
+        for (panel, cell) in self.panels.iter().zip(cells.iter()) {
+            line_chart(cell, panel)?;
+        }
+        Ok(())
+    }
+}
+
+/// Writes a grid of line panels (`cols` per row, 420×300 px each) to
+/// `out_dir/<stem>.{png,svg}`.
+pub fn panels_figure(
+    panels: &[SeriesPanel],
+    cols: usize,
+    out_dir: &Path,
+    stem: &str,
+) -> Result<(), PlotError> {
+    let cols = cols.max(1);
+    let rows = panels.len().div_ceil(cols).max(1) as u32;
+    let fig = PanelsFig { panels, cols };
+    render_both(out_dir, stem, 420 * cols as u32, 300 * rows, &fig)
+}
+
 /// [`Figure`] adapter for [`Heatmap`].
 struct HeatmapFig<'a>(&'a Heatmap);
 
@@ -1559,6 +1595,7 @@ mod tests {
                 x_label: "step".into(),
                 y_label: "variance".into(),
                 log_y: true,
+                styles: Vec::new(),
                 series: vec![
                     (
                         "along μ̂".into(),
@@ -1720,6 +1757,7 @@ mod tests {
             variances: SeriesPanel {
                 title: "log of non-positive".into(),
                 log_y: true,
+                styles: Vec::new(),
                 series: vec![
                     ("zeros".into(), vec![(0.0, 0.0), (1.0, -1.0)]),
                     ("empty".into(), vec![]),
