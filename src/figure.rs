@@ -440,7 +440,9 @@ pub fn reproduce(out: &Path, quick: bool, threads: usize) -> Result<()> {
 pub fn figure3(out: &Path, quick: bool, seed: u64) -> Result<()> {
     use crate::objective::ExactObjective;
     use crate::schedule::Exponential;
-    use crate::theory::{Dynamics, Tolerance, integrate};
+    use crate::theory::{Dynamics, Tolerance, integrate, state_from_stats};
+    // the statistics without w_1 (fixed here)
+    let first_seven = |x: &[f64; 8]| -> [f64; 7] { [x[0], x[1], x[2], x[3], x[4], x[5], x[6]] };
     output::ensure_dir(out)?;
     let (_, mut cfg) = figure1_configs(seed).swap_remove(2);
     cfg.record.every = if quick { 50 } else { 20 };
@@ -473,32 +475,11 @@ pub fn figure3(out: &Path, quick: bool, seed: u64) -> Result<()> {
         run_config(&cfg, s as u64, &mut rec);
         let steps: Vec<f64> = rec.records.iter().map(|r| r.step as f64).collect();
         let taus: Vec<f64> = steps.iter().map(|t| t * cfg.optim.lr).collect();
-        let first = &rec.records[0].stats;
-        let x0 = [
-            first.m[0],
-            first.m[1],
-            first.q[0],
-            first.q[1],
-            first.q[2],
-            first.sigma[0],
-            first.sigma[1],
-            first.w[0],
-        ];
+        let x0 = state_from_stats(&rec.records[0].stats);
         let sgd: Vec<[f64; 7]> = rec
             .records
             .iter()
-            .map(|r| {
-                let st = &r.stats;
-                [
-                    st.m[0],
-                    st.m[1],
-                    st.q[0],
-                    st.q[1],
-                    st.q[2],
-                    st.sigma[0],
-                    st.sigma[1],
-                ]
-            })
+            .map(|r| first_seven(&state_from_stats(&r.stats)))
             .collect();
         let mut curves: Vec<(&str, Vec<[f64; 7]>)> = vec![("SGD", sgd)];
         for (label, quasi) in [("ODE", false), ("ODE quasi-static", true)] {
@@ -513,12 +494,7 @@ pub fn figure3(out: &Path, quick: bool, seed: u64) -> Result<()> {
             };
             let xs = integrate(&dy, 0.0, x0, &taus, Tolerance::default())
                 .map_err(|e| Error::Invalid(format!("ODE integration failed: {e}")))?;
-            curves.push((
-                label,
-                xs.iter()
-                    .map(|x| [x[0], x[1], x[2], x[3], x[4], x[5], x[6]])
-                    .collect(),
-            ));
+            curves.push((label, xs.iter().map(first_seven).collect()));
         }
         for (ci, (label, rows)) in curves.iter().enumerate() {
             for (t, row) in steps.iter().zip(rows) {

@@ -597,9 +597,13 @@ impl CellStats {
 
 /// Aggregates runs per cell, ordered by (β_i, t0).
 pub fn aggregate(runs: &[RunLine]) -> Vec<CellStats> {
+    // a canonical order, so that floating-point sums do not depend on the order in which
+    // runs finished (thread count, interruptions)
+    let mut sorted: Vec<&RunLine> = runs.iter().collect();
+    sorted.sort_by_key(|r| key_of(r));
     let mut map: BTreeMap<(u64, u64), CellStats> = BTreeMap::new();
     let mut mass: BTreeMap<(u64, u64), (f64, usize)> = BTreeMap::new();
-    for r in runs {
+    for r in sorted {
         // order keys: β_i then t0 (both positive: bit order = numeric order)
         let k = (r.beta_i.to_bits(), r.t0.to_bits());
         let e = map.entry(k).or_insert(CellStats {

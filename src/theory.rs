@@ -34,6 +34,13 @@ pub fn to_vec(s: &Reduced) -> [f64; DIM] {
     ]
 }
 
+/// The state vector of a 2-component student's recorded statistics (σ and w included).
+pub fn state_from_stats(s: &crate::family::gmm::Stats) -> [f64; DIM] {
+    [
+        s.m[0], s.m[1], s.q[0], s.q[1], s.q[2], s.sigma[0], s.sigma[1], s.w[0],
+    ]
+}
+
 /// The state vector as statistics (K = 2).
 pub fn from_vec(x: &[f64; DIM]) -> Reduced {
     Reduced {

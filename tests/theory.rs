@@ -8,7 +8,7 @@ use annealvi::objective::{Estimator, ExactObjective};
 use annealvi::schedule::Exponential;
 use annealvi::seed::{Purpose, stream};
 use annealvi::target::IsotropicMixture;
-use annealvi::theory::{DIM, Dynamics, Tolerance, integrate, to_vec};
+use annealvi::theory::{DIM, Dynamics, Tolerance, integrate, state_from_stats, to_vec};
 use annealvi::train::{Recorder, run_config};
 
 fn dynamics<'a>(
@@ -116,26 +116,9 @@ fn descent_error(lr: f64) -> f64 {
         t0: c.schedule.t0,
     };
     let dy = dynamics(512, &sched, lr, 10.0, 0.0, false); // fixed weights, as in the descent
-    let x0 = [
-        first.m[0],
-        first.m[1],
-        first.q[0],
-        first.q[1],
-        first.q[2],
-        first.sigma[0],
-        first.sigma[1],
-        first.w[0],
-    ];
+    let x0 = state_from_stats(first);
     let x = integrate(&dy, 0.0, x0, &[tau_end], Tolerance::default()).unwrap()[0];
-    let sgd = [
-        last.m[0],
-        last.m[1],
-        last.q[0],
-        last.q[1],
-        last.q[2],
-        last.sigma[0],
-        last.sigma[1],
-    ];
+    let sgd = state_from_stats(last);
     (0..7).map(|i| (x[i] - sgd[i]).abs()).fold(0.0, f64::max)
 }
 
