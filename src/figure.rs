@@ -304,6 +304,25 @@ pub fn figure2(out: &Path, quick: bool, threads: usize) -> Result<()> {
         }
         None => "P(collapse)".to_string(),
     };
+    // the quasi-static ODE's prediction from the same initial means (paired with the seeds)
+    let text = if quick { FIG2_QUICK } else { FIG2_FULL };
+    let cfg: SweepConfig = toml::from_str(text).map_err(|e| Error::Parse {
+        source_name: "built-in Figure 2 configuration".into(),
+        message: e.to_string(),
+    })?;
+    let theory = crate::sweep::theory_grid(&cfg, cfg.grid.seeds, threads)?;
+    crate::sweep::write_theory(out, &theory)?;
+    let theory_cells: Vec<CellStats> = theory
+        .iter()
+        .map(|t| CellStats {
+            cell: t.cell,
+            n: t.n,
+            collapsed: t.collapsed,
+            diverged: 0,
+            covered: t.n - t.collapsed,
+            mean_light_mass: f64::NAN,
+        })
+        .collect();
     let hm = Heatmap {
         title,
         x_label: "initial inverse temperature β_i".into(),
@@ -313,7 +332,13 @@ pub fn figure2(out: &Path, quick: bool, threads: usize) -> Result<()> {
         xs,
         ys,
         values,
-        isolines: vec![("P = 0.5 (simulation)".into(), isoline_t0(&cells, 0.5))],
+        isolines: vec![
+            ("P = 0.5 (SGD)".into(), isoline_t0(&cells, 0.5)),
+            (
+                "P = 0.5 (ODE, quasi-static)".into(),
+                isoline_t0(&theory_cells, 0.5),
+            ),
+        ],
     };
     crate::plot::heatmap(&hm, out, "fig2").map_err(|e| Error::Invalid(e.to_string()))?;
     println!("wrote {}", out.join("fig2.png").display());

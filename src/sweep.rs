@@ -717,3 +717,112 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<usize> {
     write_cells(out, &all)?;
     Ok(all.len())
 }
+
+/// P(collapse) of one cell predicted by the quasi-static ODE from `n` initial conditions.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TheoryCell {
+    /// The cell.
+    pub cell: Cell,
+    /// Initial conditions integrated.
+    pub n: usize,
+    /// Of which collapsed.
+    pub collapsed: usize,
+    /// Of which the integration failed (counted in n, not as collapsed).
+    pub failed: usize,
+}
+
+/// ODE Monte Carlo: for every cell, integrates the quasi-static summary-statistics ODE
+/// (perfect gradients, σ² = 1/β) from the initial statistics of seeds 0..n−1 — the same
+/// initial means as the SGD runs of the sweep (paired) — to the end of the run, and counts
+/// collapses. Needs the bimodal target and 2 components.
+pub fn theory_grid(cfg: &SweepConfig, n: usize, threads: usize) -> Result<Vec<TheoryCell>> {
+    use crate::objective::ExactObjective;
+    use crate::schedule::Exponential;
+    use crate::seed::{Purpose, stream};
+    use crate::theory::{Dynamics, ode_collapses, to_vec};
+    let target = cfg.run.build_target();
+    let bimodal = *target
+        .as_bimodal()
+        .ok_or_else(|| Error::Invalid("the theory needs run.target.kind = \"bimodal\"".into()))?;
+    if cfg.run.student.components != 2 || cfg.run.student.trainable_weights {
+        return Err(Error::Invalid(
+            "the theory needs a 2-component student with fixed weights".into(),
+        ));
+    }
+    let cells = cfg.cells();
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .map_err(|e| Error::Invalid(format!("cannot start {threads} threads: {e}")))?;
+    let jobs: Vec<(usize, usize)> = (0..cells.len())
+        .flat_map(|c| (0..n).map(move |i| (c, i)))
+        .collect();
+    let bar = crate::progress::bar(jobs.len() as u64, "theory");
+    let results: Vec<(usize, Option<bool>)> = pool.install(|| {
+        jobs.par_iter()
+            .map(|&(c, i)| {
+                let cell = cells[c];
+                let cc = cfg.cell_config(&cell);
+                let q = cc.init_student(&mut stream(cc.seed, i as u64, Purpose::Init));
+                let st = ExactObjective::reduce(&q, target.axis()).ok();
+                let sched = Exponential {
+                    beta_i: cell.beta_i,
+                    t0: cell.t0,
+                };
+                let dy = Dynamics {
+                    exact: ExactObjective::new(cc.target.d),
+                    target: bimodal,
+                    schedule: &sched,
+                    lr: cc.optim.lr,
+                    sigma_rate: cc.optim.sigma_lr_factor / cc.target.d as f64,
+                    logit_rate: 0.0,
+                    quasi_static: true,
+                };
+                let tau_end = cc.optim.lr * cc.optim.steps as f64;
+                let r = st.and_then(|st| ode_collapses(&dy, to_vec(&st), tau_end).ok());
+                bar.inc(1);
+                (c, r)
+            })
+            .collect()
+    });
+    bar.finish_and_clear();
+    let mut out: Vec<TheoryCell> = cells
+        .iter()
+        .map(|&cell| TheoryCell {
+            cell,
+            n: 0,
+            collapsed: 0,
+            failed: 0,
+        })
+        .collect();
+    for (c, r) in results {
+        out[c].n += 1;
+        match r {
+            Some(true) => out[c].collapsed += 1,
+            Some(false) => {}
+            None => out[c].failed += 1,
+        }
+    }
+    Ok(out)
+}
+
+/// Writes DIR/theory.csv: `beta_i,t0,rate,n,p_ode,ci_low,ci_high,failed`.
+pub fn write_theory(dir: &Path, cells: &[TheoryCell]) -> Result<()> {
+    let mut s = String::from("beta_i,t0,rate,n,p_ode,ci_low,ci_high,failed\n");
+    for c in cells {
+        let (lo, hi) = wilson_interval(c.collapsed, c.n);
+        let _ = writeln!(
+            s,
+            "{},{},{},{},{},{},{},{}",
+            c.cell.beta_i,
+            c.cell.t0,
+            c.cell.rate(),
+            c.n,
+            c.collapsed as f64 / c.n.max(1) as f64,
+            lo,
+            hi,
+            c.failed
+        );
+    }
+    output::write_text(&dir.join("theory.csv"), &s)
+}

@@ -250,3 +250,15 @@ pub fn integrate(
     }
     Ok(out)
 }
+
+/// Integrates the quasi-static ODE (σ² = 1/β) from `x0` to `tau_end` and says whether the
+/// student collapsed: both m_k on the same side of 0 at the end (docs/theory.md §6).
+pub fn ode_collapses(dy: &Dynamics, x0: [f64; DIM], tau_end: f64) -> Result<bool, String> {
+    let tol = Tolerance {
+        rtol: 1e-6,
+        atol: 1e-8,
+        max_step: 5.0,
+    };
+    let x = integrate(dy, 0.0, x0, &[tau_end], tol)?[0];
+    Ok((x[0] >= 0.0) == (x[1] >= 0.0))
+}

@@ -167,3 +167,58 @@ fn quasi_static_is_the_fast_variance_limit() {
         "differences from quasi-static: {errs:?}"
     );
 }
+
+/// ODE Monte Carlo (quasi-static, perfect gradients) from the sweep's own initial means
+/// predicts SGD's collapse probability: within 2 binomial standard errors on every cell of a
+/// small grid (d = 64, 16 seeds).
+#[test]
+fn ode_monte_carlo_agrees_with_sgd_sweep() {
+    use annealvi::sweep::{SweepConfig, SweepOptions, read_runs, run_sweep, theory_grid};
+    let cfg: SweepConfig = toml::from_str(
+        r#"
+[grid]
+beta_i = [0.02, 0.2]
+t0 = [100, 2000]
+no_annealing = true
+seeds = 16
+extra_steps = 400
+[run]
+seed = 11
+[run.target]
+d = 64
+[run.student]
+sigma0 = "schedule"
+"#,
+    )
+    .unwrap();
+    cfg.validate().unwrap();
+    let dir = std::env::temp_dir().join(format!("annealvi-theory-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let opts = SweepOptions {
+        out: dir.clone(),
+        resume: false,
+        shard: None,
+        threads: 2,
+        max_runs: None,
+    };
+    run_sweep(&cfg, &opts).unwrap();
+    let sgd = annealvi::sweep::aggregate(&read_runs(&dir.join("runs.jsonl"), false).unwrap());
+    let ode = theory_grid(&cfg, 16, 2).unwrap();
+    assert_eq!(sgd.len(), ode.len());
+    let mut any_collapse = false;
+    for o in &ode {
+        let s = sgd.iter().find(|s| s.cell == o.cell).unwrap();
+        assert_eq!(o.failed, 0);
+        let (ps, po) = (s.p_collapse(), o.collapsed as f64 / o.n as f64);
+        let p = 0.5 * (ps + po);
+        let se = (p * (1.0 - p) * 2.0 / 16.0).sqrt().max(1.0 / 16.0);
+        assert!(
+            (ps - po).abs() <= 2.0 * se,
+            "cell {:?}: SGD {ps} vs ODE {po}",
+            o.cell
+        );
+        any_collapse |= o.collapsed > 0;
+    }
+    assert!(any_collapse, "the grid should contain collapsing cells");
+    let _ = std::fs::remove_dir_all(dir);
+}
