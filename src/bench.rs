@@ -7,8 +7,7 @@
 //! `scripts/bench_torch.py` runs the same workload batched in PyTorch for comparison.
 
 use crate::config::Config;
-use crate::seed::{Purpose, stream};
-use crate::train::{NoObserver, TrainSettings, train};
+use crate::train::{NoObserver, run_config};
 use rayon::prelude::*;
 use std::time::Instant;
 
@@ -45,6 +44,7 @@ impl GmmBench {
         c.target.d = self.d;
         c.objective.samples = self.samples;
         c.optim.steps = self.steps;
+        c.record.every = 0;
         c
     }
 
@@ -57,31 +57,11 @@ impl GmmBench {
             .map_err(|e| {
                 crate::Error::Invalid(format!("cannot start {} threads: {e}", self.threads))
             })?;
-        let target = cfg.build_target();
-        let schedule = cfg.build_schedule();
-        let mut settings = TrainSettings::from_config(&cfg);
-        settings.record_every = 0;
         let start = Instant::now();
         let masses: Vec<f64> = pool.install(|| {
             (0..self.seeds as u64)
                 .into_par_iter()
-                .map(|run| {
-                    let mut q = cfg.init_student(&mut stream(cfg.seed, run, Purpose::Init));
-                    let mut opt = cfg.build_optimizer();
-                    let mut rng = stream(cfg.seed, run, Purpose::Sgd);
-                    let mut eval = stream(cfg.seed, run, Purpose::Eval);
-                    let r = train(
-                        &mut q,
-                        &target,
-                        schedule.as_ref(),
-                        opt.as_mut(),
-                        &settings,
-                        &mut rng,
-                        &mut eval,
-                        &mut NoObserver,
-                    );
-                    r.light_mode_mass
-                })
+                .map(|run| run_config(&cfg, run, &mut NoObserver).1.light_mode_mass)
                 .collect()
         });
         let seconds = start.elapsed().as_secs_f64();

@@ -249,7 +249,8 @@ impl Default for OptimConfig {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RecordConfig {
-    /// Record the statistics every this many steps (≥ 1); the last step is always recorded.
+    /// Record the statistics every this many steps, and at the last step (0 = no records, only
+    /// the outcome).
     pub every: usize,
     /// Steps (≤ optim.steps) at which to snapshot the marginals along μ̂.
     pub marginal_steps: Vec<usize>,
@@ -570,9 +571,6 @@ impl Config {
             ));
         }
         let r = &self.record;
-        if r.every == 0 {
-            return Err(Error::config("record.every", r.every, "an integer ≥ 1"));
-        }
         for (j, &st) in r.marginal_steps.iter().enumerate() {
             if st > op.steps {
                 return Err(Error::config(

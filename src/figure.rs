@@ -82,7 +82,7 @@ pub fn figure1(out: &Path, quick: bool, seed: u64, threads: usize) -> Result<()>
             .iter()
             .map(|(_, c)| {
                 let mut light = c.clone();
-                light.record.every = 1_000_000;
+                light.record.every = 0;
                 light.record.marginal_steps.clear();
                 (0..n_stat as u64)
                     .into_par_iter()

@@ -411,11 +411,15 @@ fn train(config: Option<PathBuf>, sets: &[String], out: &std::path::Path) -> Res
             out.display()
         ),
         _ => println!(
-            "{} after {} steps (light-mode mass {:.4}, KL(q||pi) {:.4}); {:.2} s; wrote {}",
+            "{} after {} steps (light-mode mass {:.4}, KL(q||pi) {}); {:.2} s; wrote {}",
             res.outcome.label(),
             res.final_step,
             res.light_mode_mass,
-            final_kl,
+            if final_kl.is_finite() {
+                format!("{final_kl:.4}")
+            } else {
+                "not recorded".into()
+            },
             wall,
             out.display()
         ),

@@ -307,7 +307,7 @@ impl SweepConfig {
     /// The run configuration of a cell.
     pub fn cell_config(&self, cell: &Cell) -> Config {
         let mut c = self.run.clone();
-        c.record.every = usize::MAX / 2;
+        c.record.every = 0;
         c.record.marginal_steps.clear();
         if cell.t0 == 0.0 {
             c.schedule.kind = ScheduleKind::Constant;

@@ -289,9 +289,9 @@ fn cases() -> Vec<Case> {
         ),
         // ---- record ----
         cfg(
-            "record.every = 0",
-            "[target]\nd = 4\n[optim]\nsteps = 5\n[record]\nevery = 0\n",
-            &["record.every", "≥ 1"],
+            "record.every = -1",
+            "[target]\nd = 4\n[optim]\nsteps = 5\n[record]\nevery = -1\n",
+            &["every"],
         ),
         cfg(
             "marginal_steps beyond optim.steps",
