@@ -463,7 +463,6 @@ pub fn reproduce(out: &Path, quick: bool, threads: usize) -> Result<()> {
 /// (several seeds), against the ODE with perfect gradients, full-variance and quasi-static
 /// (σ² = 1/β), started from each seed's initial statistics. SGD step t ↔ ODE time τ = η t.
 pub fn figure3(out: &Path, quick: bool, seed: u64) -> Result<()> {
-    use crate::objective::ExactObjective;
     use crate::schedule::Exponential;
     use crate::theory::{Dynamics, Tolerance, integrate, state_from_stats};
     // the statistics without w_1 (fixed here)
@@ -473,10 +472,6 @@ pub fn figure3(out: &Path, quick: bool, seed: u64) -> Result<()> {
     cfg.record.every = if quick { 50 } else { 20 };
     cfg.record.marginal_steps.clear();
     let seeds = if quick { 2 } else { 3 };
-    let target = cfg.build_target();
-    let bimodal = *target
-        .as_bimodal()
-        .ok_or_else(|| Error::Invalid("figure 3 needs the bimodal target".into()))?;
     let sched = Exponential {
         beta_i: cfg.schedule.beta_i,
         t0: cfg.schedule.t0,
@@ -508,15 +503,7 @@ pub fn figure3(out: &Path, quick: bool, seed: u64) -> Result<()> {
             .collect();
         let mut curves: Vec<(&str, Vec<[f64; 7]>)> = vec![("SGD", sgd)];
         for (label, quasi) in [("ODE", false), ("ODE quasi-static", true)] {
-            let dy = Dynamics {
-                exact: ExactObjective::new(cfg.target.d),
-                target: bimodal,
-                schedule: &sched,
-                lr: cfg.optim.lr,
-                sigma_rate: cfg.optim.sigma_lr_factor / cfg.target.d as f64,
-                logit_rate: 0.0,
-                quasi_static: quasi,
-            };
+            let dy = Dynamics::from_config(&cfg, &sched, quasi).map_err(Error::Invalid)?;
             let xs = integrate(&dy, 0.0, x0, &taus, Tolerance::default())
                 .map_err(|e| Error::Invalid(format!("ODE integration failed: {e}")))?;
             curves.push((label, xs.iter().map(first_seven).collect()));

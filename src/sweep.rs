@@ -741,14 +741,12 @@ pub fn theory_grid(cfg: &SweepConfig, n: usize, threads: usize) -> Result<Vec<Th
     use crate::seed::{Purpose, stream};
     use crate::theory::{Dynamics, ode_collapses, to_vec};
     let target = cfg.run.build_target();
-    let bimodal = *target
-        .as_bimodal()
-        .ok_or_else(|| Error::Invalid("the theory needs run.target.kind = \"bimodal\"".into()))?;
-    if cfg.run.student.components != 2 || cfg.run.student.trainable_weights {
-        return Err(Error::Invalid(
-            "the theory needs a 2-component student with fixed weights".into(),
-        ));
-    }
+    // fail early, with the reason, rather than count every initial condition as failed
+    let probe = Exponential {
+        beta_i: 1.0,
+        t0: 0.0,
+    };
+    Dynamics::from_config(&cfg.run, &probe, true).map_err(Error::Invalid)?;
     let cells = cfg.cells();
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
@@ -769,17 +767,11 @@ pub fn theory_grid(cfg: &SweepConfig, n: usize, threads: usize) -> Result<Vec<Th
                     beta_i: cell.beta_i,
                     t0: cell.t0,
                 };
-                let dy = Dynamics {
-                    exact: ExactObjective::new(cc.target.d),
-                    target: bimodal,
-                    schedule: &sched,
-                    lr: cc.optim.lr,
-                    sigma_rate: cc.optim.sigma_lr_factor / cc.target.d as f64,
-                    logit_rate: 0.0,
-                    quasi_static: true,
-                };
+                let dy = Dynamics::from_config(&cc, &sched, true).ok();
                 let tau_end = cc.optim.lr * cc.optim.steps as f64;
-                let r = st.and_then(|st| ode_collapses(&dy, to_vec(&st), tau_end).ok());
+                let r = st
+                    .zip(dy)
+                    .and_then(|(st, dy)| ode_collapses(&dy, to_vec(&st), tau_end).ok());
                 bar.inc(1);
                 (c, r)
             })

@@ -70,7 +70,36 @@ pub struct Dynamics<'a> {
     pub quasi_static: bool,
 }
 
-impl Dynamics<'_> {
+impl<'a> Dynamics<'a> {
+    /// The dynamics of the training configured by `cfg` (bimodal target, 2 components) under
+    /// `schedule`: η, κ_σ = c_σ/d and κ_w = c_w (0 for fixed weights) from `cfg.optim`.
+    pub fn from_config(
+        cfg: &crate::config::Config,
+        schedule: &'a dyn Schedule,
+        quasi_static: bool,
+    ) -> Result<Self, String> {
+        let target = cfg.build_target();
+        let bimodal = *target
+            .as_bimodal()
+            .ok_or("the summary-statistics ODE needs target.kind = \"bimodal\"")?;
+        if cfg.student.components != 2 {
+            return Err("the summary-statistics ODE needs a 2-component student".into());
+        }
+        Ok(Dynamics {
+            exact: ExactObjective::new(cfg.target.d),
+            target: bimodal,
+            schedule,
+            lr: cfg.optim.lr,
+            sigma_rate: cfg.optim.sigma_lr_factor / cfg.target.d as f64,
+            logit_rate: if cfg.student.trainable_weights {
+                cfg.optim.logit_lr_factor
+            } else {
+                0.0
+            },
+            quasi_static,
+        })
+    }
+
     /// β at ODE time τ.
     pub fn beta(&self, tau: f64) -> f64 {
         self.schedule.beta(tau / self.lr)
