@@ -441,7 +441,7 @@ pub fn reproduce(out: &Path, quick: bool, threads: usize) -> Result<()> {
     );
     let _ = writeln!(
         md,
-        "## Figure 2\n\n![Figure 2](fig2/fig2.png)\n\nData: `fig2/cells.csv`, `fig2/runs.jsonl`.\n"
+        "## Figure 2\n\n![Figure 2](fig2/fig2.png)\n\nData: `fig2/cells.csv`, `fig2/runs.jsonl` (SGD); `fig2/theory.csv` (quasi-static ODE from the same initial means).\n"
     );
     if let Ok(t) = std::fs::read_to_string(f2.join("cells.csv")) {
         let _ = writeln!(md, "```\n{t}```\n");
