@@ -22,7 +22,7 @@
 
 use crate::error::{Error, Result};
 use crate::family::gmm::dot;
-use crate::family::{GmmStudent, fill_standard_normal};
+use crate::family::{GmmStudent, VariationalFamily, fill_standard_normal};
 use crate::gauss1d::{log_cosh, log_cosh_moments};
 use crate::quadrature::{Rule, chi_squared, standard_normal};
 use crate::target::{Bimodal, IsotropicMixture, LogDensity, log_sum_exp};
@@ -615,8 +615,6 @@ impl ExactObjective {
         })
     }
 }
-
-use crate::family::VariationalFamily;
 
 #[inline]
 fn sigmoid(y: f64) -> f64 {
