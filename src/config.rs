@@ -646,16 +646,37 @@ impl Config {
         }
     }
 
+    /// The standard deviation s of each coordinate of the random initial means
+    /// (μ_k ~ N(0, s² I_d)); `None` when explicit means are given.
+    pub fn init_scale(&self) -> Option<f64> {
+        if !self.student.means.is_empty() {
+            return None;
+        }
+        Some(match &self.student.init_mean_scale {
+            NumberOr::Number(v) => *v,
+            NumberOr::Name(n) if n == "inv_sqrt_d" => 1.0 / (self.target.d as f64).sqrt(),
+            NumberOr::Name(_) => 1.0,
+        })
+    }
+
+    /// The first component's weight w_1 when the weights are fixed, else `None`.
+    pub fn fixed_w1(&self) -> Option<f64> {
+        let s = &self.student;
+        if s.trainable_weights {
+            None
+        } else if s.weights.is_empty() {
+            Some(1.0 / s.components as f64)
+        } else {
+            s.weights.first().copied()
+        }
+    }
+
     /// The initial student, drawing random means from `rng` unless explicit means are given.
     pub fn init_student<R: Rng + ?Sized>(&self, rng: &mut R) -> GmmStudent {
         let s = &self.student;
         let d = self.target.d;
         let k = s.components;
-        let scale = match &s.init_mean_scale {
-            NumberOr::Number(v) => *v,
-            NumberOr::Name(n) if n == "inv_sqrt_d" => 1.0 / (d as f64).sqrt(),
-            NumberOr::Name(_) => 1.0,
-        };
+        let scale = self.init_scale().unwrap_or(1.0);
         let means: Vec<Vec<f64>> = if s.means.is_empty() {
             (0..k)
                 .map(|_| {

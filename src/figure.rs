@@ -310,8 +310,31 @@ pub fn figure2(out: &Path, quick: bool, threads: usize) -> Result<()> {
         source_name: "built-in Figure 2 configuration".into(),
         message: e.to_string(),
     })?;
-    let theory = crate::sweep::theory_grid(&cfg, cfg.grid.seeds, threads)?;
+    let theory = crate::sweep::theory_grid(
+        &cfg,
+        cfg.grid.seeds,
+        threads,
+        crate::sweep::IcMethod::Paired,
+    )?;
     crate::sweep::write_theory(out, &theory)?;
+    // the analytical formula as if it were a cell of 10⁶ runs (its isoline is interpolated the
+    // same way as the simulated ones)
+    let formula_cells: Vec<CellStats> = theory
+        .iter()
+        .filter(|t| t.p_formula.is_finite())
+        .map(|t| {
+            let n = 1_000_000;
+            let k = (t.p_formula * n as f64).round() as usize;
+            CellStats {
+                cell: t.cell,
+                n,
+                collapsed: k,
+                diverged: 0,
+                covered: n - k,
+                mean_light_mass: f64::NAN,
+            }
+        })
+        .collect();
     let theory_cells: Vec<CellStats> = theory
         .iter()
         .map(|t| CellStats {
@@ -337,6 +360,10 @@ pub fn figure2(out: &Path, quick: bool, threads: usize) -> Result<()> {
             (
                 "P = 0.5 (ODE, quasi-static)".into(),
                 isoline_t0(&theory_cells, 0.5),
+            ),
+            (
+                "P = 0.5 (analytical formula)".into(),
+                isoline_t0(&formula_cells, 0.5),
             ),
         ],
     };
@@ -393,6 +420,39 @@ pub fn figure5(out: &Path, quick: bool, threads: usize) -> Result<()> {
                 format!("no annealing ({:.2})", c.p_collapse()),
                 vec![(lo, c.p_collapse()), (hi, c.p_collapse())],
             ));
+        }
+    }
+    // the formula's β_i → 0 asymptote, a function of the rate alone
+    {
+        let text = if quick { FIG2_QUICK } else { FIG2_FULL };
+        let cfg: SweepConfig = toml::from_str(text).map_err(|e| Error::Parse {
+            source_name: "built-in Figure 2 configuration".into(),
+            message: e.to_string(),
+        })?;
+        if let Some(model) = crate::theory::formula::FormulaModel::from_sweep(&cfg) {
+            let xs: Vec<f64> = series
+                .iter()
+                .flat_map(|s| s.points.iter().map(|p| p.0))
+                .collect();
+            let (lo, hi) = xs
+                .iter()
+                .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| {
+                    (a.min(x), b.max(x))
+                });
+            if lo.is_finite() && lo > 0.0 {
+                let mut acsv = String::from("log_rate,p_asymptote\n");
+                let curve: Vec<(f64, f64)> = (0..=60)
+                    .map(|i| {
+                        let x = lo * (hi / lo).powf(i as f64 / 60.0);
+                        let p = crate::theory::formula::asymptote(&model, x.exp()).p;
+                        let _ = writeln!(acsv, "{x},{p}");
+                        (x, p)
+                    })
+                    .filter(|p| p.1.is_finite())
+                    .collect();
+                output::write_text(&out.join("fig5_asymptote.csv"), &acsv)?;
+                extra.push(("formula, β_i → 0".to_string(), curve));
+            }
         }
     }
     output::write_text(&out.join("fig5.csv"), &csv)?;

@@ -88,9 +88,15 @@ enum Command {
         /// Output directory.
         #[arg(long)]
         out: PathBuf,
-        /// Initial conditions per cell (default: the grid's seeds).
+        /// Initial conditions per cell (default: the grid's seeds for `paired`, 10000 for
+        /// `table`).
         #[arg(long)]
         ics: Option<usize>,
+        /// `paired`: the sweep's own initial means, one ODE integration each (compare with
+        /// SGD seed by seed); `table`: fresh draws classified by tabulated split thresholds
+        /// (fast; fixed equal weights only).
+        #[arg(long, default_value = "paired")]
+        method: String,
         /// Worker threads (0 = all cores).
         #[arg(long, default_value_t = 0)]
         threads: usize,
@@ -226,15 +232,28 @@ fn run(cli: Cli) -> Result<()> {
             sets,
             out,
             ics,
+            method,
             threads,
         } => {
             check_threads(threads)?;
             let cfg = SweepConfig::load(config.as_deref(), &sets)?;
-            let n = ics.unwrap_or(cfg.grid.seeds);
+            let method = match method.as_str() {
+                "paired" => sweep::IcMethod::Paired,
+                "table" => sweep::IcMethod::Table,
+                other => {
+                    return Err(Error::Invalid(format!(
+                        "--method: \"{other}\" is not one of \"paired\", \"table\""
+                    )));
+                }
+            };
+            let n = ics.unwrap_or(match method {
+                sweep::IcMethod::Paired => cfg.grid.seeds,
+                sweep::IcMethod::Table => 10_000,
+            });
             check_range("--ics", n, 1, 1 << 24)?;
             output::ensure_dir(&out)?;
             let start = Instant::now();
-            let cells = sweep::theory_grid(&cfg, n, threads)?;
+            let cells = sweep::theory_grid(&cfg, n, threads, method)?;
             sweep::write_theory(&out, &cells)?;
             println!(
                 "{} cells x {n} initial conditions in {:.1} s; wrote {}",

@@ -718,27 +718,51 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<usize> {
     Ok(all.len())
 }
 
-/// P(collapse) of one cell predicted by the quasi-static ODE from `n` initial conditions.
+/// P(collapse) of one cell predicted by theory.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TheoryCell {
     /// The cell.
     pub cell: Cell,
-    /// Initial conditions integrated.
+    /// Initial conditions classified by the ODE.
     pub n: usize,
     /// Of which collapsed.
     pub collapsed: usize,
     /// Of which the integration failed (counted in n, not as collapsed).
     pub failed: usize,
+    /// The analytical formula's P(collapse) (NaN where it does not apply).
+    pub p_formula: f64,
 }
 
-/// ODE Monte Carlo: for every cell, integrates the quasi-static summary-statistics ODE
-/// (perfect gradients, σ² = 1/β) from the initial statistics of seeds 0..n−1 — the same
-/// initial means as the SGD runs of the sweep (paired) — to the end of the run, and counts
-/// collapses. Needs the bimodal target and 2 components.
-pub fn theory_grid(cfg: &SweepConfig, n: usize, threads: usize) -> Result<Vec<TheoryCell>> {
+/// How the ODE Monte Carlo gets its initial conditions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IcMethod {
+    /// The initial means of the sweep's seeds 0..n−1 (paired with SGD), one integration each.
+    Paired,
+    /// n fresh draws per cell, classified by a table of split thresholds
+    /// ([`crate::theory::monte_carlo::CollapseTable`]); needs fixed equal weights.
+    Table,
+}
+
+/// ODE Monte Carlo and the analytical formula on every cell of a sweep's grid.
+///
+/// The quasi-static summary-statistics ODE (perfect gradients, σ² = 1/β) is integrated to the
+/// end of each cell's run and classified by the signs of m_k. Fixed weights use the tabulated
+/// fast flow ([`crate::theory::quasi_static`]); trainable weights the exact-objective one.
+/// `Table` draws its initial conditions from stream (seed, cell, Eval), so it is reproducible.
+/// Needs the bimodal target and 2 components.
+pub fn theory_grid(
+    cfg: &SweepConfig,
+    n: usize,
+    threads: usize,
+    method: IcMethod,
+) -> Result<Vec<TheoryCell>> {
     use crate::objective::ExactObjective;
     use crate::schedule::Exponential;
     use crate::seed::{Purpose, stream};
+    use crate::theory::formula::FormulaModel;
+    use crate::theory::monte_carlo::CollapseTable;
+    use crate::theory::quasi_static::{QuasiStatic, collapses, draw_initial};
+    use crate::theory::tables::EntropyTable;
     use crate::theory::{Dynamics, ode_collapses, to_vec};
     let target = cfg.run.build_target();
     // fail early, with the reason, rather than count every initial condition as failed
@@ -747,33 +771,93 @@ pub fn theory_grid(cfg: &SweepConfig, n: usize, threads: usize) -> Result<Vec<Th
         t0: 0.0,
     };
     Dynamics::from_config(&cfg.run, &probe, true).map_err(Error::Invalid)?;
+    let bimodal = *target
+        .as_bimodal()
+        .expect("checked by Dynamics::from_config");
+    let d = cfg.run.target.d;
+    let w1 = cfg.run.fixed_w1();
+    let scale = cfg.run.init_scale();
+    if method == IcMethod::Table && (w1 != Some(0.5) || scale.is_none()) {
+        return Err(Error::Invalid(
+            "--method table needs fixed equal weights (student.weights = [0.5, 0.5], \
+             trainable_weights = false) and random initial means (no student.means); use \
+             --method paired"
+                .into(),
+        ));
+    }
+    let entropy = w1.map(EntropyTable::new);
+    let formula = FormulaModel::from_sweep(cfg);
     let cells = cfg.cells();
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()
         .map_err(|e| Error::Invalid(format!("cannot start {threads} threads: {e}")))?;
-    let jobs: Vec<(usize, usize)> = (0..cells.len())
-        .flat_map(|c| (0..n).map(move |i| (c, i)))
-        .collect();
+    let jobs: Vec<(usize, usize)> = match method {
+        IcMethod::Paired => (0..cells.len())
+            .flat_map(|c| (0..n).map(move |i| (c, i)))
+            .collect(),
+        IcMethod::Table => (0..cells.len()).map(|c| (c, 0)).collect(),
+    };
     let bar = crate::progress::bar(jobs.len() as u64, "theory");
-    let results: Vec<(usize, Option<bool>)> = pool.install(|| {
+    // (cell, collapsed, failed, classified)
+    let results: Vec<(usize, usize, usize, usize)> = pool.install(|| {
         jobs.par_iter()
             .map(|&(c, i)| {
                 let cell = cells[c];
                 let cc = cfg.cell_config(&cell);
-                let q = cc.init_student(&mut stream(cc.seed, i as u64, Purpose::Init));
-                let st = ExactObjective::reduce(&q, target.axis()).ok();
                 let sched = Exponential {
                     beta_i: cell.beta_i,
                     t0: cell.t0,
                 };
-                let dy = Dynamics::from_config(&cc, &sched, true).ok();
                 let tau_end = cc.optim.lr * cc.optim.steps as f64;
-                let r = st
-                    .zip(dy)
-                    .and_then(|(st, dy)| ode_collapses(&dy, to_vec(&st), tau_end).ok());
+                let tau_kink = cc.optim.lr * cell.t0;
+                let out = match (method, entropy.as_ref()) {
+                    (IcMethod::Table, Some(tab)) => {
+                        let flow = QuasiStatic::new(bimodal, &sched, cc.optim.lr, tab);
+                        let s = scale.unwrap_or(1.0);
+                        match CollapseTable::new(&flow, d, s, (tau_kink, tau_end)) {
+                            Ok(table) => {
+                                let mut rng = stream(cc.seed, c as u64, Purpose::Eval);
+                                let col = (0..n)
+                                    .filter(|_| table.collapses(&draw_initial(&mut rng, d, s)))
+                                    .count();
+                                (c, col, 0, n)
+                            }
+                            Err(_) => (c, 0, n, n),
+                        }
+                    }
+                    (_, tab) => {
+                        let q = cc.init_student(&mut stream(cc.seed, i as u64, Purpose::Init));
+                        let r = ExactObjective::reduce(&q, target.axis())
+                            .ok()
+                            .and_then(|st| {
+                                let x = to_vec(&st);
+                                match tab {
+                                    Some(tab) => {
+                                        let flow =
+                                            QuasiStatic::new(bimodal, &sched, cc.optim.lr, tab);
+                                        collapses(
+                                            &flow,
+                                            [x[0], x[1], x[2], x[3], x[4]],
+                                            tau_kink,
+                                            tau_end,
+                                        )
+                                        .ok()
+                                    }
+                                    None => Dynamics::from_config(&cc, &sched, true)
+                                        .ok()
+                                        .and_then(|dy| ode_collapses(&dy, x, tau_end).ok()),
+                                }
+                            });
+                        match r {
+                            Some(true) => (c, 1, 0, 1),
+                            Some(false) => (c, 0, 0, 1),
+                            None => (c, 0, 1, 1),
+                        }
+                    }
+                };
                 bar.inc(1);
-                (c, r)
+                out
             })
             .collect()
     });
@@ -785,27 +869,27 @@ pub fn theory_grid(cfg: &SweepConfig, n: usize, threads: usize) -> Result<Vec<Th
             n: 0,
             collapsed: 0,
             failed: 0,
+            p_formula: formula
+                .as_ref()
+                .map_or(f64::NAN, |f| f.cell(cell.beta_i, cell.t0).p),
         })
         .collect();
-    for (c, r) in results {
-        out[c].n += 1;
-        match r {
-            Some(true) => out[c].collapsed += 1,
-            Some(false) => {}
-            None => out[c].failed += 1,
-        }
+    for (c, col, failed, k) in results {
+        out[c].n += k;
+        out[c].collapsed += col;
+        out[c].failed += failed;
     }
     Ok(out)
 }
 
-/// Writes DIR/theory.csv: `beta_i,t0,rate,n,p_ode,ci_low,ci_high,failed`.
+/// Writes DIR/theory.csv: `beta_i,t0,rate,n,p_ode,ci_low,ci_high,failed,p_formula`.
 pub fn write_theory(dir: &Path, cells: &[TheoryCell]) -> Result<()> {
-    let mut s = String::from("beta_i,t0,rate,n,p_ode,ci_low,ci_high,failed\n");
+    let mut s = String::from("beta_i,t0,rate,n,p_ode,ci_low,ci_high,failed,p_formula\n");
     for c in cells {
         let (lo, hi) = wilson_interval(c.collapsed, c.n);
         let _ = writeln!(
             s,
-            "{},{},{},{},{},{},{},{}",
+            "{},{},{},{},{},{},{},{},{}",
             c.cell.beta_i,
             c.cell.t0,
             c.cell.rate(),
@@ -813,7 +897,8 @@ pub fn write_theory(dir: &Path, cells: &[TheoryCell]) -> Result<()> {
             c.collapsed as f64 / c.n.max(1) as f64,
             lo,
             hi,
-            c.failed
+            c.failed,
+            c.p_formula
         );
     }
     output::write_text(&dir.join("theory.csv"), &s)

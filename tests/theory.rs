@@ -8,7 +8,9 @@ use annealvi::objective::{Estimator, ExactObjective};
 use annealvi::schedule::Exponential;
 use annealvi::seed::{Purpose, stream};
 use annealvi::target::IsotropicMixture;
-use annealvi::theory::{DIM, Dynamics, Tolerance, integrate, state_from_stats, to_vec};
+use annealvi::theory::quasi_static::{QuasiStatic, draw_initial};
+use annealvi::theory::tables::EntropyTable;
+use annealvi::theory::{DIM, Dynamics, OdeSystem, Tolerance, integrate, state_from_stats, to_vec};
 use annealvi::train::{Recorder, run_config};
 
 fn dynamics<'a>(
@@ -173,7 +175,7 @@ fn quasi_static_is_the_fast_variance_limit() {
 /// small grid (d = 64, 16 seeds).
 #[test]
 fn ode_monte_carlo_agrees_with_sgd_sweep() {
-    use annealvi::sweep::{SweepConfig, SweepOptions, read_runs, run_sweep, theory_grid};
+    use annealvi::sweep::{IcMethod, SweepConfig, SweepOptions, read_runs, run_sweep, theory_grid};
     let cfg: SweepConfig = toml::from_str(
         r#"
 [grid]
@@ -203,7 +205,7 @@ sigma0 = "schedule"
     };
     run_sweep(&cfg, &opts).unwrap();
     let sgd = annealvi::sweep::aggregate(&read_runs(&dir.join("runs.jsonl"), false).unwrap());
-    let ode = theory_grid(&cfg, 16, 2).unwrap();
+    let ode = theory_grid(&cfg, 16, 2, IcMethod::Paired).unwrap();
     assert_eq!(sgd.len(), ode.len());
     let mut any_collapse = false;
     for o in &ode {
@@ -221,4 +223,170 @@ sigma0 = "schedule"
     }
     assert!(any_collapse, "the grid should contain collapsing cells");
     let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn fast_quasi_static_rhs_equals_the_exact_one() {
+    // the tabulated 5-statistic flow against the quadrature-based 8-statistic one
+    let d = 512;
+    for (w1, beta) in [(0.5, 0.003), (0.5, 0.2), (0.5, 1.0), (0.7, 0.05)] {
+        let sched = Exponential {
+            beta_i: beta,
+            t0: 1e12,
+        };
+        let dy = dynamics(d, &sched, 0.05, 10.0, 0.0, true);
+        let tab = EntropyTable::new(w1);
+        let fast = QuasiStatic::new(dy.target, &sched, 0.05, &tab);
+        let mut rng = stream(7, (beta * 1e3) as u64, Purpose::Init);
+        for scale in [0.05, 0.3, 1.0] {
+            let x5 = draw_initial(&mut rng, d, scale);
+            let s = 1.0 / beta.sqrt();
+            let x8 = [x5[0], x5[1], x5[2], x5[3], x5[4], s, s, w1];
+            let want = dy.rhs(0.0, &x8);
+            let got = fast.rhs(0.0, &x5);
+            for i in 0..5 {
+                let tol = 1e-8 * (1.0 + want[i].abs());
+                assert!(
+                    (got[i] - want[i]).abs() < tol,
+                    "w1 {w1} β {beta} scale {scale} i {i}: {} vs {}",
+                    got[i],
+                    want[i]
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn initial_statistics_have_the_law_of_random_means() {
+    // draw_initial against explicit N(0, s² I_d) means: first two moments of each statistic
+    let (d, s, n) = (40usize, 0.7, 4000);
+    let mut rng = stream(3, 0, Purpose::Init);
+    let mut a = [[0.0; 2]; 5];
+    let mut b = [[0.0; 2]; 5];
+    let mut z1 = vec![0.0; d];
+    let mut z2 = vec![0.0; d];
+    for _ in 0..n {
+        let x = draw_initial(&mut rng, d, s);
+        fill_standard_normal(&mut rng, &mut z1);
+        fill_standard_normal(&mut rng, &mut z2);
+        let dot = |u: &[f64], v: &[f64]| s * s * u.iter().zip(v).map(|(p, q)| p * q).sum::<f64>();
+        let y = [
+            s * z1[0],
+            s * z2[0],
+            dot(&z1, &z1),
+            dot(&z1, &z2),
+            dot(&z2, &z2),
+        ];
+        for i in 0..5 {
+            a[i][0] += x[i];
+            a[i][1] += x[i] * x[i];
+            b[i][0] += y[i];
+            b[i][1] += y[i] * y[i];
+        }
+    }
+    let nf = n as f64;
+    for i in 0..5 {
+        let (ma, mb) = (a[i][0] / nf, b[i][0] / nf);
+        let (va, vb) = (a[i][1] / nf - ma * ma, b[i][1] / nf - mb * mb);
+        let se = ((va + vb) / nf).sqrt();
+        assert!((ma - mb).abs() < 4.0 * se, "stat {i}: mean {ma} vs {mb}");
+        assert!(
+            (va / vb - 1.0).abs() < 0.15,
+            "stat {i}: variance {va} vs {vb}"
+        );
+    }
+}
+
+mod collapse_probability {
+    use annealvi::schedule::Exponential;
+    use annealvi::seed::{Purpose, stream};
+    use annealvi::target::IsotropicMixture;
+    use annealvi::theory::formula::{FormulaModel, asymptote};
+    use annealvi::theory::monte_carlo::{CollapseTable, direct};
+    use annealvi::theory::quasi_static::{QuasiStatic, draw_initial};
+    use annealvi::theory::tables::EntropyTable;
+
+    const D: usize = 512;
+    const LR: f64 = 0.05;
+    const EXTRA: f64 = 500.0;
+
+    fn times(t0: f64) -> (f64, f64) {
+        (LR * t0, LR * (t0 + EXTRA))
+    }
+
+    #[test]
+    fn threshold_table_classifies_like_direct_integration() {
+        let t = IsotropicMixture::bimodal(D, 3.0, 0.8);
+        let b = *t.as_bimodal().unwrap();
+        let tab = EntropyTable::new(0.5);
+        let (mut mismatches, mut total) = (0, 0);
+        for (bi, t0) in [(0.003, 1000.0), (0.03, 3000.0), (0.3, 1500.0)] {
+            let sched = Exponential { beta_i: bi, t0 };
+            let flow = QuasiStatic::new(b, &sched, LR, &tab);
+            let table = CollapseTable::new(&flow, D, 1.0, times(t0)).unwrap();
+            let mut rng = stream(11, t0 as u64, Purpose::Eval);
+            for _ in 0..150 {
+                let x0 = draw_initial(&mut rng, D, 1.0);
+                let a = table.collapses(&x0);
+                let d = direct(&flow, x0, times(t0)).unwrap();
+                mismatches += (a != d) as usize;
+                total += 1;
+            }
+        }
+        // the table interpolates a threshold: a few initial conditions right at it may differ
+        assert!(
+            mismatches * 100 <= 3 * total,
+            "{mismatches}/{total} initial conditions classified differently"
+        );
+    }
+
+    /// For each β_i, the index of the first t0 (ascending) with P < 0.5.
+    fn crossing(p: &[f64]) -> usize {
+        p.iter().position(|&v| v < 0.5).unwrap_or(p.len())
+    }
+
+    #[test]
+    fn formula_isoline_lies_within_one_cell_of_the_ode_monte_carlo() {
+        let t = IsotropicMixture::bimodal(D, 3.0, 0.8);
+        let b = *t.as_bimodal().unwrap();
+        let tab = EntropyTable::new(0.5);
+        let model = FormulaModel::new(b, D, LR, 1.0, EXTRA);
+        let t0s = [300.0, 721.0, 1732.0, 4162.0, 10000.0];
+        for bi in [0.003, 0.03, 0.3] {
+            let mut p_ode = Vec::new();
+            let mut p_formula = Vec::new();
+            for &t0 in &t0s {
+                let sched = Exponential { beta_i: bi, t0 };
+                let flow = QuasiStatic::new(b, &sched, LR, &tab);
+                let table = CollapseTable::new(&flow, D, 1.0, times(t0)).unwrap();
+                let mut rng = stream(5, t0 as u64, Purpose::Eval);
+                let n = 4000;
+                let c = (0..n)
+                    .filter(|_| table.collapses(&draw_initial(&mut rng, D, 1.0)))
+                    .count();
+                p_ode.push(c as f64 / n as f64);
+                p_formula.push(model.cell(bi, t0).p);
+            }
+            let (a, f) = (crossing(&p_ode), crossing(&p_formula));
+            assert!(
+                a.abs_diff(f) <= 1,
+                "β_i = {bi}: ODE {p_ode:?} vs formula {p_formula:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn formula_depends_on_the_rate_alone_as_beta_i_vanishes() {
+        let t = IsotropicMixture::bimodal(D, 3.0, 0.8);
+        let model = FormulaModel::new(*t.as_bimodal().unwrap(), D, LR, 1.0, EXTRA);
+        for rate in [1.0008f64, 1.002, 1.01] {
+            let p = |bi: f64| model.cell(bi, (1.0 / bi).ln() / rate.ln()).p;
+            let (a, b) = (p(1e-9), p(1e-12));
+            assert!((a - b).abs() < 0.01, "rate {rate}: {a} vs {b}");
+            assert!((asymptote(&model, rate).p - b).abs() < 1e-12);
+        }
+        // slow annealing drives the predicted collapse to 0
+        assert!(asymptote(&model, 1.0002).p < 0.01);
+    }
 }

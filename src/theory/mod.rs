@@ -20,6 +20,11 @@
 //! Integration: Dormand–Prince 5(4) with adaptive steps (hand-written: the ODE crates on
 //! crates.io pull in nalgebra, a long build on 2 cores for an 8-dimensional system).
 
+pub mod formula;
+pub mod monte_carlo;
+pub mod quasi_static;
+pub mod tables;
+
 use crate::objective::{ExactObjective, Reduced};
 use crate::schedule::Schedule;
 use crate::target::Bimodal;
@@ -104,9 +109,20 @@ impl<'a> Dynamics<'a> {
     pub fn beta(&self, tau: f64) -> f64 {
         self.schedule.beta(tau / self.lr)
     }
+}
 
+/// An autonomous-or-not ODE dx/dτ = f(τ, x) on R^N, with an optional projection applied
+/// after every accepted step (to impose constraints such as σ² = 1/β).
+pub trait OdeSystem<const N: usize> {
+    /// dx/dτ at (τ, x).
+    fn rhs(&self, tau: f64, x: &[f64; N]) -> [f64; N];
+    /// Imposes constraints on an accepted state (default: none).
+    fn project(&self, _tau: f64, _x: &mut [f64; N]) {}
+}
+
+impl OdeSystem<DIM> for Dynamics<'_> {
     /// Imposes the quasi-static variances on a state, if that is the model.
-    pub fn project(&self, tau: f64, x: &mut [f64; DIM]) {
+    fn project(&self, tau: f64, x: &mut [f64; DIM]) {
         if self.quasi_static {
             let s = 1.0 / self.beta(tau).sqrt();
             x[5] = s;
@@ -115,7 +131,7 @@ impl<'a> Dynamics<'a> {
     }
 
     /// dx/dτ at (τ, x).
-    pub fn rhs(&self, tau: f64, x: &[f64; DIM]) -> [f64; DIM] {
+    fn rhs(&self, tau: f64, x: &[f64; DIM]) -> [f64; DIM] {
         let beta = self.beta(tau);
         let mut st = from_vec(x);
         if self.quasi_static {
@@ -166,13 +182,13 @@ impl Default for Tolerance {
 /// Integrates from (τ0, x0) to each time in `times` (ascending, ≥ τ0) with Dormand–Prince
 /// 5(4); returns the state at each. Errors if a state becomes non-finite or the step
 /// underflows.
-pub fn integrate(
-    dy: &Dynamics,
+pub fn integrate<S: OdeSystem<N> + ?Sized, const N: usize>(
+    dy: &S,
     tau0: f64,
-    x0: [f64; DIM],
+    x0: [f64; N],
     times: &[f64],
     tol: Tolerance,
-) -> Result<Vec<[f64; DIM]>, String> {
+) -> Result<Vec<[f64; N]>, String> {
     // Dormand–Prince coefficients
     const C: [f64; 7] = [0.0, 0.2, 0.3, 0.8, 8.0 / 9.0, 1.0, 1.0];
     const A: [[f64; 6]; 7] = [
@@ -231,11 +247,11 @@ pub fn integrate(
     for &target in times {
         while t < target {
             let hh = h.min(target - t).min(tol.max_step);
-            let mut k = [[0.0; DIM]; 7];
+            let mut k = [[0.0; N]; 7];
             for s in 0..7 {
                 let mut xs = x;
                 for (j, kj) in k.iter().enumerate().take(s) {
-                    for i in 0..DIM {
+                    for i in 0..N {
                         xs[i] += hh * A[s][j] * kj[i];
                     }
                 }
@@ -243,7 +259,7 @@ pub fn integrate(
             }
             let mut x5 = x;
             let mut err = 0.0f64;
-            for i in 0..DIM {
+            for i in 0..N {
                 let (mut d5, mut d4) = (0.0, 0.0);
                 for s in 0..7 {
                     d5 += B5[s] * k[s][i];

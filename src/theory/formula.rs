@@ -1,0 +1,368 @@
+//! An analytical estimate of the collapse probability under exponential annealing
+//! (docs/theory.md §9), for the bimodal target and a 2-component student with fixed equal
+//! weights w_1 = w_2 = ½ in the quasi-static model σ² = 1/β.
+//!
+//! **Branch.** With m_1 = m_2 the student stays on the symmetric branch (centre M_b, orthogonal
+//! separation D_b), which obeys (ρ = D_b/σ, T and S at (R M_b + h, R σ))
+//!
+//!   dM_b/dτ = (β/2)(R T − M_b),   d ln D_b²/dτ = −β (1 − 4ψ(ρ)).
+//!
+//! **Linearised split.** The half-split δ = (m_1 − m_2)/2 and the centre's deviation
+//! ΔM = M − M_b obey, to first order,
+//!
+//!   dδ/dτ = γ_δ δ,  γ_δ = (β/2)(R² S − 1) + 2β ψ(ρ),
+//!   dΔM/dτ = γ_M ΔM, γ_M = (β/2)(R² S − 1),
+//!
+//! so δ(τ) = δ_0 G(τ), ΔM(τ) = ΔM_0 H(τ) with G = e^{∫γ_δ}, H = e^{∫γ_M}. (At full overlap
+//! ψ = ¼ cancels the −β/2: the entropy's repulsion exactly balances the target's confinement and
+//! only the target's curvature R²S drives the split.)
+//!
+//! **Decision.** A lone component's drift f(m) = R T(R m + h, Rσ) − m is monostable at small β
+//! and becomes bistable at β_c, where a light-side basin appears through a saddle-node at m_sn
+//! (f = f' = 0). The student covers both modes iff, at that moment τ_c, its lighter component
+//! M_b + ΔM − |δ| lies beyond m_sn:
+//!
+//!   collapse ⇔ |δ_0| G(τ_c) − ΔM_0 H(τ_c) < ℓ,   ℓ = M_b(τ_c) − m_sn.
+//!
+//! **Probability.** With means drawn from N(0, s² I_d), δ_0 and ΔM_0 are independent
+//! N(0, s²/2), so with x ~ N(0, 1)
+//!
+//!   P(collapse) = E_x Φ((ℓ √2/s − |x| G)/H),
+//!
+//! a one-dimensional integral. It depends on (β_i, t0) through the branch integrals only. As
+//! β_i → 0 at fixed rate r = β_i^{−1/t0} (λ = ln r/η per unit τ) the integrals converge
+//! (γ = O(β) at small β), so P tends to a function of r alone: [`asymptote`].
+
+use super::tables::{EntropyTable, TanhTable};
+use super::{OdeSystem, Tolerance, integrate};
+use crate::gauss1d::log_cosh_moments;
+use crate::quadrature::standard_normal;
+use crate::schedule::{Exponential, Schedule};
+use crate::target::Bimodal;
+
+/// The onset of bistability of a lone component's drift: β_c and the saddle-node m_sn.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Bistability {
+    /// Inverse temperature at which the light-side basin appears.
+    pub beta_c: f64,
+    /// Position (along μ̂) of the saddle-node at β_c.
+    pub m_sn: f64,
+}
+
+/// min over m ∈ [−R − 3, 0] of f(m) = R T(R m + h, R/√β) − m, and its argmin.
+fn drift_min(target: &Bimodal, beta: f64) -> (f64, f64) {
+    let tab = TanhTable::get();
+    let (r, h) = (target.r, target.h);
+    let b = r / beta.sqrt();
+    let f = |m: f64| r * tab.eval(r * m + h, b) - m;
+    let (lo, hi) = (-r - 3.0, 0.0);
+    let n = 600;
+    let mut best = (f64::INFINITY, 0.0);
+    for i in 0..=n {
+        let m = lo + (hi - lo) * i as f64 / n as f64;
+        let v = f(m);
+        if v < best.0 {
+            best = (v, m);
+        }
+    }
+    // golden-section refinement around the grid minimum
+    let step = (hi - lo) / n as f64;
+    let (mut a, mut c) = ((best.1 - step).max(lo), (best.1 + step).min(hi));
+    let g = 0.5 * (5f64.sqrt() - 1.0);
+    for _ in 0..60 {
+        let x1 = c - g * (c - a);
+        let x2 = a + g * (c - a);
+        if f(x1) < f(x2) {
+            c = x2;
+        } else {
+            a = x1;
+        }
+    }
+    let m = 0.5 * (a + c);
+    (f(m), m)
+}
+
+/// β_c: the smallest β ≤ 1 at which f has a zero on the light side (bisection in ln β), and
+/// the saddle-node there. `None` when f stays positive up to β = 1 (no light basin).
+pub fn bistability(target: &Bimodal) -> Option<Bistability> {
+    if drift_min(target, 1.0).0 > 0.0 {
+        return None;
+    }
+    let (mut lo, mut hi) = ((1e-8f64).ln(), 0.0f64);
+    if drift_min(target, lo.exp()).0 <= 0.0 {
+        return Some(Bistability {
+            beta_c: lo.exp(),
+            m_sn: drift_min(target, lo.exp()).1,
+        });
+    }
+    for _ in 0..60 {
+        let mid = 0.5 * (lo + hi);
+        if drift_min(target, mid.exp()).0 <= 0.0 {
+            hi = mid;
+        } else {
+            lo = mid;
+        }
+    }
+    let beta_c = hi.exp();
+    Some(Bistability {
+        beta_c,
+        m_sn: drift_min(target, beta_c).1,
+    })
+}
+
+/// The branch and the linearised growth: state (M_b, ln D_b², ln G, ln H).
+struct Branch<'a> {
+    target: Bimodal,
+    schedule: &'a dyn Schedule,
+    lr: f64,
+    entropy: &'a EntropyTable,
+}
+
+impl OdeSystem<4> for Branch<'_> {
+    fn rhs(&self, tau: f64, x: &[f64; 4]) -> [f64; 4] {
+        let beta = self.schedule.beta(tau / self.lr);
+        let (r, h) = (self.target.r, self.target.h);
+        let sigma = 1.0 / beta.sqrt();
+        let mo = log_cosh_moments(r * x[0] + h, r * sigma);
+        let rho = (0.5 * x[1]).exp() / sigma;
+        let psi = self.entropy.eval(rho);
+        let g_m = 0.5 * beta * (r * r * mo.sech2 - 1.0);
+        [
+            0.5 * beta * (r * mo.tanh - x[0]),
+            -beta * (1.0 - 4.0 * psi),
+            g_m + 2.0 * beta * psi,
+            g_m,
+        ]
+    }
+}
+
+/// The lone light component's drift run backwards in time, s = τ_end − τ:
+/// dm/ds = −(β/2)(R T(R m + h, Rσ) − m).
+struct Separatrix<'a> {
+    target: Bimodal,
+    schedule: &'a dyn Schedule,
+    lr: f64,
+    tau_end: f64,
+}
+
+impl OdeSystem<1> for Separatrix<'_> {
+    fn rhs(&self, s: f64, x: &[f64; 1]) -> [f64; 1] {
+        let beta = self.schedule.beta((self.tau_end - s) / self.lr);
+        let (r, h) = (self.target.r, self.target.h);
+        let t = TanhTable::get().eval(r * x[0] + h, r / beta.sqrt());
+        [-0.5 * beta * (r * t - x[0])]
+    }
+}
+
+/// The unstable zero of the lone drift at β (the boundary of the light basin), if β ≥ β_c.
+pub fn unstable_zero(target: &Bimodal, beta: f64) -> Option<f64> {
+    let (fmin, mut lo) = drift_min(target, beta);
+    if fmin > 0.0 {
+        return None;
+    }
+    let tab = TanhTable::get();
+    let (r, h) = (target.r, target.h);
+    let f = |m: f64| r * tab.eval(r * m + h, r / beta.sqrt()) - m;
+    let mut hi = 0.0;
+    if f(hi) <= 0.0 {
+        return Some(hi);
+    }
+    for _ in 0..100 {
+        let mid = 0.5 * (lo + hi);
+        if f(mid) <= 0.0 {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    Some(0.5 * (lo + hi))
+}
+
+/// Everything the formula computes for one cell.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct FormulaCell {
+    /// P(collapse) predicted.
+    pub p: f64,
+    /// The critical half-split δ_c at ΔM_0 = 0: collapse iff |δ_0| < δ_c.
+    pub delta_c: f64,
+    /// Growth of the split at the decisive time, G(τ*).
+    pub growth_split: f64,
+    /// Growth of the centre's deviation there, H(τ*).
+    pub growth_centre: f64,
+    /// ℓ(τ*) = M_b(τ*) − m_sep(τ*).
+    pub ell: f64,
+    /// SGD step τ*/η of the decisive time.
+    pub t_star: f64,
+}
+
+/// The model the formula needs.
+#[derive(Clone, Debug)]
+pub struct FormulaModel {
+    /// The target.
+    pub target: Bimodal,
+    /// Dimension d.
+    pub d: usize,
+    /// η (τ = η t).
+    pub lr: f64,
+    /// Standard deviation s of the initial means' coordinates.
+    pub init_scale: f64,
+    /// Steps after t0 (at β = 1).
+    pub extra_steps: f64,
+    /// The bistability onset of the target.
+    pub onset: Option<Bistability>,
+    entropy: EntropyTable,
+}
+
+/// Number of time nodes on which the first-passage condition is checked.
+const NODES: usize = 400;
+
+impl FormulaModel {
+    /// The model for `target` in dimension d (w_1 = ½ fixed), η = `lr`, initial means
+    /// N(0, s² I_d), `extra_steps` at β = 1 after the annealing.
+    pub fn new(target: Bimodal, d: usize, lr: f64, init_scale: f64, extra_steps: f64) -> Self {
+        Self {
+            onset: bistability(&target),
+            target,
+            d,
+            lr,
+            init_scale,
+            extra_steps,
+            entropy: EntropyTable::new(0.5),
+        }
+    }
+
+    /// The model of a sweep's runs, where the formula applies (bimodal target, 2 components,
+    /// fixed weights ½, random initial means).
+    pub fn from_sweep(cfg: &crate::sweep::SweepConfig) -> Option<Self> {
+        let run = &cfg.run;
+        let target = run.build_target();
+        let b = *target.as_bimodal()?;
+        if run.student.components != 2 || run.fixed_w1() != Some(0.5) {
+            return None;
+        }
+        Some(Self::new(
+            b,
+            run.target.d,
+            run.optim.lr,
+            run.init_scale()?,
+            cfg.grid.extra_steps as f64,
+        ))
+    }
+
+    /// The formula for the exponential schedule (β_i, t0) followed by `extra_steps` at β = 1.
+    pub fn cell(&self, beta_i: f64, t0: f64) -> FormulaCell {
+        let nan = FormulaCell {
+            p: f64::NAN,
+            delta_c: f64::NAN,
+            growth_split: f64::NAN,
+            growth_centre: f64::NAN,
+            ell: f64::NAN,
+            t_star: f64::NAN,
+        };
+        let sched = Exponential { beta_i, t0 };
+        let tau_end = self.lr * (t0 + self.extra_steps);
+        if tau_end <= 0.0 {
+            return nan;
+        }
+        let times: Vec<f64> = (0..=NODES)
+            .map(|k| tau_end * k as f64 / NODES as f64)
+            .collect();
+        // the symmetric branch and the linearised growth factors
+        let s = self.init_scale;
+        let d2 = 2.0 * s * s * (self.d.saturating_sub(1)) as f64;
+        let branch = Branch {
+            target: self.target,
+            schedule: &sched,
+            lr: self.lr,
+            entropy: &self.entropy,
+        };
+        let tol = Tolerance {
+            rtol: 1e-8,
+            atol: 1e-10,
+            max_step: 20.0,
+        };
+        let Ok(br) = integrate(
+            &branch,
+            0.0,
+            [0.0, d2.max(1e-300).ln(), 0.0, 0.0],
+            &times[1..],
+            tol,
+        ) else {
+            return nan;
+        };
+        // the separatrix, backwards from the light basin's boundary at the end
+        let beta_end = sched.beta(t0 + self.extra_steps);
+        let sep: Vec<f64> = match unstable_zero(&self.target, beta_end) {
+            None => vec![f64::NEG_INFINITY; NODES + 1],
+            Some(mu) => {
+                let back = Separatrix {
+                    target: self.target,
+                    schedule: &sched,
+                    lr: self.lr,
+                    tau_end,
+                };
+                let s_times: Vec<f64> = times[1..].iter().map(|t| t - times[0]).collect();
+                match integrate(&back, 0.0, [mu], &s_times, tol) {
+                    // s_k = τ_end − τ_{NODES−k}
+                    Ok(v) => {
+                        let mut out = vec![0.0; NODES + 1];
+                        out[NODES] = mu;
+                        for (k, x) in v.iter().enumerate() {
+                            out[NODES - 1 - k] = x[0];
+                        }
+                        out
+                    }
+                    Err(_) => return nan,
+                }
+            }
+        };
+        let node = |k: usize| -> (f64, f64, f64) {
+            let (mb, lg, lh) = if k == 0 {
+                (0.0, 0.0, 0.0)
+            } else {
+                let x = br[k - 1];
+                (x[0], x[2], x[3])
+            };
+            (mb - sep[k], lg.exp(), lh.exp())
+        };
+        let nodes: Vec<(f64, f64, f64)> = (0..=NODES).map(node).collect();
+        // δ_c(ΔM_0) = min_τ (ℓ(τ) + ΔM_0 H(τ))/G(τ), floored at 0
+        let delta_c = |dm: f64| -> (f64, usize) {
+            let mut best = (f64::INFINITY, 0);
+            for (k, &(l, g, h)) in nodes.iter().enumerate() {
+                let v = (l + dm * h) / g;
+                if v < best.0 {
+                    best = (v, k);
+                }
+            }
+            (best.0.max(0.0), best.1)
+        };
+        // P = E_y erf(δ_c(y s/√2)/s), y ~ N(0, 1)
+        let rule = standard_normal(161, 8.0);
+        let p = rule.integrate(|y| {
+            let dc = delta_c(y * s / std::f64::consts::SQRT_2).0;
+            if dc.is_infinite() {
+                1.0
+            } else {
+                libm::erf(dc / s)
+            }
+        });
+        let (dc0, k0) = delta_c(0.0);
+        let (l, g, h) = nodes[k0];
+        FormulaCell {
+            p: p.clamp(0.0, 1.0),
+            delta_c: dc0,
+            growth_split: g,
+            growth_centre: h,
+            ell: l,
+            t_star: times[k0] / self.lr,
+        }
+    }
+}
+
+/// The β_i → 0 limit at fixed rate r = β_i^{−1/t0} > 1: the formula at β_i = 1e-12.
+pub fn asymptote(model: &FormulaModel, rate: f64) -> FormulaCell {
+    let beta_i = 1e-12f64;
+    let t0 = (1.0 / beta_i).ln() / rate.ln();
+    model.cell(beta_i, t0)
+}
