@@ -24,6 +24,7 @@
 
 pub mod bench;
 pub mod config;
+pub mod design;
 pub mod error;
 pub mod family;
 pub mod figure;

@@ -101,6 +101,35 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         threads: usize,
     },
+    /// The fastest exponential schedule (β_i, t0) with predicted P(collapse) ≤ EPS (ODE Monte
+    /// Carlo), checked by SGD; optionally compares schedule shapes at equal length.
+    Design {
+        /// Largest acceptable collapse probability, in (0, 1).
+        #[arg(long)]
+        max_collapse: f64,
+        /// Sweep configuration for the model (target, student, optimiser, grid.extra_steps).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Override a field, e.g. --set run.target.d=64.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        sets: Vec<String>,
+        /// Initial conditions of the prediction.
+        #[arg(long, default_value_t = 4000)]
+        ics: usize,
+        /// SGD seeds of the check (0 = skip it).
+        #[arg(long, default_value_t = 100)]
+        check_seeds: usize,
+        /// Compare exponential, linear-in-β and linear-in-temperature schedules at these
+        /// annealing lengths (comma-separated steps), e.g. 1000,2000,4000.
+        #[arg(long, value_delimiter = ',')]
+        compare: Vec<f64>,
+        /// Also write the report to this file.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Worker threads (0 = all cores).
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
+    },
     /// Merge sweep shards (same configuration) into one directory.
     Merge {
         /// Shard directories.
@@ -255,12 +284,74 @@ fn run(cli: Cli) -> Result<()> {
             let start = Instant::now();
             let cells = sweep::theory_grid(&cfg, n, threads, method)?;
             sweep::write_theory(&out, &cells)?;
+            if let Some(model) = annealvi::theory::formula::FormulaModel::from_sweep(&cfg) {
+                let logs: Vec<f64> = cells
+                    .iter()
+                    .map(|c| c.cell.rate().ln())
+                    .filter(|x| *x > 0.0)
+                    .collect();
+                let lo = logs.iter().copied().fold(f64::INFINITY, f64::min);
+                let hi = logs.iter().copied().fold(0.0, f64::max);
+                if lo.is_finite() {
+                    let summary = annealvi::theory::formula::write_asymptote(
+                        &out,
+                        &model,
+                        (lo * 0.5, hi * 2.0),
+                        40,
+                    )?;
+                    println!("{summary}; wrote {}", out.join("asymptote.csv").display());
+                }
+            }
             println!(
                 "{} cells x {n} initial conditions in {:.1} s; wrote {}",
                 cells.len(),
                 start.elapsed().as_secs_f64(),
                 out.join("theory.csv").display()
             );
+            Ok(())
+        }
+        Command::Design {
+            max_collapse,
+            config,
+            sets,
+            ics,
+            check_seeds,
+            compare,
+            out,
+            threads,
+        } => {
+            check_threads(threads)?;
+            if !(max_collapse > 0.0 && max_collapse < 1.0) {
+                return Err(Error::config(
+                    "--max-collapse",
+                    max_collapse,
+                    "a probability in (0, 1)",
+                ));
+            }
+            check_range("--ics", ics, 100, 1 << 22)?;
+            check_range("--check-seeds", check_seeds, 0, 1 << 20)?;
+            for &t in &compare {
+                if !(t.is_finite() && (1.0..=1e7).contains(&t)) {
+                    return Err(Error::config("--compare", t, "steps in [1, 1e7]"));
+                }
+            }
+            let cfg = SweepConfig::load(config.as_deref(), &sets)?;
+            let start = Instant::now();
+            let report = annealvi::design::run(
+                &cfg,
+                &annealvi::design::DesignOptions {
+                    max_collapse,
+                    ics,
+                    check_seeds,
+                    compare_t0: compare,
+                    threads,
+                },
+            )?;
+            print!("{report}");
+            println!("({:.1} s)", start.elapsed().as_secs_f64());
+            if let Some(p) = out {
+                output::write_text(&p, &report)?;
+            }
             Ok(())
         }
         Command::Merge { dirs, out } => {

@@ -481,6 +481,55 @@ fn cases() -> Vec<Case> {
             &["unrecognized subcommand 'flow'"],
         ),
         cli("train without --out", &["train"], &["--out"]),
+        cli(
+            "design --max-collapse 1.5",
+            &["design", "--max-collapse", "1.5"],
+            &["--max-collapse", "(0, 1)"],
+        ),
+        cli(
+            "design --max-collapse NaN",
+            &["design", "--max-collapse", "NaN"],
+            &["--max-collapse", "(0, 1)"],
+        ),
+        cli(
+            "design --ics 5",
+            &["design", "--max-collapse", "0.1", "--ics", "5"],
+            &["--ics", "[100, 4194304]"],
+        ),
+        cli(
+            "design --compare 0",
+            &["design", "--max-collapse", "0.1", "--compare", "1000,0"],
+            &["--compare", "[1, 1e7]"],
+        ),
+        cli(
+            "design with trainable weights",
+            &[
+                "design",
+                "--max-collapse",
+                "0.1",
+                "--set",
+                "run.student.trainable_weights=true",
+            ],
+            &["fixed equal weights"],
+        ),
+        cli(
+            "theory --method bogus",
+            &["theory", "--out", "{dir}/o", "--method", "bogus"],
+            &["--method", "paired", "table"],
+        ),
+        cli(
+            "theory --method table with unequal weights",
+            &[
+                "theory",
+                "--out",
+                "{dir}/o",
+                "--method",
+                "table",
+                "--set",
+                "run.student.weights=[0.3, 0.7]",
+            ],
+            &["--method table needs fixed equal weights"],
+        ),
     ];
     // cases that only make sense with a config file and extra arguments
     c.push(Case {

@@ -17,21 +17,29 @@
 //! ψ = ¼ cancels the −β/2: the entropy's repulsion exactly balances the target's confinement and
 //! only the target's curvature R²S drives the split.)
 //!
-//! **Decision.** A lone component's drift f(m) = R T(R m + h, Rσ) − m is monostable at small β
-//! and becomes bistable at β_c, where a light-side basin appears through a saddle-node at m_sn
-//! (f = f' = 0). The student covers both modes iff, at that moment τ_c, its lighter component
-//! M_b + ΔM − |δ| lies beyond m_sn:
+//! **Decision.** Once separated, a component follows the lone drift
+//! dm/dτ = (β/2)(R T(R m + h, Rσ) − m), which is monostable at small β and bistable from β_c
+//! on (a light-side basin appears through a saddle-node). The boundary of the light basin at
+//! the end of the run, the unstable zero m_u(β_end), propagated backwards in time with the
+//! lone drift, is a moving separatrix m_sep(τ) (backwards, the unstable point attracts, so this
+//! is well conditioned). A light component that gets beyond m_sep at any time τ ends in the
+//! light mode. With the linearised motion, the lighter component sits at
+//! M_b + ΔM_0 H − |δ_0| G, so
 //!
-//!   collapse ⇔ |δ_0| G(τ_c) − ΔM_0 H(τ_c) < ℓ,   ℓ = M_b(τ_c) − m_sn.
+//!   covered ⇔ ∃τ: |δ_0| G(τ) − ΔM_0 H(τ) > ℓ(τ),   ℓ(τ) = M_b(τ) − m_sep(τ),
+//!
+//! i.e. collapse ⇔ |δ_0| < δ_c(ΔM_0) = min_τ (ℓ(τ) + ΔM_0 H(τ))/G(τ) (floored at 0).
 //!
 //! **Probability.** With means drawn from N(0, s² I_d), δ_0 and ΔM_0 are independent
-//! N(0, s²/2), so with x ~ N(0, 1)
+//! N(0, s²/2), so with y ~ N(0, 1)
 //!
-//!   P(collapse) = E_x Φ((ℓ √2/s − |x| G)/H),
+//!   P(collapse) = E_y erf(δ_c(y s/√2)/s),
 //!
-//! a one-dimensional integral. It depends on (β_i, t0) through the branch integrals only. As
-//! β_i → 0 at fixed rate r = β_i^{−1/t0} (λ = ln r/η per unit τ) the integrals converge
-//! (γ = O(β) at small β), so P tends to a function of r alone: [`asymptote`].
+//! a one-dimensional integral of quantities computed by one integration of the 4-variable
+//! branch ODE and one of the 1-variable separatrix per cell (400 time nodes). As β_i → 0 at
+//! fixed rate r = β_i^{−1/t0} (λ = ln r/η per unit τ) the growth integrals converge (γ = O(β)
+//! at small β) and the branch forgets β_i, so P tends to a function of r alone:
+//! [`asymptote`].
 
 use super::tables::{EntropyTable, TanhTable};
 use super::{OdeSystem, Tolerance, integrate};
@@ -365,4 +373,58 @@ pub fn asymptote(model: &FormulaModel, rate: f64) -> FormulaCell {
     let beta_i = 1e-12f64;
     let t0 = (1.0 / beta_i).ln() / rate.ln();
     model.cell(beta_i, t0)
+}
+
+/// The slow-annealing constant J = lim_{r→1} λ ln G(r), λ = ln r/η: the linearised split
+/// grows by G ≈ e^{J/λ} before the decision, so P_∞(r) ≈ erf(ℓ_∞ e^{−Jη/ln r}/s). Estimated
+/// at r = 1.0001 (the limit is approached like 1/t0: the steps at β = 1 add a constant to
+/// ln G).
+pub fn slow_annealing_constant(model: &FormulaModel) -> f64 {
+    let r = 1.0001f64;
+    let a = asymptote(model, r);
+    r.ln() / model.lr * a.growth_split.ln()
+}
+
+/// Writes DIR/asymptote.csv (`rate,log_rate,p_asymptote,delta_c,growth_split,growth_centre,
+/// ell,t_star` at `n` log-spaced ln r in [lo, hi]) and returns a summary of the constants.
+pub fn write_asymptote(
+    dir: &std::path::Path,
+    model: &FormulaModel,
+    (lo, hi): (f64, f64),
+    n: usize,
+) -> crate::error::Result<String> {
+    use std::fmt::Write as _;
+    let mut csv =
+        String::from("rate,log_rate,p_asymptote,delta_c,growth_split,growth_centre,ell,t_star\n");
+    for i in 0..n {
+        let x = lo * (hi / lo).powf(i as f64 / (n.max(2) - 1) as f64);
+        let a = asymptote(model, x.exp());
+        let _ = writeln!(
+            csv,
+            "{},{x},{:.6e},{:.6e},{:.6e},{:.6e},{},{}",
+            x.exp(),
+            a.p,
+            a.delta_c,
+            a.growth_split,
+            a.growth_centre,
+            a.ell,
+            a.t_star
+        );
+    }
+    crate::output::write_text(&dir.join("asymptote.csv"), &csv)?;
+    let mut s = String::new();
+    match model.onset {
+        Some(b) => {
+            let _ = write!(
+                s,
+                "formula constants: beta_c = {:.4}, m_sn = {:.4}, J = {:.4} (slow annealing: \
+                 ln G = J eta / ln r)",
+                b.beta_c,
+                b.m_sn,
+                slow_annealing_constant(model)
+            );
+        }
+        None => s.push_str("formula: the target has no light-side basin at beta = 1"),
+    }
+    Ok(s)
 }
