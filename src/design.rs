@@ -130,6 +130,9 @@ pub struct Design {
     pub collapsed: usize,
 }
 
+/// Each β_i with its design (None where no t0 in range reaches the tolerance).
+pub type PerBeta = Vec<(f64, Option<Design>)>;
+
 /// For each β_i in `betas`, the smallest t0 ∈ [t_min, t_max] (to 2% by bisection in ln t0)
 /// whose predicted P(collapse) ≤ `eps`; then the β_i with the smallest such t0. Assumes P
 /// decreases in t0 once below `eps` (true on the paper's grids; a candidate whose t_max
@@ -139,7 +142,7 @@ pub fn fastest_exponential(
     eps: f64,
     betas: &[f64],
     (t_min, t_max): (f64, f64),
-) -> std::result::Result<(Option<Design>, Vec<(f64, Option<Design>)>), String> {
+) -> std::result::Result<(Option<Design>, PerBeta), String> {
     use rayon::prelude::*;
     let per_beta: Vec<(f64, Option<Design>)> = betas
         .par_iter()
