@@ -390,3 +390,44 @@ mod collapse_probability {
         assert!(asymptote(&model, 1.0002).p < 0.01);
     }
 }
+
+mod schedule_design {
+    use annealvi::design::{Predictor, compare_schedules, fastest_exponential, shaped};
+    use annealvi::schedule::Exponential;
+    use annealvi::target::IsotropicMixture;
+
+    #[test]
+    fn fastest_exponential_is_the_shortest_schedule_under_the_tolerance() {
+        let t = IsotropicMixture::bimodal(512, 3.0, 0.8);
+        let pred = Predictor::new(*t.as_bimodal().unwrap(), 512, 0.05, 1.0, 500.0, 800, 1);
+        let eps = 0.1;
+        let betas = [0.01, 0.1];
+        let (best, all) = fastest_exponential(&pred, eps, &betas, (10.0, 1e5)).unwrap();
+        let best = best.expect("reachable");
+        for (bi, d) in all {
+            let d = d.expect("both reachable");
+            let p = |t0: f64| pred.p(&Exponential { beta_i: bi, t0 }, t0).unwrap();
+            assert!(p(d.t0) <= eps, "β_i {bi}: P(t0) = {} > eps", p(d.t0));
+            // 3% shorter (bisection resolution 2% in ln t0, plus rounding) is not enough
+            assert!(p(d.t0 / 1.03) > eps, "β_i {bi}: t0 = {} is not minimal", d.t0);
+            assert!(best.t0 <= d.t0);
+        }
+    }
+
+    #[test]
+    fn schedule_comparison_reports_the_minimum_over_beta_i() {
+        let t = IsotropicMixture::bimodal(512, 3.0, 0.8);
+        let pred = Predictor::new(*t.as_bimodal().unwrap(), 512, 0.05, 1.0, 500.0, 400, 2);
+        let betas = [0.01, 0.1];
+        let res = compare_schedules(&pred, &betas, &[2000.0]).unwrap();
+        assert_eq!(res.len(), 3);
+        for r in res {
+            let ps: Vec<f64> = betas
+                .iter()
+                .map(|&b| pred.p(shaped(r.shape, b, 2000.0).as_ref(), 2000.0).unwrap())
+                .collect();
+            let min = ps.iter().copied().fold(f64::INFINITY, f64::min);
+            assert_eq!(r.p_min, min, "{}", r.shape);
+        }
+    }
+}
