@@ -409,7 +409,11 @@ mod schedule_design {
             let p = |t0: f64| pred.p(&Exponential { beta_i: bi, t0 }, t0).unwrap();
             assert!(p(d.t0) <= eps, "β_i {bi}: P(t0) = {} > eps", p(d.t0));
             // 3% shorter (bisection resolution 2% in ln t0, plus rounding) is not enough
-            assert!(p(d.t0 / 1.03) > eps, "β_i {bi}: t0 = {} is not minimal", d.t0);
+            assert!(
+                p(d.t0 / 1.03) > eps,
+                "β_i {bi}: t0 = {} is not minimal",
+                d.t0
+            );
             assert!(best.t0 <= d.t0);
         }
     }

@@ -428,3 +428,37 @@ pub fn write_asymptote(
     }
     Ok(s)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::target::IsotropicMixture;
+
+    fn drift(b: &Bimodal, beta: f64, m: f64) -> f64 {
+        b.r * log_cosh_moments(b.r * m + b.h, b.r / beta.sqrt()).tanh - m
+    }
+
+    #[test]
+    fn saddle_node_and_unstable_zero_are_zeros_of_the_lone_drift() {
+        let t = IsotropicMixture::bimodal(512, 3.0, 0.8);
+        let b = *t.as_bimodal().unwrap();
+        let on = bistability(&b).expect("bistable at β = 1");
+        assert!(on.beta_c > 0.01 && on.beta_c < 1.0, "{on:?}");
+        // f = 0 and f' = 0 at the saddle-node
+        let h = 1e-4;
+        assert!(drift(&b, on.beta_c, on.m_sn).abs() < 1e-6);
+        let fp =
+            (drift(&b, on.beta_c, on.m_sn + h) - drift(&b, on.beta_c, on.m_sn - h)) / (2.0 * h);
+        assert!(fp.abs() < 1e-3, "f' = {fp}");
+        // just below β_c there is no light-side zero, just above there is
+        assert!(unstable_zero(&b, on.beta_c * 0.99).is_none());
+        let mu = unstable_zero(&b, 1.0).unwrap();
+        assert!(
+            drift(&b, 1.0, mu).abs() < 1e-7 && mu < 0.0 && mu > on.m_sn,
+            "m_u = {mu}"
+        );
+        // and it is unstable: f' > 0
+        assert!(drift(&b, 1.0, mu + h) > 0.0 && drift(&b, 1.0, mu - h) < 0.0);
+        eprintln!("beta_c {} m_sn {} m_u(1) {mu}", on.beta_c, on.m_sn);
+    }
+}
