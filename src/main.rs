@@ -1,8 +1,9 @@
 //! The `annealvi` command line: a thin layer over the library.
 
-use annealvi::bench::GmmBench;
+use annealvi::bench::{FlowBench, GmmBench};
 use annealvi::config::Config;
 use annealvi::error::{Error, Result};
+use annealvi::family::realnvp::Precision;
 use annealvi::figure;
 use annealvi::output;
 use annealvi::sweep::{self, Shard, SweepConfig, SweepOptions};
@@ -145,6 +146,28 @@ enum BenchCommand {
         /// Worker threads (0 = all cores).
         #[arg(long, default_value_t = 0)]
         threads: usize,
+    },
+    /// RealNVP reverse-KL training steps (8 couplings, depth-4 ReLU MLPs, Adam, β = 1):
+    /// prints `steps/s: <number>` last (steps per second of one flow).
+    Flow {
+        /// Dimension d ≥ 2.
+        #[arg(long, default_value_t = 16)]
+        d: usize,
+        /// MLP hidden width h.
+        #[arg(long, default_value_t = 64)]
+        width: usize,
+        /// Batch B.
+        #[arg(long, default_value_t = 256)]
+        batch: usize,
+        /// Timed steps.
+        #[arg(long, default_value_t = 200)]
+        steps: usize,
+        /// Independent flows trained concurrently, one per thread (each single-threaded).
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+        /// Precision of the batched passes: f32 or f64.
+        #[arg(long, default_value = "f32")]
+        precision: String,
     },
 }
 
@@ -298,6 +321,46 @@ fn run(cli: Cli) -> Result<()> {
                 r.seconds, r.mean_light_mass
             );
             println!("run-steps/s: {:.1}", r.run_steps_per_sec);
+            Ok(())
+        }
+        Command::Bench {
+            which:
+                BenchCommand::Flow {
+                    d,
+                    width,
+                    batch,
+                    steps,
+                    threads,
+                    precision,
+                },
+        } => {
+            check_range("--d", d, 2, 1 << 16)?;
+            check_range("--width", width, 1, 1 << 16)?;
+            check_range("--batch", batch, 1, 1 << 20)?;
+            check_range("--steps", steps, 1, 1 << 30)?;
+            check_range("--threads", threads, 1, 1024)?;
+            let precision = match precision.as_str() {
+                "f32" => Precision::F32,
+                "f64" => Precision::F64,
+                other => return Err(Error::config("--precision", other, "f32 or f64")),
+            };
+            let b = FlowBench {
+                d,
+                width,
+                batch,
+                steps,
+                threads,
+                precision,
+            };
+            println!(
+                "bench flow: d={d} width={width} batch={batch} steps={steps} threads={threads} precision={precision:?} (8 couplings, depth-4 relu MLPs, Adam 1e-3)"
+            );
+            let r = b.run()?;
+            println!(
+                "wall (flow 0): {:.3} s; loss {:.3} -> {:.3}; run-steps/s (all flows): {:.2}",
+                r.seconds, r.loss.0, r.loss.1, r.run_steps_per_sec
+            );
+            println!("steps/s: {:.3}", r.steps_per_sec);
             Ok(())
         }
     }

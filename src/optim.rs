@@ -113,14 +113,22 @@ impl Optimizer for Adam {
         self.t = self.t.saturating_add(1);
         let bc1 = 1.0 - self.beta1.powi(self.t);
         let bc2 = 1.0 - self.beta2.powi(self.t);
+        let (b1, b2, eps) = (self.beta1, self.beta2, self.eps);
         for g in groups.iter().filter(|g| g.trainable) {
             let lr = self.lr * self.rates.of(g.kind);
-            for i in g.range.clone() {
-                self.m[i] = self.beta1 * self.m[i] + (1.0 - self.beta1) * grad[i];
-                self.v[i] = self.beta2 * self.v[i] + (1.0 - self.beta2) * grad[i] * grad[i];
-                let mh = self.m[i] / bc1;
-                let vh = self.v[i] / bc2;
-                theta[i] -= lr * mh / (vh.sqrt() + self.eps);
+            let r = g.range.clone();
+            // zipped slices (no bounds checks) so that the loop vectorises
+            for (((t, gi), m), v) in theta[r.clone()]
+                .iter_mut()
+                .zip(&grad[r.clone()])
+                .zip(&mut self.m[r.clone()])
+                .zip(&mut self.v[r])
+            {
+                *m = b1 * *m + (1.0 - b1) * gi;
+                *v = b2 * *v + (1.0 - b2) * gi * gi;
+                let mh = *m / bc1;
+                let vh = *v / bc2;
+                *t -= lr * mh / (vh.sqrt() + eps);
             }
         }
     }

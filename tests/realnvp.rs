@@ -1,7 +1,7 @@
 //! RealNVP flow: log-determinant, inverse, normalisation and gradients (full and STL) against
+//! finite differences, in f64.
 
 #![allow(clippy::needless_range_loop)]
-//! finite differences, in f64.
 
 use annealvi::family::realnvp::{Activation, FlowArch, MaskKind, Precision, RealNvp};
 use annealvi::family::{VariationalFamily, fill_standard_normal};

@@ -204,6 +204,10 @@ pub trait Scalar:
     fn exp(self) -> Self;
     /// tanh x.
     fn tanh(self) -> Self;
+    /// max(x, 0) (branch-free).
+    fn relu(self) -> Self;
+    /// x if h > 0 else 0 (branch-free; the ReLU derivative mask).
+    fn mask_positive(self, h: Self) -> Self;
     /// C ← α A B + β C for row/column strides (see `matrixmultiply::sgemm`).
     ///
     /// # Safety
@@ -247,6 +251,14 @@ macro_rules! impl_scalar {
             #[inline]
             fn tanh(self) -> Self {
                 <$t>::tanh(self)
+            }
+            #[inline]
+            fn relu(self) -> Self {
+                self.max(0.0)
+            }
+            #[inline]
+            fn mask_positive(self, h: Self) -> Self {
+                if h > 0.0 { self } else { 0.0 }
             }
             unsafe fn gemm_raw(
                 m: usize,
@@ -513,7 +525,7 @@ impl<T: Scalar> Engine<T> {
     }
 
     /// Backward pass through the cached forward pass. On entry `gx` = ∂L/∂x_L; the parameter
-    /// gradient is accumulated into `g`. `logdet_coef` is ∂L/∂s_l,k from the −logdet term
+    /// gradient is written into `g` (every entry). `logdet_coef` is ∂L/∂s_l,k from the −logdet term
     /// (−1/B for the full estimator, 0 when L depends on the samples only through x_L).
     fn backward(&mut self, a: &FlowArch, lay: &Layout, logdet_coef: T) {
         let (bsz, d) = (self.batch, a.d);
@@ -713,11 +725,7 @@ fn net_forward<T: Scalar>(
         );
         if j + 1 < a.depth {
             match a.activation {
-                Activation::Relu => o.iter_mut().for_each(|v| {
-                    if *v < T::ZERO {
-                        *v = T::ZERO
-                    }
-                }),
+                Activation::Relu => o.iter_mut().for_each(|v| *v = v.relu()),
                 Activation::Tanh => o.iter_mut().for_each(|v| *v = v.tanh()),
             }
         }
@@ -758,7 +766,8 @@ fn net_backward<T: Scalar>(
             &hid[(j - 1) * bw..j * bw]
         };
         if let Some(g) = grad.as_deref_mut() {
-            // ∂W = curᵀ · inp  (n_out × n_in)
+            // ∂W = curᵀ · inp  (n_out × n_in); written, not accumulated: each linear layer
+            // appears once in a backward pass
             gemm(
                 lin.n_out,
                 bsz,
@@ -768,10 +777,11 @@ fn net_backward<T: Scalar>(
                 Op::T,
                 inp,
                 Op::N,
-                T::ONE,
+                T::ZERO,
                 &mut g[lin.w..lin.b],
             );
             let gb = &mut g[lin.b..lin.b + lin.n_out];
+            gb.iter_mut().for_each(|v| *v = T::ZERO);
             for row in cur.chunks_exact(lin.n_out) {
                 for (s, v) in gb.iter_mut().zip(row) {
                     *s += *v;
@@ -796,9 +806,7 @@ fn net_backward<T: Scalar>(
             match a.activation {
                 Activation::Relu => {
                     for (v, h) in nx.iter_mut().zip(inp) {
-                        if *h <= T::ZERO {
-                            *v = T::ZERO;
-                        }
+                        *v = v.mask_positive(*h);
                     }
                 }
                 Activation::Tanh => {
@@ -1030,7 +1038,6 @@ impl RealNvp {
         let mut total = 0.0;
         with_engine!(self, e => {
             e.load_params(theta);
-            e.g.iter_mut().for_each(|v| *v = Scalar::ZERO);
             for (v, z) in e.xs[0].iter_mut().zip(eps) {
                 *v = Scalar::from_f64(s0 * z);
             }
