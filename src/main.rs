@@ -399,7 +399,11 @@ fn dry_run_report(
     let mut probe = cfg.cell_config(&cells[0]);
     probe.optim.steps = 300;
     let t = Instant::now();
-    annealvi::train::run_config(&probe, 0, &mut annealvi::train::NoObserver);
+    if probe.student.family == annealvi::config::FamilyKind::Realnvp {
+        annealvi::train::run_flow_with_streams(&probe, (0, 0), &mut annealvi::train::NoObserver)?;
+    } else {
+        annealvi::train::run_config(&probe, 0, &mut annealvi::train::NoObserver);
+    }
     let per_step = t.elapsed().as_secs_f64() / 300.0;
     let workers = if threads == 0 {
         rayon::current_num_threads()
@@ -450,6 +454,9 @@ fn train(config: Option<PathBuf>, sets: &[String], out: &std::path::Path) -> Res
     }
     output::ensure_dir(out)?;
     output::write_text(&out.join("config.toml"), &cfg.to_toml())?;
+    if cfg.student.family == annealvi::config::FamilyKind::Realnvp {
+        return train_flow(&cfg, out);
+    }
     let start = Instant::now();
     let mut rec = Recorder::default();
     let (_q, res) = run_config(&cfg, 0, &mut rec);
@@ -487,5 +494,42 @@ fn train(config: Option<PathBuf>, sets: &[String], out: &std::path::Path) -> Res
             out.display()
         ),
     }
+    Ok(())
+}
+
+/// `train` for the RealNVP student: trajectory.jsonl (one record per line) and summary.json.
+fn train_flow(cfg: &Config, out: &std::path::Path) -> Result<()> {
+    let start = Instant::now();
+    let mut rec = Recorder::default();
+    let (_q, res) = annealvi::train::run_flow_with_streams(cfg, (0, 0), &mut rec)?;
+    let wall = start.elapsed().as_secs_f64();
+    let mut lines = String::new();
+    for r in &rec.flow_records {
+        lines.push_str(&serde_json::to_string(r).unwrap_or_default());
+        lines.push('\n');
+    }
+    output::write_text(&out.join("trajectory.jsonl"), &lines)?;
+    let summary = serde_json::json!({
+        "seed": cfg.seed,
+        "wall_seconds": wall,
+        "result": res,
+    });
+    output::write_text(
+        &out.join("summary.json"),
+        &format!(
+            "{}\n",
+            serde_json::to_string_pretty(&summary).unwrap_or_default()
+        ),
+    )?;
+    println!(
+        "{} after {} steps (light-mode mass {:.4}, ESS/N {:.3}, KL(q||pi) {:.4}); {:.2} s; wrote {}",
+        res.outcome.label(),
+        res.final_step,
+        res.light_mode_mass,
+        res.stats.ess_fraction,
+        res.stats.kl,
+        wall,
+        out.display()
+    );
     Ok(())
 }

@@ -83,6 +83,9 @@ pub struct Adam {
     pub beta2: f64,
     /// ε.
     pub eps: f64,
+    /// Gradient clipping: before the update, g ← g · min(1, c/‖g‖₂) over the trainable
+    /// groups (∞ = off).
+    pub max_grad_norm: f64,
     m: Vec<f64>,
     v: Vec<f64>,
     t: i32,
@@ -97,10 +100,19 @@ impl Adam {
             beta1,
             beta2,
             eps,
+            max_grad_norm: f64::INFINITY,
             m: Vec::new(),
             v: Vec::new(),
             t: 0,
         }
+    }
+}
+
+impl Adam {
+    /// With gradient-norm clipping at `c` (∞ = off).
+    pub fn with_max_grad_norm(mut self, c: f64) -> Self {
+        self.max_grad_norm = c;
+        self
     }
 }
 
@@ -114,6 +126,18 @@ impl Optimizer for Adam {
         let bc1 = 1.0 - self.beta1.powi(self.t);
         let bc2 = 1.0 - self.beta2.powi(self.t);
         let (b1, b2, eps) = (self.beta1, self.beta2, self.eps);
+        let mut clip = 1.0;
+        if self.max_grad_norm.is_finite() {
+            let n2: f64 = groups
+                .iter()
+                .filter(|g| g.trainable)
+                .map(|g| grad[g.range.clone()].iter().map(|v| v * v).sum::<f64>())
+                .sum();
+            let norm = n2.sqrt();
+            if norm > self.max_grad_norm {
+                clip = self.max_grad_norm / norm;
+            }
+        }
         for g in groups.iter().filter(|g| g.trainable) {
             let lr = self.lr * self.rates.of(g.kind);
             let r = g.range.clone();
@@ -124,6 +148,7 @@ impl Optimizer for Adam {
                 .zip(&mut self.m[r.clone()])
                 .zip(&mut self.v[r])
             {
+                let gi = gi * clip;
                 *m = b1 * *m + (1.0 - b1) * gi;
                 *v = b2 * *v + (1.0 - b2) * gi * gi;
                 let mh = *m / bc1;
@@ -193,5 +218,16 @@ mod tests {
             opt.step(&mut th, &g, &groups());
         }
         assert!(th[..3].iter().all(|t| t.abs() < 1e-2), "{th:?}");
+    }
+
+    #[test]
+    fn adam_clipping_scales_the_first_step() {
+        // first Adam step is lr·g/(|g| + ε) per coordinate whatever the scale, so compare m:
+        // with clipping at 1, a gradient (30, 40) becomes (0.6, 0.8)
+        let g = groups();
+        let mut a = Adam::new(0.1, RATES, 0.0, 0.0, 1e-8).with_max_grad_norm(1.0);
+        let mut th = vec![0.0; 4];
+        a.step(&mut th, &[30.0, 40.0, 0.0, 0.0], &g);
+        assert!((a.m[0] - 0.6).abs() < 1e-12 && (a.m[1] - 0.8).abs() < 1e-12);
     }
 }
