@@ -72,3 +72,113 @@ impl GmmBench {
         })
     }
 }
+
+/// Parameters of the flow benchmark (`annealvi bench flow`): RealNVP with 8 couplings
+/// (alternating halves), depth-4 ReLU MLPs of width h, s = tanh(·), every layer initialised
+/// PyTorch-style (`last_init` = 1), base N(0, I); bimodal target R = 3, w* = 0.8, β = 1; full
+/// reparametrised estimator; Adam lr 1e-3; batch B. `scripts/bench_flow_torch.py` is the same
+/// model in PyTorch.
+#[derive(Clone, Debug)]
+pub struct FlowBench {
+    /// Dimension d ≥ 2.
+    pub d: usize,
+    /// Hidden width h.
+    pub width: usize,
+    /// Batch B.
+    pub batch: usize,
+    /// Timed steps.
+    pub steps: usize,
+    /// Independent flows trained at once, one per thread (1 = a single flow).
+    pub threads: usize,
+    /// Batched-pass precision.
+    pub precision: crate::family::realnvp::Precision,
+}
+
+/// What the flow benchmark measured.
+#[derive(Clone, Debug)]
+pub struct FlowBenchResult {
+    /// Wall time of the timed steps (seconds).
+    pub seconds: f64,
+    /// Steps per second of one flow.
+    pub steps_per_sec: f64,
+    /// Steps per second summed over the concurrent flows.
+    pub run_steps_per_sec: f64,
+    /// Loss at the first and last timed step (flow 0).
+    pub loss: (f64, f64),
+}
+
+impl FlowBench {
+    /// The benchmark's flow architecture.
+    pub fn arch(&self) -> crate::family::realnvp::FlowArch {
+        use crate::family::realnvp::{Activation, FlowArch, MaskKind};
+        FlowArch {
+            d: self.d,
+            layers: 8,
+            depth: 4,
+            width: self.width,
+            activation: Activation::Relu,
+            mask: MaskKind::Halves,
+            scale_bound: 1.0,
+            sigma0: 1.0,
+            last_init: 1.0,
+        }
+    }
+
+    fn one(&self, run: u64) -> crate::Result<(f64, f64, f64)> {
+        use crate::family::{RealNvp, VariationalFamily};
+        use crate::optim::{Adam, GroupRates, Optimizer};
+        use crate::seed::{Purpose, stream};
+        let target = crate::target::IsotropicMixture::bimodal(self.d, 3.0, 0.8);
+        let mut init = stream(0, run, Purpose::Init);
+        let mut q = RealNvp::new(self.arch(), self.precision, &mut init)?;
+        let rates = GroupRates {
+            mean: 1.0,
+            log_scale: 1.0,
+            logit: 1.0,
+            network: 1.0,
+        };
+        let mut opt = Adam::new(1e-3, rates, 0.9, 0.999, 1e-8);
+        let groups = q.groups();
+        let mut rng = stream(0, run, Purpose::Sgd);
+        let mut grad = vec![0.0; q.params().len()];
+        let mut eps = Vec::new();
+        let est = crate::objective::Estimator::Full;
+        let mut step = |q: &mut RealNvp, opt: &mut Adam| {
+            let l = q.loss_and_grad(&target, 1.0, est, self.batch, &mut rng, &mut eps, &mut grad);
+            opt.step(q.params_mut(), &grad, &groups);
+            l
+        };
+        for _ in 0..3 {
+            step(&mut q, &mut opt);
+        }
+        let start = Instant::now();
+        let first = step(&mut q, &mut opt);
+        let mut last = first;
+        for _ in 1..self.steps {
+            last = step(&mut q, &mut opt);
+        }
+        Ok((start.elapsed().as_secs_f64(), first, last))
+    }
+
+    /// Runs the benchmark. Errors on an invalid architecture or if the threads cannot start.
+    pub fn run(&self) -> crate::Result<FlowBenchResult> {
+        let n = self.threads.max(1);
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build()
+            .map_err(|e| crate::Error::Invalid(format!("cannot start {n} threads: {e}")))?;
+        let start = Instant::now();
+        let res: Vec<crate::Result<(f64, f64, f64)>> =
+            pool.install(|| (0..n as u64).into_par_iter().map(|r| self.one(r)).collect());
+        let wall = start.elapsed().as_secs_f64();
+        let res = res.into_iter().collect::<crate::Result<Vec<_>>>()?;
+        let per: f64 = res.iter().map(|r| self.steps as f64 / r.0).sum::<f64>() / n as f64;
+        let _ = wall;
+        Ok(FlowBenchResult {
+            seconds: res[0].0,
+            steps_per_sec: per,
+            run_steps_per_sec: per * n as f64,
+            loss: (res[0].1, res[0].2),
+        })
+    }
+}

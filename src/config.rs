@@ -7,7 +7,8 @@
 //! See `configs/example.toml` for every field with comments.
 
 use crate::error::{Error, Result};
-use crate::family::GmmStudent;
+use crate::family::realnvp::{Activation, FlowArch, MaskKind, Precision};
+use crate::family::{GmmStudent, RealNvp};
 use crate::objective::Estimator;
 use crate::optim::{Adam, GroupRates, Optimizer, Sgd};
 use crate::schedule::{self, Schedule};
@@ -90,10 +91,70 @@ pub enum NumberOr {
     Name(String),
 }
 
+/// Which variational family.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FamilyKind {
+    /// The Gaussian-mixture student (fields of `[student]`).
+    Gmm,
+    /// A RealNVP normalizing flow (`[student.realnvp]`).
+    Realnvp,
+}
+
+/// RealNVP student settings (`[student.realnvp]`); see [`crate::family::realnvp`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RealNvpConfig {
+    /// Coupling layers L ∈ [1, 256].
+    pub layers: usize,
+    /// Linear layers per MLP ∈ [1, 64] (depth − 1 hidden layers).
+    pub depth: usize,
+    /// Hidden width h ∈ [1, 65536].
+    pub width: usize,
+    /// `relu` or `tanh`.
+    pub activation: Activation,
+    /// `halves` or `checkerboard`.
+    pub mask: MaskKind,
+    /// c in s = c·tanh(·), in (0, 20].
+    pub scale_bound: f64,
+    /// Base standard deviation σ0: a number > 0, or "schedule" for σ0² = 1/β(0).
+    pub sigma0: NumberOr,
+    /// Multiplier in [0, 1] on the last layers' initial bound (0: the flow starts at the identity).
+    pub last_init: f64,
+    /// Precision of the batched passes: `f32` (fast) or `f64`.
+    pub precision: Precision,
+    /// Samples N ∈ [1, 10⁸] for the final Monte-Carlo outcome (light-mode mass, ESS, KL).
+    pub eval_samples: usize,
+    /// A mode whose estimated mass is below this (in (0, 0.5]) counts as not covered.
+    pub collapse_threshold: f64,
+}
+
+impl Default for RealNvpConfig {
+    fn default() -> Self {
+        Self {
+            layers: 8,
+            depth: 4,
+            width: 64,
+            activation: Activation::Relu,
+            mask: MaskKind::Halves,
+            scale_bound: 1.0,
+            sigma0: NumberOr::Number(1.0),
+            last_init: 0.0,
+            precision: Precision::F32,
+            eval_samples: 4000,
+            collapse_threshold: 0.05,
+        }
+    }
+}
+
 /// Student settings.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StudentConfig {
+    /// `gmm` (default) or `realnvp`.
+    pub family: FamilyKind,
+    /// RealNVP settings (used when family = "realnvp").
+    pub realnvp: RealNvpConfig,
     /// Number of components K ≥ 1.
     pub components: usize,
     /// Initial weights (positive, summing to 1); empty = uniform 1/K.
@@ -111,6 +172,8 @@ pub struct StudentConfig {
 impl Default for StudentConfig {
     fn default() -> Self {
         Self {
+            family: FamilyKind::Gmm,
+            realnvp: RealNvpConfig::default(),
             components: 2,
             weights: Vec::new(),
             trainable_weights: false,
@@ -225,6 +288,8 @@ pub struct OptimConfig {
     pub adam_beta2: f64,
     /// Adam ε > 0.
     pub adam_eps: f64,
+    /// Adam gradient-norm clipping: ‖g‖₂ is scaled down to at most this (> 0; `inf` = off).
+    pub max_grad_norm: f64,
     /// Number of SGD steps ≥ 1.
     pub steps: usize,
 }
@@ -240,6 +305,7 @@ impl Default for OptimConfig {
             adam_beta1: 0.9,
             adam_beta2: 0.999,
             adam_eps: 1e-8,
+            max_grad_norm: f64::INFINITY,
             steps: 3000,
         }
     }
@@ -420,6 +486,7 @@ impl Config {
                 ));
             }
         }
+        self.validate_realnvp()?;
         let sc = &self.schedule;
         match sc.kind {
             ScheduleKind::Constant => {
@@ -563,6 +630,13 @@ impl Config {
             false,
             "a number > 0",
         )?;
+        if op.max_grad_norm.is_nan() || op.max_grad_norm <= 0.0 {
+            return Err(Error::config(
+                "optim.max_grad_norm",
+                op.max_grad_norm,
+                "a number > 0, or inf to disable clipping",
+            ));
+        }
         if op.steps == 0 || op.steps > 100_000_000 {
             return Err(Error::config(
                 "optim.steps",
@@ -604,6 +678,88 @@ impl Config {
             ));
         }
         Ok(())
+    }
+
+    fn validate_realnvp(&self) -> Result<()> {
+        let f = &self.student.realnvp;
+        let flow = self.student.family == FamilyKind::Realnvp;
+        match &f.sigma0 {
+            NumberOr::Number(v) => finite_in(
+                "student.realnvp.sigma0",
+                *v,
+                0.0,
+                f64::INFINITY,
+                false,
+                false,
+                "a number > 0 or \"schedule\"",
+            )?,
+            NumberOr::Name(n) if n == "schedule" => {}
+            NumberOr::Name(n) => {
+                return Err(Error::config(
+                    "student.realnvp.sigma0",
+                    format!("\"{n}\""),
+                    "a number > 0 or \"schedule\"",
+                ));
+            }
+        }
+        if f.eval_samples == 0 || f.eval_samples > 100_000_000 {
+            return Err(Error::config(
+                "student.realnvp.eval_samples",
+                f.eval_samples,
+                "an integer in [1, 100000000]",
+            ));
+        }
+        finite_in(
+            "student.realnvp.collapse_threshold",
+            f.collapse_threshold,
+            0.0,
+            0.5,
+            false,
+            true,
+            "a number in (0, 0.5]",
+        )?;
+        let mut arch = self.flow_arch_with_sigma0(1.0);
+        if !flow {
+            arch.d = arch.d.max(2);
+        }
+        arch.validate("student.realnvp")?;
+        if flow && self.objective.estimator == Estimator::Exact {
+            return Err(Error::config(
+                "objective.estimator",
+                "\"exact\"",
+                "\"full\" or \"stl\" (no exact objective for student.family = \"realnvp\")",
+            ));
+        }
+        Ok(())
+    }
+
+    fn flow_arch_with_sigma0(&self, sigma0: f64) -> FlowArch {
+        let f = &self.student.realnvp;
+        FlowArch {
+            d: self.target.d,
+            layers: f.layers,
+            depth: f.depth,
+            width: f.width,
+            activation: f.activation,
+            mask: f.mask,
+            scale_bound: f.scale_bound,
+            sigma0,
+            last_init: f.last_init,
+        }
+    }
+
+    /// The flow architecture, with σ0 resolved ("schedule": σ0 = 1/√β(0)).
+    pub fn flow_arch(&self) -> FlowArch {
+        let sigma0 = match &self.student.realnvp.sigma0 {
+            NumberOr::Number(v) => *v,
+            NumberOr::Name(_) => 1.0 / self.build_schedule().beta(0.0).sqrt(),
+        };
+        self.flow_arch_with_sigma0(sigma0)
+    }
+
+    /// The initial RealNVP student (weights drawn from `rng`).
+    pub fn init_flow<R: Rng + ?Sized>(&self, rng: &mut R) -> Result<RealNvp> {
+        RealNvp::new(self.flow_arch(), self.student.realnvp.precision, rng)
     }
 
     /// The target π.
@@ -716,13 +872,10 @@ impl Config {
                 rates,
                 max_log_scale_step: o.max_log_sigma_step,
             }),
-            OptimKind::Adam => Box::new(Adam::new(
-                o.lr,
-                rates,
-                o.adam_beta1,
-                o.adam_beta2,
-                o.adam_eps,
-            )),
+            OptimKind::Adam => Box::new(
+                Adam::new(o.lr, rates, o.adam_beta1, o.adam_beta2, o.adam_eps)
+                    .with_max_grad_norm(o.max_grad_norm),
+            ),
         }
     }
 }

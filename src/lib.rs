@@ -7,7 +7,7 @@
 //! The pieces, one module per concept:
 //! - [`target`]: log-densities π (isotropic Gaussian mixtures, the paper's bimodal target) and
 //!   tempering π_β ∝ π^β;
-//! - [`family`]: variational families q_θ (the Gaussian-mixture student);
+//! - [`family`]: variational families q_θ (the Gaussian-mixture student, the RealNVP flow);
 //! - [`objective`]: F_β = KL(q_θ ‖ π_β), its Monte-Carlo and exact gradients;
 //! - [`schedule`]: annealing schedules β(t);
 //! - [`optim`]: SGD and Adam with per-group learning rates;

@@ -1,8 +1,9 @@
 //! The `annealvi` command line: a thin layer over the library.
 
-use annealvi::bench::GmmBench;
+use annealvi::bench::{FlowBench, GmmBench};
 use annealvi::config::Config;
 use annealvi::error::{Error, Result};
+use annealvi::family::realnvp::Precision;
 use annealvi::figure;
 use annealvi::output;
 use annealvi::sweep::{self, Shard, SweepConfig, SweepOptions};
@@ -180,6 +181,28 @@ enum BenchCommand {
         /// Worker threads (0 = all cores).
         #[arg(long, default_value_t = 0)]
         threads: usize,
+    },
+    /// RealNVP reverse-KL training steps (8 couplings, depth-4 ReLU MLPs, Adam, β = 1):
+    /// prints `steps/s: <number>` last (steps per second of one flow).
+    Flow {
+        /// Dimension d ≥ 2.
+        #[arg(long, default_value_t = 16)]
+        d: usize,
+        /// MLP hidden width h.
+        #[arg(long, default_value_t = 64)]
+        width: usize,
+        /// Batch B.
+        #[arg(long, default_value_t = 256)]
+        batch: usize,
+        /// Timed steps.
+        #[arg(long, default_value_t = 200)]
+        steps: usize,
+        /// Independent flows trained concurrently, one per thread (each single-threaded).
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+        /// Precision of the batched passes: f32 or f64.
+        #[arg(long, default_value = "f32")]
+        precision: String,
     },
 }
 
@@ -410,6 +433,46 @@ fn run(cli: Cli) -> Result<()> {
             println!("run-steps/s: {:.1}", r.run_steps_per_sec);
             Ok(())
         }
+        Command::Bench {
+            which:
+                BenchCommand::Flow {
+                    d,
+                    width,
+                    batch,
+                    steps,
+                    threads,
+                    precision,
+                },
+        } => {
+            check_range("--d", d, 2, 1 << 16)?;
+            check_range("--width", width, 1, 1 << 16)?;
+            check_range("--batch", batch, 1, 1 << 20)?;
+            check_range("--steps", steps, 1, 1 << 30)?;
+            check_range("--threads", threads, 1, 1024)?;
+            let precision = match precision.as_str() {
+                "f32" => Precision::F32,
+                "f64" => Precision::F64,
+                other => return Err(Error::config("--precision", other, "f32 or f64")),
+            };
+            let b = FlowBench {
+                d,
+                width,
+                batch,
+                steps,
+                threads,
+                precision,
+            };
+            println!(
+                "bench flow: d={d} width={width} batch={batch} steps={steps} threads={threads} precision={precision:?} (8 couplings, depth-4 relu MLPs, Adam 1e-3)"
+            );
+            let r = b.run()?;
+            println!(
+                "wall (flow 0): {:.3} s; loss {:.3} -> {:.3}; run-steps/s (all flows): {:.2}",
+                r.seconds, r.loss.0, r.loss.1, r.run_steps_per_sec
+            );
+            println!("steps/s: {:.3}", r.steps_per_sec);
+            Ok(())
+        }
     }
 }
 
@@ -446,7 +509,11 @@ fn dry_run_report(
     let mut probe = cfg.cell_config(&cells[0]);
     probe.optim.steps = 300;
     let t = Instant::now();
-    annealvi::train::run_config(&probe, 0, &mut annealvi::train::NoObserver);
+    if probe.student.family == annealvi::config::FamilyKind::Realnvp {
+        annealvi::train::run_flow_with_streams(&probe, (0, 0), &mut annealvi::train::NoObserver)?;
+    } else {
+        annealvi::train::run_config(&probe, 0, &mut annealvi::train::NoObserver);
+    }
     let per_step = t.elapsed().as_secs_f64() / 300.0;
     let workers = if threads == 0 {
         rayon::current_num_threads()
@@ -497,6 +564,9 @@ fn train(config: Option<PathBuf>, sets: &[String], out: &std::path::Path) -> Res
     }
     output::ensure_dir(out)?;
     output::write_text(&out.join("config.toml"), &cfg.to_toml())?;
+    if cfg.student.family == annealvi::config::FamilyKind::Realnvp {
+        return train_flow(&cfg, out);
+    }
     let start = Instant::now();
     let mut rec = Recorder::default();
     let (_q, res) = run_config(&cfg, 0, &mut rec);
@@ -534,5 +604,42 @@ fn train(config: Option<PathBuf>, sets: &[String], out: &std::path::Path) -> Res
             out.display()
         ),
     }
+    Ok(())
+}
+
+/// `train` for the RealNVP student: trajectory.jsonl (one record per line) and summary.json.
+fn train_flow(cfg: &Config, out: &std::path::Path) -> Result<()> {
+    let start = Instant::now();
+    let mut rec = Recorder::default();
+    let (_q, res) = annealvi::train::run_flow_with_streams(cfg, (0, 0), &mut rec)?;
+    let wall = start.elapsed().as_secs_f64();
+    let mut lines = String::new();
+    for r in &rec.flow_records {
+        lines.push_str(&serde_json::to_string(r).unwrap_or_default());
+        lines.push('\n');
+    }
+    output::write_text(&out.join("trajectory.jsonl"), &lines)?;
+    let summary = serde_json::json!({
+        "seed": cfg.seed,
+        "wall_seconds": wall,
+        "result": res,
+    });
+    output::write_text(
+        &out.join("summary.json"),
+        &format!(
+            "{}\n",
+            serde_json::to_string_pretty(&summary).unwrap_or_default()
+        ),
+    )?;
+    println!(
+        "{} after {} steps (light-mode mass {:.4}, ESS/N {:.3}, KL(q||pi) {:.4}); {:.2} s; wrote {}",
+        res.outcome.label(),
+        res.final_step,
+        res.light_mode_mass,
+        res.stats.ess_fraction,
+        res.stats.kl,
+        wall,
+        out.display()
+    );
     Ok(())
 }

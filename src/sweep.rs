@@ -18,12 +18,14 @@
 //!
 //! `DIR/cells.csv` aggregates the runs per cell with Wilson 95% intervals.
 
+use crate::config::FamilyKind;
 use crate::config::{Config, ScheduleKind};
 use crate::error::{Error, Result};
+use crate::family::gmm::Stats;
 use crate::metrics::{Outcome, wilson_interval};
 use crate::output;
 use crate::seed::mix;
-use crate::train::{NoObserver, run_with_streams};
+use crate::train::{NoObserver, RunResult, run_flow_with_streams, run_with_streams};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashSet};
@@ -194,6 +196,15 @@ pub struct RunLine {
     pub q: Vec<f64>,
     /// Final w_k.
     pub w: Vec<f64>,
+    /// Flow students: |light-mode mass − true light weight| (Monte Carlo; absent otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode_weight_error: Option<f64>,
+    /// Flow students: importance-sampling ESS / N.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ess_fraction: Option<f64>,
+    /// Flow students: Monte-Carlo KL(q‖π) in nats.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kl: Option<f64>,
     /// Wall time of the run in seconds.
     pub wall_seconds: f64,
 }
@@ -329,12 +340,53 @@ impl SweepConfig {
         let start = Instant::now();
         let init_index = spec.seed as u64;
         let noise_index = mix(cell.key() ^ mix(spec.seed as u64 + 0x5eed));
-        let (_, res) = run_with_streams(&cfg, (init_index, noise_index), &mut NoObserver);
+        let finite = |v: f64| v.is_finite().then_some(v);
+        let (res, gmm, flow) = if cfg.student.family == FamilyKind::Realnvp {
+            match run_flow_with_streams(&cfg, (init_index, noise_index), &mut NoObserver) {
+                Ok((_, r)) => {
+                    let flow = Some(r.stats.clone());
+                    let res = RunResult {
+                        outcome: r.outcome,
+                        final_step: r.final_step,
+                        light_mode_mass: r.light_mode_mass,
+                        stats: (),
+                    };
+                    (res, None, flow)
+                }
+                // unreachable after validation; recorded as a divergence at step 0, not a panic
+                Err(_) => (
+                    RunResult {
+                        outcome: Outcome::Diverged { step: 0 },
+                        final_step: 0,
+                        light_mode_mass: f64::NAN,
+                        stats: (),
+                    },
+                    None,
+                    None,
+                ),
+            }
+        } else {
+            let (_, r) = run_with_streams(&cfg, (init_index, noise_index), &mut NoObserver);
+            let gmm = Some(r.stats.clone());
+            let res = RunResult {
+                outcome: r.outcome,
+                final_step: r.final_step,
+                light_mode_mass: r.light_mode_mass,
+                stats: (),
+            };
+            (res, gmm, None)
+        };
         let (mode, diverged_step) = match &res.outcome {
             Outcome::Collapsed { mode, .. } => (Some(*mode), None),
             Outcome::Diverged { step } => (None, Some(*step)),
             _ => (None, None),
         };
+        let gmm = gmm.unwrap_or(Stats {
+            m: Vec::new(),
+            q: Vec::new(),
+            sigma: Vec::new(),
+            w: Vec::new(),
+        });
         RunLine {
             beta_i: cell.beta_i,
             t0: cell.t0,
@@ -343,14 +395,14 @@ impl SweepConfig {
             mode,
             diverged_step,
             steps: res.final_step,
-            light_mode_mass: res
-                .light_mode_mass
-                .is_finite()
-                .then_some(res.light_mode_mass),
-            m: res.stats.m.clone(),
-            sigma: res.stats.sigma.clone(),
-            q: res.stats.q.clone(),
-            w: res.stats.w.clone(),
+            light_mode_mass: finite(res.light_mode_mass),
+            m: gmm.m,
+            sigma: gmm.sigma,
+            q: gmm.q,
+            w: gmm.w,
+            mode_weight_error: flow.as_ref().and_then(|f| finite(f.mode_weight_error)),
+            ess_fraction: flow.as_ref().and_then(|f| finite(f.ess_fraction)),
+            kl: flow.as_ref().and_then(|f| finite(f.kl)),
             wall_seconds: start.elapsed().as_secs_f64(),
         }
     }

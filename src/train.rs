@@ -4,10 +4,15 @@
 //! apply the optimiser. The state after the last update is recorded as step T. A non-finite
 //! loss, gradient or parameter ends the run with [`Outcome::Diverged`] at that step — never a
 //! panic.
+//!
+//! The loop is generic over [`Student`], the training-side view of a variational family: the
+//! Gaussian-mixture student ([`GmmStudent`]) and the RealNVP flow ([`RealNvp`]) run through the
+//! same code (targets, schedules, optimisers, observers, outcomes).
 
 use crate::config::{Config, LossScale};
 use crate::family::gmm::Stats;
-use crate::family::{GmmStudent, VariationalFamily};
+use crate::family::realnvp::FlowStats;
+use crate::family::{GmmStudent, RealNvp, VariationalFamily};
 use crate::metrics::{Outcome, classify, light_mode_mass};
 use crate::objective::{Estimator, ExactObjective, McWorkspace, mc_gradient};
 use crate::optim::Optimizer;
@@ -17,9 +22,9 @@ use crate::target::{IsotropicMixture, LogDensity};
 use rand::Rng;
 use serde::Serialize;
 
-/// One row of the trajectory.
+/// One row of the trajectory (`St`: the student's summary statistics).
 #[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct Record {
+pub struct Record<St = Stats> {
     /// SGD step.
     pub step: usize,
     /// β(step).
@@ -31,7 +36,7 @@ pub struct Record {
     /// −ELBO against the unnormalised tempered target: E_q[ln q − β ln π] = F_β − ln Z_β.
     pub neg_elbo: f64,
     /// Summary statistics.
-    pub stats: Stats,
+    pub stats: St,
 }
 
 /// Densities along μ̂ at one step.
@@ -53,8 +58,10 @@ pub struct MarginalSnapshot {
 
 /// Receives what the loop observes.
 pub trait Observer {
-    /// A trajectory record.
+    /// A trajectory record (Gaussian-mixture student).
     fn on_record(&mut self, _record: &Record) {}
+    /// A trajectory record of a flow student.
+    fn on_flow_record(&mut self, _record: &Record<FlowStats>) {}
     /// A marginal snapshot.
     fn on_marginal(&mut self, _snapshot: &MarginalSnapshot) {}
 }
@@ -68,6 +75,8 @@ impl Observer for NoObserver {}
 pub struct Recorder {
     /// Trajectory records, in step order.
     pub records: Vec<Record>,
+    /// Flow trajectory records, in step order.
+    pub flow_records: Vec<Record<FlowStats>>,
     /// Marginal snapshots, in step order.
     pub marginals: Vec<MarginalSnapshot>,
 }
@@ -75,6 +84,9 @@ pub struct Recorder {
 impl Observer for Recorder {
     fn on_record(&mut self, r: &Record) {
         self.records.push(r.clone());
+    }
+    fn on_flow_record(&mut self, r: &Record<FlowStats>) {
+        self.flow_records.push(r.clone());
     }
     fn on_marginal(&mut self, s: &MarginalSnapshot) {
         self.marginals.push(s.clone());
@@ -100,6 +112,10 @@ pub struct TrainSettings {
     pub marginal_grid: (f64, usize),
     /// Monte-Carlo samples per component for KL estimates without an exact value.
     pub kl_samples: usize,
+    /// Samples for Monte-Carlo outcomes (flows): light-mode mass, ESS, KL.
+    pub outcome_samples: usize,
+    /// A Monte-Carlo outcome is a collapse when a mode's estimated mass is below this.
+    pub collapse_threshold: f64,
 }
 
 impl TrainSettings {
@@ -117,13 +133,15 @@ impl TrainSettings {
             marginal_steps: c.record.marginal_steps.clone(),
             marginal_grid: (c.record.marginal_range, c.record.marginal_points),
             kl_samples: c.record.kl_samples,
+            outcome_samples: c.student.realnvp.eval_samples,
+            collapse_threshold: c.student.realnvp.collapse_threshold,
         }
     }
 }
 
-/// The end of a run.
+/// The end of a run (`St`: the student's summary statistics).
 #[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct RunResult {
+pub struct RunResult<St = Stats> {
     /// How it ended.
     #[serde(flatten)]
     pub outcome: Outcome,
@@ -132,64 +150,101 @@ pub struct RunResult {
     /// Student mass on the lighter mode.
     pub light_mode_mass: f64,
     /// Final summary statistics (relative to μ̂).
-    pub stats: Stats,
+    pub stats: St,
 }
 
-/// Runs SGD from the student's current state. `rng` supplies the reparametrisation noise and
-/// `eval_rng` the Monte-Carlo KL estimates of records (kept apart so that recording never
-/// changes the training trajectory).
-#[allow(clippy::too_many_arguments)]
-pub fn train<R: Rng + ?Sized>(
-    q: &mut GmmStudent,
-    target: &IsotropicMixture,
-    schedule: &dyn Schedule,
-    opt: &mut dyn Optimizer,
-    settings: &TrainSettings,
-    rng: &mut R,
-    eval_rng: &mut R,
-    observer: &mut dyn Observer,
-) -> RunResult {
-    let exact = if settings.estimator == Estimator::Exact
-        || (target.as_bimodal().is_some() && q.components() <= 2 && settings.record_every > 0)
-    {
-        Some(ExactObjective::new(target.dim()))
-    } else {
-        None
-    };
-    let groups = q.groups();
-    let mut grad = vec![0.0; q.params().len()];
-    let mut ws = McWorkspace::default();
-    let t_end = settings.steps;
-    for step in 0..=t_end {
-        let beta = schedule.beta(step as f64);
-        if settings.marginal_steps.contains(&step) {
-            observer.on_marginal(&marginal_snapshot(
-                q,
-                target,
-                beta,
-                step,
-                settings.marginal_grid,
-            ));
+/// The training-side view of a variational family: what [`train`] needs besides the flat
+/// parameter vector of [`VariationalFamily`].
+pub trait Student: VariationalFamily + Sized {
+    /// Reusable per-run state (buffers, exact objective).
+    type Workspace;
+    /// Summary statistics of records and results.
+    type Stats: Clone + std::fmt::Debug + PartialEq + Serialize;
+    /// A workspace for training against `target` with `settings`.
+    fn workspace(&self, target: &IsotropicMixture, settings: &TrainSettings) -> Self::Workspace;
+    /// The loss estimate E[ln q − β ln π] (nats; NaN when it cannot be computed) and its
+    /// gradient w.r.t. θ into `grad`.
+    #[allow(clippy::too_many_arguments)]
+    fn loss_and_grad<R: Rng + ?Sized>(
+        &mut self,
+        ws: &mut Self::Workspace,
+        target: &IsotropicMixture,
+        beta: f64,
+        settings: &TrainSettings,
+        rng: &mut R,
+        grad: &mut [f64],
+    ) -> f64;
+    /// Whether every parameter is finite.
+    fn params_finite(&self) -> bool;
+    /// A trajectory record, sent to `observer`.
+    #[allow(clippy::too_many_arguments)]
+    fn record<R: Rng + ?Sized>(
+        &mut self,
+        ws: &mut Self::Workspace,
+        target: &IsotropicMixture,
+        beta: f64,
+        step: usize,
+        loss: f64,
+        settings: &TrainSettings,
+        eval_rng: &mut R,
+        observer: &mut dyn Observer,
+    );
+    /// Marginal densities along μ̂, where the family has them in closed form.
+    fn marginal(
+        &self,
+        target: &IsotropicMixture,
+        beta: f64,
+        step: usize,
+        grid: (f64, usize),
+    ) -> Option<MarginalSnapshot>;
+    /// The run's result after `step` steps (diverged or not).
+    fn finish<R: Rng + ?Sized>(
+        &mut self,
+        target: &IsotropicMixture,
+        step: usize,
+        diverged: bool,
+        settings: &TrainSettings,
+        eval_rng: &mut R,
+    ) -> RunResult<Self::Stats>;
+}
+
+/// Workspace of the Gaussian-mixture student.
+pub struct GmmWorkspace {
+    exact: Option<ExactObjective>,
+    mc: McWorkspace,
+}
+
+impl Student for GmmStudent {
+    type Workspace = GmmWorkspace;
+    type Stats = Stats;
+
+    fn workspace(&self, target: &IsotropicMixture, settings: &TrainSettings) -> GmmWorkspace {
+        let exact = if settings.estimator == Estimator::Exact
+            || (target.as_bimodal().is_some()
+                && self.components() <= 2
+                && settings.record_every > 0)
+        {
+            Some(ExactObjective::new(target.dim()))
+        } else {
+            None
+        };
+        GmmWorkspace {
+            exact,
+            mc: McWorkspace::default(),
         }
-        let due = settings.record_every > 0 && (step % settings.record_every == 0 || step == t_end);
-        if step == t_end {
-            if due {
-                let rec = record(
-                    q,
-                    target,
-                    beta,
-                    step,
-                    f64::NAN,
-                    exact.as_ref(),
-                    settings.kl_samples,
-                    eval_rng,
-                );
-                observer.on_record(&rec);
-            }
-            break;
-        }
-        let loss = match settings.estimator {
-            Estimator::Exact => match exact.as_ref().map(|e| e.evaluate(q, target, beta)) {
+    }
+
+    fn loss_and_grad<R: Rng + ?Sized>(
+        &mut self,
+        ws: &mut GmmWorkspace,
+        target: &IsotropicMixture,
+        beta: f64,
+        settings: &TrainSettings,
+        rng: &mut R,
+        grad: &mut [f64],
+    ) -> f64 {
+        match settings.estimator {
+            Estimator::Exact => match ws.exact.as_ref().map(|e| e.evaluate(self, target, beta)) {
                 Some(Ok(v)) => {
                     grad.copy_from_slice(&v.grad);
                     v.neg_elbo
@@ -197,41 +252,235 @@ pub fn train<R: Rng + ?Sized>(
                 _ => f64::NAN,
             },
             est => mc_gradient(
-                q,
+                self,
                 target,
                 beta,
                 est,
                 settings.samples,
                 rng,
-                &mut ws,
-                &mut grad,
+                &mut ws.mc,
+                grad,
             ),
-        };
+        }
+    }
+
+    fn params_finite(&self) -> bool {
+        self.is_finite()
+    }
+
+    fn record<R: Rng + ?Sized>(
+        &mut self,
+        ws: &mut GmmWorkspace,
+        target: &IsotropicMixture,
+        beta: f64,
+        step: usize,
+        loss: f64,
+        settings: &TrainSettings,
+        eval_rng: &mut R,
+        observer: &mut dyn Observer,
+    ) {
+        let rec = record(
+            self,
+            target,
+            beta,
+            step,
+            loss,
+            ws.exact.as_ref(),
+            settings.kl_samples,
+            eval_rng,
+        );
+        observer.on_record(&rec);
+    }
+
+    fn marginal(
+        &self,
+        target: &IsotropicMixture,
+        beta: f64,
+        step: usize,
+        grid: (f64, usize),
+    ) -> Option<MarginalSnapshot> {
+        Some(marginal_snapshot(self, target, beta, step, grid))
+    }
+
+    fn finish<R: Rng + ?Sized>(
+        &mut self,
+        target: &IsotropicMixture,
+        step: usize,
+        diverged: bool,
+        _settings: &TrainSettings,
+        _eval_rng: &mut R,
+    ) -> RunResult {
+        finish(self, target, step, diverged)
+    }
+}
+
+/// Workspace of the flow student: the noise buffer.
+pub struct FlowWorkspace {
+    eps: Vec<f64>,
+}
+
+impl Student for RealNvp {
+    type Workspace = FlowWorkspace;
+    type Stats = FlowStats;
+
+    fn workspace(&self, _target: &IsotropicMixture, _settings: &TrainSettings) -> FlowWorkspace {
+        FlowWorkspace { eps: Vec::new() }
+    }
+
+    fn loss_and_grad<R: Rng + ?Sized>(
+        &mut self,
+        ws: &mut FlowWorkspace,
+        target: &IsotropicMixture,
+        beta: f64,
+        settings: &TrainSettings,
+        rng: &mut R,
+        grad: &mut [f64],
+    ) -> f64 {
+        RealNvp::loss_and_grad(
+            self,
+            target,
+            beta,
+            settings.estimator,
+            settings.samples,
+            rng,
+            &mut ws.eps,
+            grad,
+        )
+    }
+
+    fn params_finite(&self) -> bool {
+        self.is_finite()
+    }
+
+    fn record<R: Rng + ?Sized>(
+        &mut self,
+        _ws: &mut FlowWorkspace,
+        target: &IsotropicMixture,
+        beta: f64,
+        step: usize,
+        loss: f64,
+        settings: &TrainSettings,
+        eval_rng: &mut R,
+        observer: &mut dyn Observer,
+    ) {
+        let st = self.evaluate(
+            target,
+            beta,
+            settings.kl_samples,
+            settings.collapse_threshold,
+            eval_rng,
+        );
+        observer.on_flow_record(&Record {
+            step,
+            beta,
+            loss,
+            kl: st.kl,
+            neg_elbo: st.neg_elbo,
+            stats: st,
+        });
+    }
+
+    fn marginal(
+        &self,
+        _target: &IsotropicMixture,
+        _beta: f64,
+        _step: usize,
+        _grid: (f64, usize),
+    ) -> Option<MarginalSnapshot> {
+        None
+    }
+
+    fn finish<R: Rng + ?Sized>(
+        &mut self,
+        target: &IsotropicMixture,
+        step: usize,
+        diverged: bool,
+        settings: &TrainSettings,
+        eval_rng: &mut R,
+    ) -> RunResult<FlowStats> {
+        if diverged || !self.is_finite() {
+            return RunResult {
+                outcome: Outcome::Diverged { step },
+                final_step: step,
+                light_mode_mass: f64::NAN,
+                stats: FlowStats::nan(),
+            };
+        }
+        let st = self.evaluate(
+            target,
+            1.0,
+            settings.outcome_samples,
+            settings.collapse_threshold,
+            eval_rng,
+        );
+        RunResult {
+            outcome: st.outcome(target),
+            final_step: step,
+            light_mode_mass: st.light_mode_mass,
+            stats: st,
+        }
+    }
+}
+
+/// Runs SGD from the student's current state. `rng` supplies the reparametrisation noise and
+/// `eval_rng` the Monte-Carlo estimates of records and outcomes (kept apart so that recording
+/// never changes the training trajectory).
+#[allow(clippy::too_many_arguments)]
+pub fn train<S: Student, R: Rng + ?Sized>(
+    q: &mut S,
+    target: &IsotropicMixture,
+    schedule: &dyn Schedule,
+    opt: &mut dyn Optimizer,
+    settings: &TrainSettings,
+    rng: &mut R,
+    eval_rng: &mut R,
+    observer: &mut dyn Observer,
+) -> RunResult<S::Stats> {
+    let mut ws = q.workspace(target, settings);
+    let groups = q.groups();
+    let mut grad = vec![0.0; q.params().len()];
+    let t_end = settings.steps;
+    for step in 0..=t_end {
+        let beta = schedule.beta(step as f64);
+        if settings.marginal_steps.contains(&step)
+            && let Some(m) = q.marginal(target, beta, step, settings.marginal_grid)
+        {
+            observer.on_marginal(&m);
+        }
+        let due = settings.record_every > 0 && (step % settings.record_every == 0 || step == t_end);
+        if step == t_end {
+            if due {
+                q.record(
+                    &mut ws,
+                    target,
+                    beta,
+                    step,
+                    f64::NAN,
+                    settings,
+                    eval_rng,
+                    observer,
+                );
+            }
+            break;
+        }
+        let loss = q.loss_and_grad(&mut ws, target, beta, settings, rng, &mut grad);
         if due {
-            let rec = record(
-                q,
-                target,
-                beta,
-                step,
-                loss,
-                exact.as_ref(),
-                settings.kl_samples,
-                eval_rng,
+            q.record(
+                &mut ws, target, beta, step, loss, settings, eval_rng, observer,
             );
-            observer.on_record(&rec);
         }
         if !loss.is_finite() || grad.iter().any(|g| !g.is_finite()) {
-            return finish(q, target, step, true);
+            return q.finish(target, step, true, settings, eval_rng);
         }
         if settings.loss_scale != 1.0 {
             grad.iter_mut().for_each(|g| *g *= settings.loss_scale);
         }
         opt.step(q.params_mut(), &grad, &groups);
-        if !q.is_finite() {
-            return finish(q, target, step + 1, true);
+        if !q.params_finite() {
+            return q.finish(target, step + 1, true, settings, eval_rng);
         }
     }
-    finish(q, target, t_end, false)
+    q.finish(target, t_end, false, settings, eval_rng)
 }
 
 fn finish(q: &GmmStudent, target: &IsotropicMixture, step: usize, diverged: bool) -> RunResult {
@@ -355,16 +604,42 @@ pub fn run_with_streams(
     (init_run, noise_run): (u64, u64),
     observer: &mut dyn Observer,
 ) -> (GmmStudent, RunResult) {
+    let mut init: Stream = stream(cfg.seed, init_run, Purpose::Init);
+    let mut q = cfg.init_student(&mut init);
+    let res = run_student(cfg, &mut q, noise_run, observer);
+    (q, res)
+}
+
+/// A complete single run of the RealNVP student (`student.family = "realnvp"`): weights drawn
+/// from stream (seed, init_run, Init), noise from (seed, noise_run, Sgd), Monte-Carlo records
+/// and outcome from (seed, noise_run, Eval). Errors only on an invalid flow architecture.
+pub fn run_flow_with_streams(
+    cfg: &Config,
+    (init_run, noise_run): (u64, u64),
+    observer: &mut dyn Observer,
+) -> crate::Result<(RealNvp, RunResult<FlowStats>)> {
+    let mut init: Stream = stream(cfg.seed, init_run, Purpose::Init);
+    let mut q = cfg.init_flow(&mut init)?;
+    let res = run_student(cfg, &mut q, noise_run, observer);
+    Ok((q, res))
+}
+
+/// Trains an already initialised student with the configured target, schedule, optimiser and
+/// the noise streams of `noise_run`.
+pub fn run_student<S: Student>(
+    cfg: &Config,
+    q: &mut S,
+    noise_run: u64,
+    observer: &mut dyn Observer,
+) -> RunResult<S::Stats> {
     let target = cfg.build_target();
     let schedule = cfg.build_schedule();
     let mut opt = cfg.build_optimizer();
-    let mut init: Stream = stream(cfg.seed, init_run, Purpose::Init);
-    let mut q = cfg.init_student(&mut init);
     let mut rng = stream(cfg.seed, noise_run, Purpose::Sgd);
     let mut eval = stream(cfg.seed, noise_run, Purpose::Eval);
     let settings = TrainSettings::from_config(cfg);
-    let res = train(
-        &mut q,
+    train(
+        q,
         &target,
         schedule.as_ref(),
         opt.as_mut(),
@@ -372,6 +647,5 @@ pub fn run_with_streams(
         &mut rng,
         &mut eval,
         observer,
-    );
-    (q, res)
+    )
 }

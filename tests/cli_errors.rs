@@ -477,8 +477,54 @@ fn cases() -> Vec<Case> {
         ),
         cli(
             "unknown bench",
-            &["bench", "flow"],
-            &["unrecognized subcommand 'flow'"],
+            &["bench", "nope"],
+            &["unrecognized subcommand 'nope'"],
+        ),
+        cli(
+            "bench flow d = 1",
+            &["bench", "flow", "--d", "1", "--steps", "1"],
+            &["--d", "[2, 65536]"],
+        ),
+        cli(
+            "bench flow bad precision",
+            &["bench", "flow", "--precision", "f16", "--steps", "1"],
+            &["--precision", "f32 or f64"],
+        ),
+        // ---- RealNVP student ----
+        cfg(
+            "realnvp d = 1",
+            "[target]\nd = 1\n[student]\nfamily = \"realnvp\"\n[optim]\nsteps = 5\n",
+            &["target.d", "≥ 2"],
+        ),
+        cfg(
+            "realnvp layers = 0",
+            "[target]\nd = 4\n[student.realnvp]\nlayers = 0\n[optim]\nsteps = 5\n",
+            &["student.realnvp.layers", "[1, 256]"],
+        ),
+        cfg(
+            "realnvp scale_bound",
+            "[target]\nd = 4\n[student.realnvp]\nscale_bound = -1.0\n[optim]\nsteps = 5\n",
+            &["student.realnvp.scale_bound", "(0, 20]"],
+        ),
+        cfg(
+            "realnvp sigma0 name",
+            "[target]\nd = 4\n[student.realnvp]\nsigma0 = \"wide\"\n[optim]\nsteps = 5\n",
+            &["student.realnvp.sigma0", "schedule"],
+        ),
+        cfg(
+            "realnvp collapse_threshold",
+            "[target]\nd = 4\n[student.realnvp]\ncollapse_threshold = 0.7\n[optim]\nsteps = 5\n",
+            &["student.realnvp.collapse_threshold", "(0, 0.5]"],
+        ),
+        cfg(
+            "realnvp exact estimator",
+            "[target]\nd = 4\n[student]\nfamily = \"realnvp\"\n[objective]\nestimator = \"exact\"\n[optim]\nsteps = 5\n",
+            &["objective.estimator", "realnvp"],
+        ),
+        cfg(
+            "max_grad_norm = 0",
+            "[target]\nd = 4\n[optim]\nsteps = 5\nmax_grad_norm = 0.0\n",
+            &["optim.max_grad_norm", "> 0"],
         ),
         cli("train without --out", &["train"], &["--out"]),
         cli(

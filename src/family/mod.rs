@@ -5,8 +5,10 @@
 //! Reparametrised gradients of the objective live in [`crate::objective`].
 
 pub mod gmm;
+pub mod realnvp;
 
 pub use gmm::GmmStudent;
+pub use realnvp::RealNvp;
 
 use rand::Rng;
 
