@@ -194,6 +194,8 @@ pub enum ScheduleKind {
     Exponential,
     /// β(t) = β_i + (1 − β_i) t/t0, then 1.
     Linear,
+    /// Temperature 1/β falling linearly from 1/β_i to 1 at t0, then β = 1.
+    LinearTemperature,
     /// Geometric interpolation of `points`.
     Points,
 }
@@ -500,7 +502,7 @@ impl Config {
                     "a number in (0, 1]",
                 )?;
             }
-            ScheduleKind::Exponential | ScheduleKind::Linear => {
+            ScheduleKind::Exponential | ScheduleKind::Linear | ScheduleKind::LinearTemperature => {
                 finite_in(
                     "schedule.beta_i",
                     sc.beta_i,
@@ -795,6 +797,10 @@ impl Config {
                 t0: s.t0,
             }),
             ScheduleKind::Linear => Box::new(schedule::Linear {
+                beta_i: s.beta_i,
+                t0: s.t0,
+            }),
+            ScheduleKind::LinearTemperature => Box::new(schedule::LinearTemperature {
                 beta_i: s.beta_i,
                 t0: s.t0,
             }),

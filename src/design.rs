@@ -9,7 +9,7 @@
 
 use crate::error::{Error, Result};
 use crate::metrics::wilson_interval;
-use crate::schedule::{Exponential, Linear, Schedule};
+use crate::schedule::{Exponential, Linear, LinearTemperature, Schedule};
 use crate::seed::{Purpose, stream};
 use crate::sweep::{Axis, RunSpec, SweepConfig};
 use crate::target::Bimodal;
@@ -196,29 +196,6 @@ pub fn fastest_exponential(
         .filter_map(|(_, d)| *d)
         .min_by(|a, b| a.t0.total_cmp(&b.t0));
     Ok((best, per_beta))
-}
-
-/// β(t) = 1/(T_i + (1 − T_i) t/t0), T_i = 1/β_i: temperature falling linearly to 1.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
-pub struct LinearTemperature {
-    /// Initial inverse temperature.
-    pub beta_i: f64,
-    /// Annealing time.
-    pub t0: f64,
-}
-
-impl Schedule for LinearTemperature {
-    fn beta(&self, t: f64) -> f64 {
-        if t >= self.t0 {
-            1.0
-        } else {
-            let ti = 1.0 / self.beta_i;
-            1.0 / (ti + (1.0 - ti) * t / self.t0)
-        }
-    }
-    fn end(&self) -> f64 {
-        self.t0
-    }
 }
 
 /// The schedule shapes compared by [`compare_schedules`].

@@ -85,6 +85,31 @@ impl Schedule for Linear {
     }
 }
 
+/// β(t) = 1/(T_i + (1 − T_i) t/t0) for t < t0, then 1, with T_i = 1/β_i: the temperature
+/// falls linearly to 1. It lingers at large β, where the split of a Gaussian-mixture student
+/// is decided (docs/theory.md §10).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct LinearTemperature {
+    /// Initial inverse temperature β_i ∈ (0, 1].
+    pub beta_i: f64,
+    /// Annealing time in SGD steps.
+    pub t0: f64,
+}
+
+impl Schedule for LinearTemperature {
+    fn beta(&self, t: f64) -> f64 {
+        if t >= self.t0 {
+            1.0
+        } else {
+            let ti = 1.0 / self.beta_i;
+            1.0 / (ti + (1.0 - ti) * t / self.t0)
+        }
+    }
+    fn end(&self) -> f64 {
+        self.t0
+    }
+}
+
 /// User points (t_j, β_j), strictly increasing in t, interpolated geometrically
 /// (linearly in ln β): β(t) = β_j (β_{j+1}/β_j)^((t − t_j)/(t_{j+1} − t_j)). Before the first
 /// point β = β_1; after the last, β = β_last (usually 1).
@@ -147,6 +172,20 @@ mod tests {
             .beta(0.0),
             1.0
         );
+    }
+
+    #[test]
+    fn linear_temperature_hits_end_points_and_is_linear_in_temperature() {
+        let s = LinearTemperature {
+            beta_i: 0.01,
+            t0: 1000.0,
+        };
+        assert!((s.beta(0.0) - 0.01).abs() < 1e-15);
+        assert_eq!(s.beta(1000.0), 1.0);
+        assert_eq!(s.beta(5000.0), 1.0);
+        // midpoint temperature is the mean of 100 and 1
+        assert!((1.0 / s.beta(500.0) - 50.5).abs() < 1e-12);
+        assert_eq!(s.end(), 1000.0);
     }
 
     #[test]
