@@ -262,9 +262,41 @@ pub fn isoline_t0(cells: &[CellStats], level: f64) -> Vec<(f64, f64)> {
     pts
 }
 
-/// Figure 2: heat-map of P(collapse) over (β_i, t0) with the simulated 0.5 isoline.
-pub fn figure2(out: &Path, quick: bool, threads: usize) -> Result<()> {
-    let cells = fig2_sweep(out, quick, threads)?;
+/// Theory cells as [`CellStats`]: the ODE Monte Carlo, and the analytical formula as if it were
+/// a cell of 10⁶ runs (so that its isoline is interpolated the same way as the simulated ones).
+fn theory_as_cells(theory: &[crate::sweep::TheoryCell]) -> (Vec<CellStats>, Vec<CellStats>) {
+    let ode = theory
+        .iter()
+        .map(|t| CellStats {
+            cell: t.cell,
+            n: t.n,
+            collapsed: t.collapsed,
+            diverged: 0,
+            covered: t.n - t.collapsed,
+            mean_light_mass: f64::NAN,
+        })
+        .collect();
+    let formula = theory
+        .iter()
+        .filter(|t| t.p_formula.is_finite())
+        .map(|t| {
+            let n = 1_000_000;
+            let k = (t.p_formula * n as f64).round() as usize;
+            CellStats {
+                cell: t.cell,
+                n,
+                collapsed: k,
+                diverged: 0,
+                covered: n - k,
+                mean_light_mass: f64::NAN,
+            }
+        })
+        .collect();
+    (ode, formula)
+}
+
+/// The grid axes (annealed cells) and `values[iy][ix]` of P(collapse).
+fn grid_values(cells: &[CellStats]) -> (Vec<f64>, Vec<f64>, Vec<Vec<f64>>) {
     let mut xs: Vec<f64> = cells
         .iter()
         .filter(|c| c.cell.t0 > 0.0)
@@ -279,7 +311,7 @@ pub fn figure2(out: &Path, quick: bool, threads: usize) -> Result<()> {
         v.sort_by(f64::total_cmp);
         v.dedup();
     }
-    let values: Vec<Vec<f64>> = ys
+    let values = ys
         .iter()
         .map(|&t| {
             xs.iter()
@@ -292,6 +324,49 @@ pub fn figure2(out: &Path, quick: bool, threads: usize) -> Result<()> {
                 .collect()
         })
         .collect();
+    (xs, ys, values)
+}
+
+/// The theory phase diagram of `annealvi theory`: DIR/theory.png (+ SVG), a heat-map of the
+/// ODE Monte Carlo's P(collapse) with the ODE's and the formula's 0.5 isolines, and
+/// DIR/isoline.csv (`beta_i,t0_ode,t0_formula`; empty where P does not cross 0.5).
+pub fn theory_map(out: &Path, theory: &[crate::sweep::TheoryCell]) -> Result<()> {
+    let (ode, formula) = theory_as_cells(theory);
+    let (xs, ys, values) = grid_values(&ode);
+    let iso_ode = isoline_t0(&ode, 0.5);
+    let iso_formula = isoline_t0(&formula, 0.5);
+    let mut csv = String::from("beta_i,t0_ode,t0_formula\n");
+    for &b in &xs {
+        let find = |v: &[(f64, f64)]| {
+            v.iter()
+                .find(|p| p.0 == b)
+                .map_or(String::new(), |p| format!("{}", p.1))
+        };
+        let _ = writeln!(csv, "{b},{},{}", find(&iso_ode), find(&iso_formula));
+    }
+    output::write_text(&out.join("isoline.csv"), &csv)?;
+    let n = theory.first().map_or(0, |t| t.n);
+    let hm = Heatmap {
+        title: format!("P(collapse), quasi-static ODE, {n} initial conditions/cell"),
+        x_label: "initial inverse temperature β_i".into(),
+        y_label: "annealing time t0 (SGD steps)".into(),
+        x_log: true,
+        y_log: true,
+        xs,
+        ys,
+        values,
+        isolines: vec![
+            ("P = 0.5 (ODE)".into(), iso_ode),
+            ("P = 0.5 (analytical formula)".into(), iso_formula),
+        ],
+    };
+    crate::plot::heatmap(&hm, out, "theory").map_err(|e| Error::Invalid(e.to_string()))
+}
+
+/// Figure 2: heat-map of P(collapse) over (β_i, t0) with the simulated 0.5 isoline.
+pub fn figure2(out: &Path, quick: bool, threads: usize) -> Result<()> {
+    let cells = fig2_sweep(out, quick, threads)?;
+    let (xs, ys, values) = grid_values(&cells);
     let plain = cells.iter().find(|c| c.cell.t0 == 0.0);
     let title = match plain {
         Some(c) => {
@@ -317,35 +392,8 @@ pub fn figure2(out: &Path, quick: bool, threads: usize) -> Result<()> {
         crate::sweep::IcMethod::Paired,
     )?;
     crate::sweep::write_theory(out, &theory)?;
-    // the analytical formula as if it were a cell of 10⁶ runs (its isoline is interpolated the
-    // same way as the simulated ones)
-    let formula_cells: Vec<CellStats> = theory
-        .iter()
-        .filter(|t| t.p_formula.is_finite())
-        .map(|t| {
-            let n = 1_000_000;
-            let k = (t.p_formula * n as f64).round() as usize;
-            CellStats {
-                cell: t.cell,
-                n,
-                collapsed: k,
-                diverged: 0,
-                covered: n - k,
-                mean_light_mass: f64::NAN,
-            }
-        })
-        .collect();
-    let theory_cells: Vec<CellStats> = theory
-        .iter()
-        .map(|t| CellStats {
-            cell: t.cell,
-            n: t.n,
-            collapsed: t.collapsed,
-            diverged: 0,
-            covered: t.n - t.collapsed,
-            mean_light_mass: f64::NAN,
-        })
-        .collect();
+
+    let (theory_cells, formula_cells) = theory_as_cells(&theory);
     let hm = Heatmap {
         title,
         x_label: "initial inverse temperature β_i".into(),

@@ -307,6 +307,7 @@ fn run(cli: Cli) -> Result<()> {
             let start = Instant::now();
             let cells = sweep::theory_grid(&cfg, n, threads, method)?;
             sweep::write_theory(&out, &cells)?;
+            figure::theory_map(&out, &cells)?;
             if let Some(model) = annealvi::theory::formula::FormulaModel::from_sweep(&cfg) {
                 let logs: Vec<f64> = cells
                     .iter()
