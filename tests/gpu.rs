@@ -203,6 +203,42 @@ fn cuda(a: &FlowArch, target: &IsotropicMixture, flows: usize, batch: usize) -> 
     }
 }
 
+/// NVRTC (needs only libnvrtc, no device) compiles the kernels and the PTX has every entry.
+#[test]
+fn nvrtc_compiles_kernels() {
+    use annealvi::family::realnvp_gpu::{Kernel, compile_kernels};
+    match compile_kernels() {
+        Ok(ptx) => {
+            for k in Kernel::ALL {
+                assert!(
+                    ptx.contains(&format!(".entry {}(", k.name())),
+                    "PTX lacks {}",
+                    k.name()
+                );
+            }
+            let version = ptx
+                .lines()
+                .find(|l| l.starts_with(".version"))
+                .unwrap_or("?");
+            let target = ptx
+                .lines()
+                .find(|l| l.starts_with(".target"))
+                .unwrap_or("?");
+            println!(
+                "NVRTC: {} kernels compiled ({version}, {target})",
+                Kernel::ALL.len()
+            );
+        }
+        Err(GpuError::NoDevice(why)) => {
+            if std::env::var("ANNEALVI_REQUIRE_GPU").as_deref() == Ok("1") {
+                panic!("no NVRTC but ANNEALVI_REQUIRE_GPU=1: {why}");
+            }
+            println!("skipped: no NVRTC ({why})");
+        }
+        Err(e) => panic!("{e}"),
+    }
+}
+
 #[test]
 fn cuda_matches_cpu() {
     for (mask, d, h) in [(MaskKind::Halves, 16, 64), (MaskKind::Checkerboard, 7, 9)] {

@@ -961,6 +961,60 @@ fn guarded<T>(what: &str, f: impl FnOnce() -> GpuResult<T>) -> GpuResult<T> {
     }
 }
 
+fn compile_ptx() -> GpuResult<cudarc::nvrtc::Ptx> {
+    cudarc::nvrtc::compile_ptx(KERNEL_SOURCE).map_err(|e| match e {
+        cudarc::nvrtc::CompileError::CompileError { log, .. } => GpuError::Cuda(format!(
+            "NVRTC could not compile the kernels:\n{}",
+            log.to_string_lossy()
+        )),
+        other => cuda_err("NVRTC", other),
+    })
+}
+
+/// Compiles [`KERNEL_SOURCE`] with NVRTC (no device needed, only libnvrtc) and returns the PTX;
+/// [`GpuError::NoDevice`] when libnvrtc cannot be loaded.
+pub fn compile_kernels() -> GpuResult<String> {
+    // SAFETY: only tries to dlopen the library
+    if !unsafe { cudarc::nvrtc::sys::is_culib_present() } {
+        return Err(GpuError::NoDevice("cannot load libnvrtc".into()));
+    }
+    guarded("NVRTC", || Ok(compile_ptx()?.to_src()))
+}
+
+/// Loads PTX into `ctx`. When the driver rejects it (typically an NVRTC newer than the driver
+/// writes a `.version` the driver's JIT does not know), retries with older PTX ISA versions:
+/// the kernels use only long-standing instructions.
+fn load_ptx(
+    ctx: &std::sync::Arc<cudarc::driver::CudaContext>,
+    src: String,
+) -> GpuResult<std::sync::Arc<cudarc::driver::CudaModule>> {
+    use cudarc::nvrtc::Ptx;
+    let first = match ctx.load_module(Ptx::from_src(src.clone())) {
+        Ok(m) => return Ok(m),
+        Err(e) => e,
+    };
+    for v in ["9.0", "8.8", "8.7", "8.5", "8.0", "7.8"] {
+        let patched: String = src
+            .lines()
+            .map(|l| {
+                if l.starts_with(".version ") {
+                    format!(".version {v}")
+                } else {
+                    l.to_string()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        if let Ok(m) = ctx.load_module(Ptx::from_src(patched)) {
+            eprintln!(
+                "note: the driver rejected NVRTC's PTX ({first:?}); loaded it as PTX ISA {v}"
+            );
+            return Ok(m);
+        }
+    }
+    Err(cuda_err("load PTX", first))
+}
+
 impl CudaBackend {
     /// Loads the libraries, opens device 0, compiles the kernels and creates a cuBLAS handle.
     pub fn new() -> GpuResult<Self> {
@@ -1002,14 +1056,8 @@ impl CudaBackend {
                 .compute_capability()
                 .map(|(a, b)| format!(" (sm_{a}{b})"))
                 .unwrap_or_default();
-            let ptx = cudarc::nvrtc::compile_ptx(KERNEL_SOURCE).map_err(|e| match e {
-                cudarc::nvrtc::CompileError::CompileError { log, .. } => GpuError::Cuda(format!(
-                    "NVRTC could not compile the kernels:\n{}",
-                    log.to_string_lossy()
-                )),
-                other => cuda_err("NVRTC", other),
-            })?;
-            let module = ctx.load_module(ptx).map_err(|e| cuda_err("load PTX", e))?;
+            let ptx = compile_ptx()?;
+            let module = load_ptx(&ctx, ptx.to_src())?;
             let funcs = Kernel::ALL
                 .iter()
                 .map(|k| {
@@ -1029,6 +1077,16 @@ impl CudaBackend {
                 name: format!("{name}{cc}"),
             })
         })
+    }
+}
+
+impl CudaBackend {
+    /// Makes the context current on this thread (raw driver and cuBLAS calls need it).
+    fn bind(&self) -> GpuResult<()> {
+        self.stream
+            .context()
+            .bind_to_thread()
+            .map_err(|e| cuda_err("bind context", e))
     }
 }
 
@@ -1052,6 +1110,7 @@ impl Backend for CudaBackend {
     }
 
     fn upload(&mut self, dst: u64, src: &[f32]) -> GpuResult<()> {
+        self.bind()?;
         // SAFETY: dst points into a live allocation of at least src.len() elements (the caller's
         // sizes); synchronous copy, so src outlives it
         unsafe {
@@ -1061,6 +1120,7 @@ impl Backend for CudaBackend {
     }
 
     fn upload_i32(&mut self, dst: u64, src: &[i32]) -> GpuResult<()> {
+        self.bind()?;
         // SAFETY: as in `upload`
         unsafe {
             self.stream.synchronize().map_err(|e| cuda_err("sync", e))?;
@@ -1069,6 +1129,7 @@ impl Backend for CudaBackend {
     }
 
     fn download(&mut self, src: u64, dst: &mut [f32]) -> GpuResult<()> {
+        self.bind()?;
         // SAFETY: src points into a live allocation of at least dst.len() elements
         unsafe {
             self.stream.synchronize().map_err(|e| cuda_err("sync", e))?;
@@ -1082,6 +1143,7 @@ impl Backend for CudaBackend {
         let (alpha, beta) = (1.0f32, 0.0f32);
         let i = |v: usize| v as std::ffi::c_int;
         let l = |v: usize| v as std::ffi::c_longlong;
+        self.bind()?;
         // SAFETY: the host driver sizes every buffer for the extents it asks for
         unsafe {
             cudarc::cublas::result::sgemm_strided_batched(
