@@ -409,7 +409,7 @@ fn run(cli: Cli) -> Result<()> {
                 "bench flow-gpu: d={d} width={width} batch={batch} steps={steps} flows={flows} (8 couplings, depth-4 relu MLPs, Adam 1e-3, f32)"
             );
             let r = annealvi::family::realnvp_gpu::bench_training(
-                d, width, batch, steps, flows, warmup,
+                d, width, batch, steps, flows, warmup, false,
             )?;
             println!(
                 "device: {}; wall {:.3} s; loss (flow 0) {:.3} -> {:.3}; run-steps/s (all flows): {:.2}",

@@ -100,15 +100,53 @@ fn compare(
 }
 
 fn load(eng: &mut GpuFlows, cpu: &[RealNvp]) {
+    let all: Vec<Vec<f64>> = cpu.iter().map(|q| q.params().to_vec()).collect();
+    eng.set_all_params(&all).unwrap();
+    let check = |eng: &mut GpuFlows| {
+        for (f, q) in cpu.iter().enumerate() {
+            let back = eng.params(f).unwrap();
+            let err = back
+                .iter()
+                .zip(q.params())
+                .fold(0.0f64, |m, (a, b)| m.max((a - b).abs()));
+            assert!(err < 1e-6, "θ round trip: {err}");
+        }
+    };
+    check(eng);
+    // set_params must agree with set_all_params
     for (f, q) in cpu.iter().enumerate() {
         eng.set_params(f, q.params()).unwrap();
-        let back = eng.params(f).unwrap();
-        let err = back
-            .iter()
-            .zip(q.params())
-            .fold(0.0f64, |m, (a, b)| m.max((a - b).abs()));
-        assert!(err < 1e-6, "θ round trip: {err}");
     }
+    check(eng);
+}
+
+/// The benchmark's code path on the emulator runs with finite losses; the device noise has
+/// the right scale: with θ = 0 the flow is the identity and at β = 0 the loss is
+/// (1/B) Σ ln N(x0_b) with expectation −(d/2) ln(2πσ0²) − d/2 (8 batches averaged).
+#[test]
+fn emulator_bench_and_noise() {
+    use annealvi::family::realnvp_gpu::bench_training;
+    let r = bench_training(16, 16, 64, 3, 2, 2, true).unwrap();
+    println!("{r:?}");
+    assert!(r.loss.0.is_finite() && r.loss.1.is_finite() && r.steps_per_sec > 0.0);
+    let a = arch(8, 4, 1, 1, MaskKind::Halves);
+    let target = IsotropicMixture::bimodal(8, 2.0, 0.7);
+    let mut eng = GpuFlows::emulated(&a, &target, 1, 4096).unwrap();
+    let mut l = 0.0;
+    for step in 0..8 {
+        eng.sample_noise(5, step).unwrap();
+        eng.loss_and_grad(0.0, Estimator::Full).unwrap();
+        l += eng.losses().unwrap()[0] / 8.0;
+    }
+    let s0 = a.sigma0;
+    let expect = -4.0 * (2.0 * std::f64::consts::PI * s0 * s0).ln() - 4.0;
+    // Var(‖ε‖²/2) = d/2 = 4 per sample; 8 × 4096 samples
+    let se = 2.0 / (8.0f64 * 4096.0).sqrt();
+    println!("β = 0 loss {l:.4}, expected {expect:.4} ± {se:.4}");
+    assert!(
+        (l - expect).abs() < 5.0 * se,
+        "device noise scale off: {l} vs {expect}"
+    );
 }
 
 #[test]

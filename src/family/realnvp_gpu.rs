@@ -535,6 +535,29 @@ impl GpuFlows {
         Ok(())
     }
 
+    /// Sets every flow's θ at once (`thetas[f]` in `RealNvp` layout; one upload) and resets
+    /// the Adam state.
+    pub fn set_all_params(&mut self, thetas: &[Vec<f64>]) -> GpuResult<()> {
+        if thetas.len() != self.flows || thetas.iter().any(|t| t.len() != self.n_params) {
+            return Err(GpuError::Invalid(format!(
+                "expected {} parameter vectors of length {}",
+                self.flows, self.n_params
+            )));
+        }
+        let mut all = vec![0.0f32; self.flows * self.n_params];
+        for (f, th) in thetas.iter().enumerate() {
+            for (i, k) in self.dev_map(f).into_iter().enumerate() {
+                all[k] = th[i] as f32;
+            }
+        }
+        self.dev.upload(self.theta, &all)?;
+        all.iter_mut().for_each(|v| *v = 0.0);
+        self.dev.upload(self.adam_m, &all)?;
+        self.dev.upload(self.adam_v, &all)?;
+        self.adam_t = 0;
+        Ok(())
+    }
+
     fn check_flow(&self, f: usize) -> GpuResult<()> {
         if f >= self.flows {
             return Err(GpuError::Invalid(format!(
@@ -1613,7 +1636,8 @@ pub struct GpuBenchResult {
 /// Trains `flows` flows of the `annealvi bench flow` model (8 couplings, halves, depth-4 ReLU
 /// MLPs of width `width`, s = tanh, PyTorch-style initialisation, base N(0, I); bimodal target
 /// R = 3, w* = 0.8, β = 1; full estimator; Adam lr 1e-3; batch `batch`; noise drawn on the
-/// device) for `warmup` untimed and `steps` timed steps on CUDA device 0.
+/// device) for `warmup` untimed and `steps` timed steps on CUDA device 0 (or on the CPU
+/// emulator if `emulate`, for tests).
 pub fn bench_training(
     d: usize,
     width: usize,
@@ -1621,6 +1645,7 @@ pub fn bench_training(
     steps: usize,
     flows: usize,
     warmup: usize,
+    emulate: bool,
 ) -> GpuResult<GpuBenchResult> {
     use crate::family::VariationalFamily;
     use crate::family::realnvp::{Precision, RealNvp};
@@ -1635,16 +1660,20 @@ pub fn bench_training(
     }
     .arch();
     let target = IsotropicMixture::bimodal(d, 3.0, 0.8);
-    let mut eng = GpuFlows::new(&arch, &target, flows, batch)?;
-    for f in 0..flows {
-        let q = RealNvp::new(
-            arch.clone(),
-            Precision::F64,
-            &mut stream(0, f as u64, Purpose::Init),
-        )
-        .map_err(|e| GpuError::Invalid(e.to_string()))?;
-        eng.set_params(f, q.params())?;
-    }
+    let mut eng = if emulate {
+        GpuFlows::emulated(&arch, &target, flows, batch)?
+    } else {
+        GpuFlows::new(&arch, &target, flows, batch)?
+    };
+    let thetas = (0..flows)
+        .map(|f| {
+            let mut init = stream(0, f as u64, Purpose::Init);
+            RealNvp::new(arch.clone(), Precision::F64, &mut init)
+                .map(|q| q.params().to_vec())
+                .map_err(|e| GpuError::Invalid(e.to_string()))
+        })
+        .collect::<GpuResult<Vec<_>>>()?;
+    eng.set_all_params(&thetas)?;
     let est = Estimator::Full;
     let mut t = 0u32;
     for _ in 0..warmup.max(1) {
