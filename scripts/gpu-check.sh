@@ -64,7 +64,7 @@ if [ "$trc" -ne 0 ] || grep -q "skipped: no CUDA device" "$testlog"; then
 else
   log "GPU test passed. Comparison lines:"
   log ""
-  grep -E "^(cuda|CUDA device|training)" "$testlog" | sed 's/^/    /' | while IFS= read -r l; do log "$l"; done
+  grep -E "^(NVRTC|cuda|CUDA device|training|note:)" "$testlog" | sed 's/^/    /' | while IFS= read -r l; do log "$l"; done
 fi
 log ""
 
