@@ -7,20 +7,19 @@
 
 #define GID (blockIdx.x * blockDim.x + threadIdx.x)
 
-// y ← x (whole rows) and xa[q·rows + r, k] ← x[r, ia[k]] for q = 0, 1 (one copy per net).
+// One thread per (r, i), i < d: y ← x and, for i < na, xa[q·rows + r, i] ← x[r, ia[i]] for
+// q = 0, 1 (one copy per net).
 extern "C" __global__ void split_fwd(const float* x, float* y, float* xa, const int* ia,
                                      int rows, int d, int na) {
-  int r = GID;
-  if (r >= rows) return;
-  const float* xr = x + (long long)r * d;
-  float* yr = y + (long long)r * d;
-  for (int i = 0; i < d; ++i) yr[i] = xr[i];
-  float* a0 = xa + (long long)r * na;
-  float* a1 = xa + ((long long)rows + r) * na;
-  for (int k = 0; k < na; ++k) {
-    float v = xr[ia[k]];
-    a0[k] = v;
-    a1[k] = v;
+  int t = GID;
+  if (t >= rows * d) return;
+  int r = t / d;
+  int i = t % d;
+  y[t] = x[t];
+  if (i < na) {
+    float v = x[(long long)r * d + ia[i]];
+    xa[(long long)r * na + i] = v;
+    xa[((long long)rows + r) * na + i] = v;
   }
 }
 
@@ -117,44 +116,44 @@ extern "C" __global__ void row_sum(const float* v, float* out, int groups, int n
 
 // Affine coupling, backward (g = ∂L/∂y on entry, ∂L/∂x on exit for the B coordinates):
 // ∂T = g_B, ∂S = (g_B·x_B·e + ld_coef)·c·(1 − u²), g_B ← g_B·e.
+// One thread per (r, k), k < nb.
 extern "C" __global__ void couple_bwd(float* g, const float* x, const float* st,
                                       const float* es, const int* ib, float* ds_out,
                                       float* dt_out, int rows, int d, int nb, float c,
                                       float ld_coef) {
-  int r = GID;
-  if (r >= rows) return;
-  for (int k = 0; k < nb; ++k) {
-    long long j = (long long)r * nb + k;
-    long long xi = (long long)r * d + ib[k];
-    float gb = g[xi];
-    float e = es[j];
-    float u = st[j];
-    dt_out[j] = gb;
-    float ds = gb * x[xi] * e + ld_coef;
-    ds_out[j] = ds * c * (1.0f - u * u);
-    g[xi] = gb * e;
-  }
+  int j = GID;
+  if (j >= rows * nb) return;
+  int r = j / nb;
+  int k = j % nb;
+  long long xi = (long long)r * d + ib[k];
+  float gb = g[xi];
+  float e = es[j];
+  float u = st[j];
+  dt_out[j] = gb;
+  float ds = gb * x[xi] * e + ld_coef;
+  ds_out[j] = ds * c * (1.0f - u * u);
+  g[xi] = gb * e;
 }
 
 // Inverse coupling x_B = (y_B − T)·e^{−s}, ln|det| = −Σ s, backpropagated from u = ∂/∂x to
 // ∂/∂y: ∂T = −u_B/e, ∂S = (−u_B·x_B − 1)·c·(1 − st²), u_B ← u_B/e.
+// One thread per (r, k), k < nb.
 extern "C" __global__ void couple_inv_bwd(float* u, const float* x, const float* st,
                                           const float* es, const int* ib, float* ds_out,
                                           float* dt_out, int rows, int d, int nb, float c) {
-  int r = GID;
-  if (r >= rows) return;
-  for (int k = 0; k < nb; ++k) {
-    long long j = (long long)r * nb + k;
-    long long xi = (long long)r * d + ib[k];
-    float ub = u[xi];
-    float e = es[j];
-    float w = st[j];
-    float ue = ub / e;
-    dt_out[j] = -ue;
-    float ds = -ub * x[xi] - 1.0f;
-    ds_out[j] = ds * c * (1.0f - w * w);
-    u[xi] = ue;
-  }
+  int j = GID;
+  if (j >= rows * nb) return;
+  int r = j / nb;
+  int k = j % nb;
+  long long xi = (long long)r * d + ib[k];
+  float ub = u[xi];
+  float e = es[j];
+  float w = st[j];
+  float ue = ub / e;
+  dt_out[j] = -ue;
+  float ds = -ub * x[xi] - 1.0f;
+  ds_out[j] = ds * c * (1.0f - w * w);
+  u[xi] = ue;
 }
 
 // Bias gradient: grad[q·q_stride + o] ← Σ_{b<rows_per_q} cur[(q·rows_per_q + b)·n + o].
@@ -180,14 +179,15 @@ extern "C" __global__ void act_bwd(float* dx, const float* h, int total, int act
   }
 }
 
-// g[r, ia[k]] += dxa[r, k] + dxa[rows + r, k] (input gradients of the s- and t-nets).
+// One thread per (r, k), k < na: g[r, ia[k]] += dxa[r, k] + dxa[rows + r, k] (input gradients
+// of the s- and t-nets; ia has distinct entries, so no two threads write the same g).
 extern "C" __global__ void scatter_add(float* g, const float* dxa, const int* ia, int rows,
                                        int d, int na) {
-  int r = GID;
-  if (r >= rows) return;
-  const float* a0 = dxa + (long long)r * na;
-  const float* a1 = dxa + ((long long)rows + r) * na;
-  for (int k = 0; k < na; ++k) g[(long long)r * d + ia[k]] += a0[k] + a1[k];
+  int j = GID;
+  if (j >= rows * na) return;
+  int r = j / na;
+  int k = j % na;
+  g[(long long)r * d + ia[k]] += dxa[j] + dxa[(long long)rows * na + j];
 }
 
 // y ← a·x.

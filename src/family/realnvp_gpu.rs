@@ -767,7 +767,7 @@ impl GpuFlows {
                 Arg::I(d as i32),
                 Arg::I(na as i32),
             ];
-            self.dev.launch(Kernel::SplitFwd, rows, &args)?;
+            self.dev.launch(Kernel::SplitFwd, rows * d, &args)?;
             self.mlp_forward(l)?;
             let args = [
                 Arg::P(self.xs[l]),
@@ -816,7 +816,7 @@ impl GpuFlows {
                 Arg::I(nb as i32),
                 Arg::F(c),
             ];
-            self.dev.launch(Kernel::CoupleInvBwd, rows, &args)?;
+            self.dev.launch(Kernel::CoupleInvBwd, rows * nb, &args)?;
             self.mlp_backward(l, false, true)?;
             self.scatter_add(l, na)?;
         }
@@ -832,7 +832,7 @@ impl GpuFlows {
             Arg::I(self.arch.d as i32),
             Arg::I(na as i32),
         ];
-        self.dev.launch(Kernel::ScatterAdd, self.rows, &args)
+        self.dev.launch(Kernel::ScatterAdd, self.rows * na, &args)
     }
 
     /// Loss and gradient of every flow on the current noise (queued on the device; read them
@@ -893,7 +893,7 @@ impl GpuFlows {
                 Arg::F(c),
                 Arg::F(ld_coef),
             ];
-            self.dev.launch(Kernel::CoupleBwd, rows, &args)?;
+            self.dev.launch(Kernel::CoupleBwd, rows * nb, &args)?;
             self.mlp_backward(l, true, l > 0)?;
             if l > 0 {
                 self.scatter_add(l, na)?;
@@ -1376,14 +1376,13 @@ impl Backend for EmuBackend {
                 Kernel::SplitFwd => {
                     let (x, y, xa, ia) = (a.p(), a.p(), a.p(), a.pi());
                     let (rows, d, na) = (a.i() as usize, a.i() as usize, a.i() as usize);
-                    for r in 0..threads.min(rows) {
-                        for i in 0..d {
-                            *y.add(r * d + i) = *x.add(r * d + i);
-                        }
-                        for kk in 0..na {
-                            let v = *x.add(r * d + *ia.add(kk) as usize);
-                            *xa.add(r * na + kk) = v;
-                            *xa.add((rows + r) * na + kk) = v;
+                    for t in 0..threads.min(rows * d) {
+                        let (r, i) = (t / d, t % d);
+                        *y.add(t) = *x.add(t);
+                        if i < na {
+                            let v = *x.add(r * d + *ia.add(i) as usize);
+                            *xa.add(r * na + i) = v;
+                            *xa.add((rows + r) * na + i) = v;
                         }
                     }
                 }
@@ -1485,37 +1484,33 @@ impl Backend for EmuBackend {
                         (a.p(), a.p(), a.p(), a.p(), a.pi(), a.p(), a.p());
                     let (rows, d, nb) = (a.i() as usize, a.i() as usize, a.i() as usize);
                     let (c, ld_coef) = (a.f(), a.f());
-                    for r in 0..threads.min(rows) {
-                        for kk in 0..nb {
-                            let j = r * nb + kk;
-                            let xi = r * d + *ib.add(kk) as usize;
-                            let gb = *g.add(xi);
-                            let e = *es.add(j);
-                            let u = *st.add(j);
-                            *dt_out.add(j) = gb;
-                            let ds = gb * *x.add(xi) * e + ld_coef;
-                            *ds_out.add(j) = ds * c * (1.0 - u * u);
-                            *g.add(xi) = gb * e;
-                        }
+                    for j in 0..threads.min(rows * nb) {
+                        let (r, kk) = (j / nb, j % nb);
+                        let xi = r * d + *ib.add(kk) as usize;
+                        let gb = *g.add(xi);
+                        let e = *es.add(j);
+                        let u = *st.add(j);
+                        *dt_out.add(j) = gb;
+                        let ds = gb * *x.add(xi) * e + ld_coef;
+                        *ds_out.add(j) = ds * c * (1.0 - u * u);
+                        *g.add(xi) = gb * e;
                     }
                 }
                 Kernel::CoupleInvBwd => {
                     let (u, x, st, es, ib, ds_out, dt_out) =
                         (a.p(), a.p(), a.p(), a.p(), a.pi(), a.p(), a.p());
                     let (rows, d, nb, c) = (a.i() as usize, a.i() as usize, a.i() as usize, a.f());
-                    for r in 0..threads.min(rows) {
-                        for kk in 0..nb {
-                            let j = r * nb + kk;
-                            let xi = r * d + *ib.add(kk) as usize;
-                            let ub = *u.add(xi);
-                            let e = *es.add(j);
-                            let w = *st.add(j);
-                            let ue = ub / e;
-                            *dt_out.add(j) = -ue;
-                            let ds = -ub * *x.add(xi) - 1.0;
-                            *ds_out.add(j) = ds * c * (1.0 - w * w);
-                            *u.add(xi) = ue;
-                        }
+                    for j in 0..threads.min(rows * nb) {
+                        let (r, kk) = (j / nb, j % nb);
+                        let xi = r * d + *ib.add(kk) as usize;
+                        let ub = *u.add(xi);
+                        let e = *es.add(j);
+                        let w = *st.add(j);
+                        let ue = ub / e;
+                        *dt_out.add(j) = -ue;
+                        let ds = -ub * *x.add(xi) - 1.0;
+                        *ds_out.add(j) = ds * c * (1.0 - w * w);
+                        *u.add(xi) = ue;
                     }
                 }
                 Kernel::BiasGrad => {
@@ -1551,11 +1546,10 @@ impl Backend for EmuBackend {
                 Kernel::ScatterAdd => {
                     let (g, dxa, ia) = (a.p(), a.p(), a.pi());
                     let (rows, d, na) = (a.i() as usize, a.i() as usize, a.i() as usize);
-                    for r in 0..threads.min(rows) {
-                        for kk in 0..na {
-                            *g.add(r * d + *ia.add(kk) as usize) +=
-                                *dxa.add(r * na + kk) + *dxa.add((rows + r) * na + kk);
-                        }
+                    for j in 0..threads.min(rows * na) {
+                        let (r, kk) = (j / na, j % na);
+                        *g.add(r * d + *ia.add(kk) as usize) +=
+                            *dxa.add(j) + *dxa.add(rows * na + j);
                     }
                 }
                 Kernel::ScaleCopy => {
