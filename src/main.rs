@@ -204,6 +204,30 @@ enum BenchCommand {
         #[arg(long, default_value = "f32")]
         precision: String,
     },
+    /// RealNVP training steps on CUDA device 0 (feature `gpu`; the `bench flow` model, F flows
+    /// batched, device noise, f32): prints `steps/s: <number>` last (one step advances every
+    /// flow).
+    #[cfg(feature = "gpu")]
+    FlowGpu {
+        /// Dimension d ≥ 2.
+        #[arg(long, default_value_t = 16)]
+        d: usize,
+        /// MLP hidden width h.
+        #[arg(long, default_value_t = 64)]
+        width: usize,
+        /// Batch B per flow.
+        #[arg(long, default_value_t = 256)]
+        batch: usize,
+        /// Timed steps.
+        #[arg(long, default_value_t = 500)]
+        steps: usize,
+        /// Untimed warm-up steps.
+        #[arg(long, default_value_t = 20)]
+        warmup: usize,
+        /// Independent flows trained at once.
+        #[arg(long, default_value_t = 1)]
+        flows: usize,
+    },
 }
 
 fn main() -> ExitCode {
@@ -470,6 +494,37 @@ fn run(cli: Cli) -> Result<()> {
             println!(
                 "wall (flow 0): {:.3} s; loss {:.3} -> {:.3}; run-steps/s (all flows): {:.2}",
                 r.seconds, r.loss.0, r.loss.1, r.run_steps_per_sec
+            );
+            println!("steps/s: {:.3}", r.steps_per_sec);
+            Ok(())
+        }
+        #[cfg(feature = "gpu")]
+        Command::Bench {
+            which:
+                BenchCommand::FlowGpu {
+                    d,
+                    width,
+                    batch,
+                    steps,
+                    warmup,
+                    flows,
+                },
+        } => {
+            check_range("--d", d, 2, 1 << 16)?;
+            check_range("--width", width, 1, 1 << 16)?;
+            check_range("--batch", batch, 1, 1 << 20)?;
+            check_range("--steps", steps, 1, 1 << 30)?;
+            check_range("--warmup", warmup, 0, 1 << 30)?;
+            check_range("--flows", flows, 1, 1 << 16)?;
+            println!(
+                "bench flow-gpu: d={d} width={width} batch={batch} steps={steps} flows={flows} (8 couplings, depth-4 relu MLPs, Adam 1e-3, f32)"
+            );
+            let r = annealvi::family::realnvp_gpu::bench_training(
+                d, width, batch, steps, flows, warmup, false,
+            )?;
+            println!(
+                "device: {}; wall {:.3} s; loss (flow 0) {:.3} -> {:.3}; run-steps/s (all flows): {:.2}",
+                r.device, r.seconds, r.loss.0, r.loss.1, r.run_steps_per_sec
             );
             println!("steps/s: {:.3}", r.steps_per_sec);
             Ok(())

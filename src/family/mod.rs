@@ -6,6 +6,8 @@
 
 pub mod gmm;
 pub mod realnvp;
+#[cfg(feature = "gpu")]
+pub mod realnvp_gpu;
 
 pub use gmm::GmmStudent;
 pub use realnvp::RealNvp;
