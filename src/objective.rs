@@ -22,8 +22,9 @@
 
 use crate::error::{Error, Result};
 use crate::family::gmm::dot;
-use crate::family::{GmmStudent, VariationalFamily, fill_standard_normal};
+use crate::family::{GmmStudent, VariationalFamily};
 use crate::gauss1d::{log_cosh, log_cosh_moments};
+use crate::normal::{Isa, NormalGen};
 use crate::quadrature::{Rule, chi_squared, standard_normal};
 use crate::target::{Bimodal, IsotropicMixture, LogDensity, log_sum_exp};
 use rand::Rng;
@@ -52,8 +53,9 @@ pub struct McWorkspace {
 /// target tempered at β. Writes ∇_θ into `grad` (length = θ's) and returns the loss estimate
 /// Σ_k w_k (1/B) Σ_b [ln q(x_kb) − β ln π(x_kb)].
 ///
-/// Random numbers are consumed in a fixed order (component, then sample, then coordinate),
-/// so results depend only on the RNG's state.
+/// The noise comes from a [`NormalGen`] seeded from `rng` (a fixed number of draws), filled
+/// one d-vector per sample in the order component, then sample; so results depend only on
+/// the RNG's state (and not on the CPU: the AVX2 and baseline paths agree bit for bit).
 #[allow(clippy::too_many_arguments)]
 pub fn mc_gradient<R: Rng + ?Sized>(
     q: &GmmStudent,
@@ -62,6 +64,190 @@ pub fn mc_gradient<R: Rng + ?Sized>(
     estimator: Estimator,
     samples: usize,
     rng: &mut R,
+    ws: &mut McWorkspace,
+    grad: &mut [f64],
+) -> f64 {
+    let mut normals = NormalGen::from_rng(rng);
+    mc_gradient_with(q, target, beta, estimator, samples, &mut normals, ws, grad)
+}
+
+/// [`mc_gradient`] with an explicit normal generator; its instruction set ([`NormalGen::isa`])
+/// also selects the kernel's (the results do not depend on it).
+#[allow(clippy::too_many_arguments)]
+pub fn mc_gradient_with(
+    q: &GmmStudent,
+    target: &IsotropicMixture,
+    beta: f64,
+    estimator: Estimator,
+    samples: usize,
+    normals: &mut NormalGen,
+    ws: &mut McWorkspace,
+    grad: &mut [f64],
+) -> f64 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if normals.isa() == Isa::Avx2 {
+            // SAFETY: a generator reports `Avx2` only when the CPU supports it.
+            return unsafe {
+                mc_kernel_avx2(q, target, beta, estimator, samples, normals, ws, grad)
+            };
+        }
+    }
+    mc_kernel(q, target, beta, estimator, samples, normals, ws, grad)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn mc_kernel_avx2(
+    q: &GmmStudent,
+    target: &IsotropicMixture,
+    beta: f64,
+    estimator: Estimator,
+    samples: usize,
+    normals: &mut NormalGen,
+    ws: &mut McWorkspace,
+    grad: &mut [f64],
+) -> f64 {
+    mc_kernel(q, target, beta, estimator, samples, normals, ws, grad)
+}
+
+/// Sums of eight lanes in a fixed order.
+#[inline(always)]
+fn sum8(a: &[f64; 8]) -> f64 {
+    ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]))
+}
+
+/// (z·v_n for each n, z·z), with eight partial sums per product (lane l takes the elements
+/// i ≡ l mod 8) added in a fixed order, then the tail; every instruction-set path computes
+/// exactly these operations, so the results agree bit for bit.
+#[inline(always)]
+fn dots<const N: usize>(isa: Isa, z: &[f64], vs: [&[f64]; N]) -> ([f64; N], f64) {
+    let n = z.len();
+    let vs: [&[f64]; N] = vs.map(|v| &v[..n]);
+    let full = n / 8 * 8;
+    let mut acc = [[0.0f64; 8]; N];
+    let mut accz = [0.0f64; 8];
+    #[cfg(target_arch = "x86_64")]
+    {
+        if isa == Isa::Avx2 {
+            // SAFETY: `Isa::Avx2` is only ever selected on CPUs with AVX2 (see `NormalGen`);
+            // all loads are within `full` ≤ the slices' length.
+            unsafe {
+                use std::arch::x86_64::*;
+                let mut va = [[_mm256_setzero_pd(); 2]; N];
+                let mut vz = [_mm256_setzero_pd(); 2];
+                let zp = z.as_ptr();
+                for i in (0..full).step_by(8) {
+                    let z0 = _mm256_loadu_pd(zp.add(i));
+                    let z1 = _mm256_loadu_pd(zp.add(i + 4));
+                    for (a, v) in va.iter_mut().zip(&vs) {
+                        let vp = v.as_ptr();
+                        a[0] = _mm256_add_pd(a[0], _mm256_mul_pd(z0, _mm256_loadu_pd(vp.add(i))));
+                        a[1] =
+                            _mm256_add_pd(a[1], _mm256_mul_pd(z1, _mm256_loadu_pd(vp.add(i + 4))));
+                    }
+                    vz[0] = _mm256_add_pd(vz[0], _mm256_mul_pd(z0, z0));
+                    vz[1] = _mm256_add_pd(vz[1], _mm256_mul_pd(z1, z1));
+                }
+                for (a, v) in acc.iter_mut().zip(&va) {
+                    _mm256_storeu_pd(a.as_mut_ptr(), v[0]);
+                    _mm256_storeu_pd(a.as_mut_ptr().add(4), v[1]);
+                }
+                _mm256_storeu_pd(accz.as_mut_ptr(), vz[0]);
+                _mm256_storeu_pd(accz.as_mut_ptr().add(4), vz[1]);
+            }
+        }
+    }
+    if isa != Isa::Avx2 || cfg!(not(target_arch = "x86_64")) {
+        for i in (0..full).step_by(8) {
+            let zc: &[f64; 8] = z[i..i + 8].try_into().unwrap();
+            for (a, v) in acc.iter_mut().zip(&vs) {
+                let vc: &[f64; 8] = v[i..i + 8].try_into().unwrap();
+                for l in 0..8 {
+                    a[l] += zc[l] * vc[l];
+                }
+            }
+            for l in 0..8 {
+                accz[l] += zc[l] * zc[l];
+            }
+        }
+    }
+    let mut out = [0.0; N];
+    for (o, (a, v)) in out.iter_mut().zip(acc.iter().zip(&vs)) {
+        let mut s = sum8(a);
+        for i in full..n {
+            s += z[i] * v[i];
+        }
+        *o = s;
+    }
+    let mut zz = sum8(&accz);
+    for i in full..n {
+        zz += z[i] * z[i];
+    }
+    (out, zz)
+}
+
+/// out[n] = z·vecs[n] (up to three products per pass over z); returns z·z.
+#[inline(always)]
+fn multi_dot(isa: Isa, z: &[f64], vecs: &[&[f64]], out: &mut [f64]) -> f64 {
+    let mut zz = None;
+    let mut i = 0;
+    while i < vecs.len() {
+        let (len, zi) = match vecs.len() - i {
+            1 => {
+                let (o, zi) = dots(isa, z, [vecs[i]]);
+                out[i] = o[0];
+                (1, zi)
+            }
+            2 => {
+                let (o, zi) = dots(isa, z, [vecs[i], vecs[i + 1]]);
+                out[i..i + 2].copy_from_slice(&o);
+                (2, zi)
+            }
+            _ => {
+                let (o, zi) = dots(isa, z, [vecs[i], vecs[i + 1], vecs[i + 2]]);
+                out[i..i + 3].copy_from_slice(&o);
+                (3, zi)
+            }
+        };
+        zz.get_or_insert(zi);
+        i += len;
+    }
+    zz.unwrap_or_else(|| dots(isa, z, []).1)
+}
+
+/// acc_l += c_l z for each l with c_l ≠ 0 (rows of length d; two rows per pass when K = 2).
+#[inline(always)]
+fn axpys(acc: &mut [f64], d: usize, c: &[f64], z: &[f64]) {
+    let z = &z[..d];
+    if c.len() == 2 && c[0] != 0.0 && c[1] != 0.0 {
+        let (a0, a1) = acc.split_at_mut(d);
+        let (c0, c1) = (c[0], c[1]);
+        for ((x0, x1), zi) in a0.iter_mut().zip(&mut a1[..d]).zip(z) {
+            *x0 += c0 * zi;
+            *x1 += c1 * zi;
+        }
+        return;
+    }
+    for (row, &cl) in acc.chunks_exact_mut(d).zip(c) {
+        if cl != 0.0 {
+            for (x, zi) in row.iter_mut().zip(z) {
+                *x += cl * zi;
+            }
+        }
+    }
+}
+
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn mc_kernel(
+    q: &GmmStudent,
+    target: &IsotropicMixture,
+    beta: f64,
+    estimator: Estimator,
+    samples: usize,
+    normals: &mut NormalGen,
     ws: &mut McWorkspace,
     grad: &mut [f64],
 ) -> f64 {
@@ -99,6 +285,14 @@ pub fn mc_gradient<R: Rng + ?Sized>(
     }
     let nn: Vec<f64> = nu.iter().map(|v| dot(v, v)).collect();
 
+    // The vectors z is projected on: the student means, then (general targets) the target's.
+    let mut vecs: Vec<&[f64]> = (0..kc).map(|l| q.mean(l)).collect();
+    if bimodal_r.is_none() {
+        vecs.extend(nu.iter().map(|v| v.as_slice()));
+    }
+    let mut proj = vec![0.0; vecs.len()];
+    let isa = normals.isa();
+
     ws.z.resize(d, 0.0);
     ws.acc.clear();
     ws.acc.resize(kc * d, 0.0);
@@ -108,7 +302,6 @@ pub fn mc_gradient<R: Rng + ?Sized>(
     let mut glogit = vec![0.0; kc];
     let mut fbar = vec![0.0; kc];
 
-    let mut a = vec![0.0; kc];
     let mut c = vec![0.0; jc];
     let mut tq = vec![0.0; kc];
     let mut dq = vec![0.0; kc];
@@ -120,53 +313,45 @@ pub fn mc_gradient<R: Rng + ?Sized>(
         let scale = w[k] / bf;
         let sk = sig[k];
         for _ in 0..samples {
-            fill_standard_normal(rng, &mut ws.z);
+            normals.fill(&mut ws.z);
             let z = &ws.z;
-            for l in 0..kc {
-                a[l] = dot(z, q.mean(l));
-            }
+            let zz = multi_dot(isa, z, &vecs, &mut proj);
+            let a = &proj[..kc];
             match bimodal_r {
                 Some(r) => {
                     c[0] = r * z[0];
                     c[1] = -r * z[0];
                 }
-                None => {
-                    for j in 0..jc {
-                        c[j] = dot(z, &nu[j]);
-                    }
-                }
+                None => c.copy_from_slice(&proj[kc..]),
             }
-            let zz = dot(z, z);
             // ln q(x) with x = μ_k + σ_k z
             for l in 0..kc {
                 let dkl = gmm[k * kc + k] + gmm[l * kc + l] - 2.0 * gmm[k * kc + l];
                 dq[l] = dkl.max(0.0) + 2.0 * sk * (a[k] - a[l]) + s2[k] * zz;
                 tq[l] = logw[l] + lnorm_q[l] - 0.5 * dq[l] / s2[l];
             }
-            let lq = log_sum_exp(&tq);
+            // responsibilities r_l = e_l / Σ e, ln q = max + ln Σ e with e_l = exp(t_l − max)
+            let lq = softmax_in_place(&mut tq);
             // ln π(x)
             for j in 0..jc {
                 let dkj = gmm[k * kc + k] + nn[j] - 2.0 * gmt[k * jc + j];
                 let dist = dkj.max(0.0) + 2.0 * sk * (a[k] - c[j]) + s2[k] * zz;
                 tp[j] = lnorm_t[j] - 0.5 * dist / v_t[j];
             }
-            let lp = log_sum_exp(&tp);
+            let lp = softmax_in_place(&mut tp);
             fbar[k] += lq - beta * lp;
 
             // ∇_x f = Σ_l α_l μ_l + Σ_j γ_j ν_j + A x
             let mut big_a = 0.0;
             let mut dsig = 0.0;
             for l in 0..kc {
-                let r = (tq[l] - lq).exp();
-                let alpha = r / s2[l];
+                let alpha = tq[l] / s2[l];
                 big_a -= alpha;
                 coef_m[k * kc + l] += scale * alpha;
                 dsig += alpha * a[l];
-                tq[l] = r; // reuse as responsibility
             }
             for j in 0..jc {
-                let rho = (tp[j] - lp).exp();
-                let gamma = -beta * rho / v_t[j];
+                let gamma = -beta * tp[j] / v_t[j];
                 big_a -= gamma;
                 coef_n[k * jc + j] += scale * gamma;
                 dsig += gamma * c[j];
@@ -189,14 +374,7 @@ pub fn mc_gradient<R: Rng + ?Sized>(
                     glogit[l] += scale * (r - w[l]);
                 }
             }
-            for l in 0..kc {
-                if cz[l] != 0.0 {
-                    let cl = cz[l];
-                    for (acc, zi) in ws.acc[l * d..(l + 1) * d].iter_mut().zip(z) {
-                        *acc += cl * zi;
-                    }
-                }
-            }
+            axpys(&mut ws.acc, d, &cz, z);
         }
         fbar[k] /= bf;
     }
@@ -239,6 +417,21 @@ pub fn mc_gradient<R: Rng + ?Sized>(
     loss
 }
 
+/// Replaces t by softmax(t) and returns ln Σ exp(t) (one exp per entry).
+#[inline(always)]
+fn softmax_in_place(t: &mut [f64]) -> f64 {
+    let m = t.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    let mut s = 0.0;
+    for v in t.iter_mut() {
+        *v = (*v - m).exp();
+        s += *v;
+    }
+    for v in t.iter_mut() {
+        *v /= s;
+    }
+    m + s.ln()
+}
+
 /// Reference Monte-Carlo gradient: the same estimator as [`mc_gradient`], written directly on
 /// full d-vectors through the [`LogDensity`] trait (any target). Slow; it is the oracle the
 /// fast kernel is tested against, and the path for targets that are not isotropic mixtures.
@@ -259,6 +452,7 @@ pub fn mc_gradient_reference<R: Rng + ?Sized>(
     let sig: Vec<f64> = (0..kc).map(|k| q.sigma(k)).collect();
     let dn = d as f64;
     grad.iter_mut().for_each(|g| *g = 0.0);
+    let mut normals = NormalGen::from_rng(rng);
     let mut z = vec![0.0; d];
     let mut x = vec![0.0; d];
     let mut gp = vec![0.0; d];
@@ -267,7 +461,7 @@ pub fn mc_gradient_reference<R: Rng + ?Sized>(
     for k in 0..kc {
         let scale = w[k] / samples as f64;
         for _ in 0..samples {
-            fill_standard_normal(rng, &mut z);
+            normals.fill(&mut z);
             for i in 0..d {
                 x[i] = q.mean(k)[i] + sig[k] * z[i];
             }
@@ -629,4 +823,74 @@ fn sigmoid(y: f64) -> f64 {
 #[inline]
 fn softplus(y: f64) -> f64 {
     y.max(0.0) + (-y.abs()).exp().ln_1p()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::family::fill_standard_normal;
+    use crate::seed::{Purpose, stream};
+
+    fn student(d: usize, k: usize, seed: u64) -> GmmStudent {
+        let mut rng = stream(seed, 0, Purpose::Init);
+        let means: Vec<Vec<f64>> = (0..k)
+            .map(|_| {
+                let mut m = vec![0.0; d];
+                fill_standard_normal(&mut rng, &mut m);
+                m
+            })
+            .collect();
+        let sigma: Vec<f64> = (0..k).map(|i| 0.7 + 0.2 * i as f64).collect();
+        let w: Vec<f64> = (0..k).map(|i| (1 + i) as f64).collect();
+        let tot: f64 = w.iter().sum();
+        let w: Vec<f64> = w.iter().map(|v| v / tot).collect();
+        GmmStudent::new(&means, &sigma, &w, true)
+    }
+
+    #[test]
+    fn avx2_and_baseline_kernels_are_bit_identical() {
+        if Isa::detect() != Isa::Avx2 {
+            eprintln!("no AVX2 on this CPU: nothing to compare");
+            return;
+        }
+        let three = IsotropicMixture::new(
+            (0..3)
+                .map(|j| {
+                    (0..13)
+                        .map(|i| ((i * 7 + j * 3) % 5) as f64 - 2.0)
+                        .collect()
+                })
+                .collect(),
+            vec![0.5, 0.3, 0.2],
+            vec![1.0, 0.5, 2.0],
+        );
+        let cases = [
+            (IsotropicMixture::bimodal(512, 3.0, 0.8), student(512, 2, 1)),
+            (IsotropicMixture::bimodal(37, 3.0, 0.8), student(37, 3, 2)),
+            (three, student(13, 2, 3)),
+        ];
+        for (target, q) in &cases {
+            for est in [Estimator::Full, Estimator::Stl] {
+                let n = q.params().len();
+                let mut out = Vec::new();
+                for isa in [Isa::Baseline, Isa::Avx2] {
+                    let mut normals =
+                        NormalGen::from_rng(&mut stream(5, 6, Purpose::Sgd)).with_isa(isa);
+                    let mut ws = McWorkspace::default();
+                    let mut g = vec![0.0; n];
+                    let l = mc_gradient_with(q, target, 0.7, est, 9, &mut normals, &mut ws, &mut g);
+                    g.push(l);
+                    out.push(g);
+                }
+                assert!(
+                    out[0]
+                        .iter()
+                        .zip(&out[1])
+                        .all(|(a, b)| a.to_bits() == b.to_bits()),
+                    "d = {}, {est:?}",
+                    target.dim()
+                );
+            }
+        }
+    }
 }
