@@ -104,8 +104,8 @@ pub struct NormalGen {
     s: [[u64; LANES]; 4],
     slow: Xoshiro256PlusPlus,
     isa: Isa,
-    /// (chunk index, raw bits) of chunks with at least one rejected lane.
-    pending: Vec<(usize, [u64; LANES])>,
+    /// (output position, raw bits) of the candidates that failed the fast test.
+    pending: Vec<(usize, u64)>,
 }
 
 impl NormalGen {
@@ -161,7 +161,7 @@ impl NormalGen {
             self.fast(t, &mut last, n_full);
         }
         if !self.pending.is_empty() {
-            self.fix_pending(t, head, &mut last, n_full);
+            self.fix_pending(t, head, &mut last);
         }
         rest.copy_from_slice(&last[..rest.len()]);
     }
@@ -184,29 +184,22 @@ impl NormalGen {
             for (c, chunk) in out.chunks_exact_mut(LANES).enumerate() {
                 let chunk: &mut [f64; LANES] = chunk.try_into().unwrap();
                 let bits = next_lanes(&mut self.s);
-                if candidates(t, &bits, chunk) {
-                    self.pending.push((c0 + c, bits));
-                }
+                let mask = candidates(t, &bits, chunk);
+                push_rejects(&mut self.pending, c0 + c, mask, &bits);
             }
         }
     }
 
-    #[cold]
     #[inline(never)]
-    fn fix_pending(
-        &mut self,
-        t: &Tables,
-        head: &mut [f64],
-        last: &mut [f64; LANES],
-        n_full: usize,
-    ) {
-        for (c, bits) in &self.pending {
-            let chunk: &mut [f64; LANES] = if *c < n_full {
-                (&mut head[c * LANES..(c + 1) * LANES]).try_into().unwrap()
-            } else {
-                last
-            };
-            fix_chunk(t, &mut self.slow, bits, chunk);
+    fn fix_pending(&mut self, t: &Tables, head: &mut [f64], last: &mut [f64; LANES]) {
+        for &(pos, b) in &self.pending {
+            let i = (b & 0xff) as usize;
+            let u = symmetric_unit(b);
+            let x = finish(t, &mut self.slow, i, u, u * t.x[i]);
+            match head.get_mut(pos) {
+                Some(o) => *o = x,
+                None => last[pos - head.len()] = x,
+            }
         }
     }
 }
@@ -237,7 +230,7 @@ fn next_lanes(s: &mut [[u64; LANES]; 4]) -> [u64; LANES] {
 mod x86 {
     //! The lane generator on SSE2 (baseline) and AVX2 registers. All floating-point work is
     //! one IEEE multiply and one comparison per candidate, so every path gives the same bits.
-    use super::{LANES, Tables, candidates};
+    use super::{LANES, Tables, candidates, push_rejects};
     use std::arch::x86_64::*;
 
     macro_rules! xoshiro_step {
@@ -264,7 +257,7 @@ mod x86 {
         t: &Tables,
         out: &mut [f64],
         c0: usize,
-        pending: &mut Vec<(usize, [u64; LANES])>,
+        pending: &mut Vec<(usize, u64)>,
     ) {
         unsafe {
             let ld = |w: &[u64; LANES], k: usize| _mm_loadu_si128(w.as_ptr().add(2 * k).cast());
@@ -291,9 +284,8 @@ mod x86 {
                     _mm_storeu_si128(bits.as_mut_ptr().add(2 * k).cast(), r);
                 }
                 let chunk: &mut [f64; LANES] = chunk.try_into().unwrap();
-                if candidates(t, &bits, chunk) {
-                    pending.push((c0 + c, bits));
-                }
+                let mask = candidates(t, &bits, chunk);
+                push_rejects(pending, c0 + c, mask, &bits);
             }
             let st = |w: &mut [u64; LANES], v: [__m128i; 4]| {
                 for k in 0..4 {
@@ -314,7 +306,7 @@ mod x86 {
         x_tab: &[f64; 257],
         out: &mut [f64],
         c0: usize,
-        pending: &mut Vec<(usize, [u64; LANES])>,
+        pending: &mut Vec<(usize, u64)>,
     ) {
         unsafe {
             let ld = |w: &[u64; LANES], k: usize| _mm256_loadu_si256(w.as_ptr().add(4 * k).cast());
@@ -361,7 +353,7 @@ mod x86 {
                     let mut bits = [0u64; LANES];
                     _mm256_storeu_si256(bits.as_mut_ptr().cast(), r[0]);
                     _mm256_storeu_si256(bits.as_mut_ptr().add(4).cast(), r[1]);
-                    pending.push((c0 + c, bits));
+                    push_rejects(pending, c0 + c, mask as u32, &bits);
                 }
             }
             let st = |w: &mut [u64; LANES], v: [__m256i; 2]| {
@@ -382,36 +374,27 @@ fn symmetric_unit(bits: u64) -> f64 {
     f64::from_bits((bits >> 12) | 0x4000_0000_0000_0000) - 3.0
 }
 
-/// The ziggurat's fast path for one chunk; returns whether some lane was rejected.
+/// The ziggurat's fast path for one chunk; returns the mask of rejected lanes.
 #[inline(always)]
-fn candidates(t: &Tables, bits: &[u64; LANES], out: &mut [f64; LANES]) -> bool {
-    let mut rej = [0u64; LANES];
+fn candidates(t: &Tables, bits: &[u64; LANES], out: &mut [f64; LANES]) -> u32 {
+    let mut mask = 0;
     for l in 0..LANES {
         let b = bits[l];
         let i = (b & 0xff) as usize;
         let x = symmetric_unit(b) * t.x[i];
         out[l] = x;
-        rej[l] = (x.abs() >= t.x[i + 1]) as u64;
+        mask |= ((x.abs() >= t.x[i + 1]) as u32) << l;
     }
-    rej.iter().fold(0, |a, &r| a | r) != 0
+    mask
 }
 
-/// Finishes the rejected lanes of a chunk in scalar code.
-fn fix_chunk(
-    t: &Tables,
-    rng: &mut Xoshiro256PlusPlus,
-    bits: &[u64; LANES],
-    out: &mut [f64; LANES],
-) {
-    for l in 0..LANES {
-        let b = bits[l];
-        let i = (b & 0xff) as usize;
-        let u = symmetric_unit(b);
-        let x = u * t.x[i];
-        if x.abs() < t.x[i + 1] {
-            continue;
-        }
-        out[l] = finish(t, rng, i, u, x);
+/// Records the rejected lanes (set bits of `mask`) of chunk c.
+#[inline(always)]
+fn push_rejects(pending: &mut Vec<(usize, u64)>, c: usize, mut mask: u32, bits: &[u64; LANES]) {
+    while mask != 0 {
+        let l = mask.trailing_zeros() as usize;
+        pending.push((c * LANES + l, bits[l]));
+        mask &= mask - 1;
     }
 }
 
