@@ -76,13 +76,16 @@ fn tables() -> &'static Tables {
     })
 }
 
-/// Which instruction set [`NormalGen::fill`] uses.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Which instruction set [`NormalGen::fill`] (and the Monte-Carlo kernel) uses. All of them
+/// give the same numbers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Isa {
     /// The x86-64 baseline (SSE2) or whatever the build targets.
     Baseline,
     /// AVX2 (x86-64 only, checked at run time).
     Avx2,
+    /// AVX-512 F (x86-64 only, checked at run time).
+    Avx512,
 }
 
 impl Isa {
@@ -90,11 +93,22 @@ impl Isa {
     pub fn detect() -> Self {
         #[cfg(target_arch = "x86_64")]
         {
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                return Isa::Avx512;
+            }
             if std::arch::is_x86_feature_detected!("avx2") {
                 return Isa::Avx2;
             }
         }
         Isa::Baseline
+    }
+
+    /// The instruction sets this CPU supports, baseline first.
+    pub fn available() -> Vec<Self> {
+        [Isa::Baseline, Isa::Avx2, Isa::Avx512]
+            .into_iter()
+            .filter(|&i| i <= Isa::detect())
+            .collect()
     }
 }
 
@@ -104,8 +118,10 @@ pub struct NormalGen {
     s: [[u64; LANES]; 4],
     slow: Xoshiro256PlusPlus,
     isa: Isa,
-    /// (output position, raw bits) of the candidates that failed the fast test.
-    pending: Vec<(usize, u64)>,
+    /// Raw bits of the current block's candidates, and per chunk of eight the mask of the
+    /// lanes that failed the fast test.
+    bits: Vec<u64>,
+    masks: Vec<u8>,
 }
 
 impl NormalGen {
@@ -130,17 +146,14 @@ impl NormalGen {
             s,
             slow: Xoshiro256PlusPlus::from_seed(seed),
             isa: Isa::detect(),
-            pending: Vec::new(),
+            bits: Vec::new(),
+            masks: Vec::new(),
         }
     }
 
-    /// Forces an instruction set (`Avx2` on a CPU without it falls back to the baseline).
+    /// Forces an instruction set (one this CPU lacks falls back to the best it has).
     pub fn with_isa(mut self, isa: Isa) -> Self {
-        self.isa = if isa == Isa::Avx2 && Isa::detect() != Isa::Avx2 {
-            Isa::Baseline
-        } else {
-            isa
-        };
+        self.isa = isa.min(Isa::detect());
         self
     }
 
@@ -152,54 +165,86 @@ impl NormalGen {
     /// Fills `out` with independent standard normals.
     pub fn fill(&mut self, out: &mut [f64]) {
         let t = tables();
-        self.pending.clear();
         let n_full = out.len() / LANES;
+        let n_chunks = out.len().div_ceil(LANES);
+        self.bits.resize(n_chunks * LANES, 0);
+        self.masks.resize(n_chunks, 0);
         let (head, rest) = out.split_at_mut(n_full * LANES);
         let mut last = [0.0; LANES];
-        self.fast(t, head, 0);
+        let (bits_head, bits_last) = self.bits.split_at_mut(n_full * LANES);
+        let (masks_head, masks_last) = self.masks.split_at_mut(n_full);
+        fast(self.isa, &mut self.s, t, head, bits_head, masks_head);
         if !rest.is_empty() {
-            self.fast(t, &mut last, n_full);
+            fast(self.isa, &mut self.s, t, &mut last, bits_last, masks_last);
         }
-        if !self.pending.is_empty() {
-            self.fix_pending(t, head, &mut last);
+        for (c, &mask) in self.masks.iter().enumerate() {
+            if mask != 0 {
+                fix_chunk(t, &mut self.slow, c, mask, &self.bits, head, &mut last);
+            }
         }
         rest.copy_from_slice(&last[..rest.len()]);
     }
+}
 
-    /// The fast path over whole chunks of `out` (chunk c is numbered `c0 + c`).
-    fn fast(&mut self, t: &Tables, out: &mut [f64], c0: usize) {
-        debug_assert_eq!(out.len() % LANES, 0);
-        #[cfg(target_arch = "x86_64")]
-        {
-            if self.isa == Isa::Avx2 {
-                // SAFETY: `isa` is `Avx2` only when the CPU supports AVX2 (checked at run time).
-                unsafe { x86::fast_avx2(&mut self.s, &t.x, out, c0, &mut self.pending) };
-            } else {
-                // SAFETY: SSE2 is part of the x86-64 baseline.
-                unsafe { x86::fast_sse2(&mut self.s, t, out, c0, &mut self.pending) };
-            }
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        {
-            for (c, chunk) in out.chunks_exact_mut(LANES).enumerate() {
-                let chunk: &mut [f64; LANES] = chunk.try_into().unwrap();
-                let bits = next_lanes(&mut self.s);
-                let mask = candidates(t, &bits, chunk);
-                push_rejects(&mut self.pending, c0 + c, mask, &bits);
-            }
+/// The fast path over whole chunks of `out`: writes the candidates to `out`, their raw bits to
+/// `bits` and the masks of rejected lanes to `masks`.
+fn fast(
+    isa: Isa,
+    s: &mut [[u64; LANES]; 4],
+    t: &Tables,
+    out: &mut [f64],
+    bits: &mut [u64],
+    masks: &mut [u8],
+) {
+    assert!(out.len() == masks.len() * LANES && bits.len() == out.len());
+    #[cfg(target_arch = "x86_64")]
+    {
+        // SAFETY: `isa` is never above what the CPU supports (checked at run time); the
+        // slices have the lengths asserted above.
+        match isa {
+            Isa::Avx512 => unsafe { x86::fast_avx512(s, &t.x, out, bits, masks) },
+            Isa::Avx2 => unsafe { x86::fast_avx2(s, &t.x, out, bits, masks) },
+            Isa::Baseline => unsafe { x86::fast_sse2(s, t, out, bits, masks) },
         }
     }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = isa;
+        for ((chunk, b), m) in out
+            .chunks_exact_mut(LANES)
+            .zip(bits.chunks_exact_mut(LANES))
+            .zip(masks.iter_mut())
+        {
+            let chunk: &mut [f64; LANES] = chunk.try_into().unwrap();
+            let b: &mut [u64; LANES] = b.try_into().unwrap();
+            *b = next_lanes(s);
+            *m = candidates(t, b, chunk) as u8;
+        }
+    }
+}
 
-    #[inline(never)]
-    fn fix_pending(&mut self, t: &Tables, head: &mut [f64], last: &mut [f64; LANES]) {
-        for &(pos, b) in &self.pending {
-            let i = (b & 0xff) as usize;
-            let u = symmetric_unit(b);
-            let x = finish(t, &mut self.slow, i, u, u * t.x[i]);
-            match head.get_mut(pos) {
-                Some(o) => *o = x,
-                None => last[pos - head.len()] = x,
-            }
+/// Finishes the rejected lanes of chunk c (output positions past `head` are in `last`).
+#[cold]
+#[inline(never)]
+fn fix_chunk(
+    t: &Tables,
+    rng: &mut Xoshiro256PlusPlus,
+    c: usize,
+    mut mask: u8,
+    bits: &[u64],
+    head: &mut [f64],
+    last: &mut [f64; LANES],
+) {
+    while mask != 0 {
+        let pos = c * LANES + mask.trailing_zeros() as usize;
+        mask &= mask - 1;
+        let b = bits[pos];
+        let i = (b & 0xff) as usize;
+        let u = symmetric_unit(b);
+        let x = finish(t, rng, i, u, u * t.x[i]);
+        match head.get_mut(pos) {
+            Some(o) => *o = x,
+            None => last[pos - head.len()] = x,
         }
     }
 }
@@ -230,7 +275,7 @@ fn next_lanes(s: &mut [[u64; LANES]; 4]) -> [u64; LANES] {
 mod x86 {
     //! The lane generator on SSE2 (baseline) and AVX2 registers. All floating-point work is
     //! one IEEE multiply and one comparison per candidate, so every path gives the same bits.
-    use super::{LANES, Tables, candidates, push_rejects};
+    use super::{LANES, Tables, candidates};
     use std::arch::x86_64::*;
 
     macro_rules! xoshiro_step {
@@ -256,8 +301,8 @@ mod x86 {
         s: &mut [[u64; LANES]; 4],
         t: &Tables,
         out: &mut [f64],
-        c0: usize,
-        pending: &mut Vec<(usize, u64)>,
+        bits_out: &mut [u64],
+        masks: &mut [u8],
     ) {
         unsafe {
             let ld = |w: &[u64; LANES], k: usize| _mm_loadu_si128(w.as_ptr().add(2 * k).cast());
@@ -266,7 +311,9 @@ mod x86 {
             let mut a2 = [ld(&s[2], 0), ld(&s[2], 1), ld(&s[2], 2), ld(&s[2], 3)];
             let mut a3 = [ld(&s[3], 0), ld(&s[3], 1), ld(&s[3], 2), ld(&s[3], 3)];
             for (c, chunk) in out.chunks_exact_mut(LANES).enumerate() {
-                let mut bits = [0u64; LANES];
+                let bits: &mut [u64; LANES] = (&mut bits_out[c * LANES..(c + 1) * LANES])
+                    .try_into()
+                    .unwrap();
                 for k in 0..4 {
                     let (mut s0, mut s1, mut s2, mut s3) = (a0[k], a1[k], a2[k], a3[k]);
                     let r = xoshiro_step!(
@@ -284,8 +331,7 @@ mod x86 {
                     _mm_storeu_si128(bits.as_mut_ptr().add(2 * k).cast(), r);
                 }
                 let chunk: &mut [f64; LANES] = chunk.try_into().unwrap();
-                let mask = candidates(t, &bits, chunk);
-                push_rejects(pending, c0 + c, mask, &bits);
+                masks[c] = candidates(t, bits, chunk) as u8;
             }
             let st = |w: &mut [u64; LANES], v: [__m128i; 4]| {
                 for k in 0..4 {
@@ -305,8 +351,8 @@ mod x86 {
         s: &mut [[u64; LANES]; 4],
         x_tab: &[f64; 257],
         out: &mut [f64],
-        c0: usize,
-        pending: &mut Vec<(usize, u64)>,
+        bits_out: &mut [u64],
+        masks: &mut [u8],
     ) {
         unsafe {
             let ld = |w: &[u64; LANES], k: usize| _mm256_loadu_si256(w.as_ptr().add(4 * k).cast());
@@ -349,12 +395,10 @@ mod x86 {
                     let rej = _mm256_cmp_pd::<_CMP_GE_OQ>(_mm256_and_pd(x, abs), xi1);
                     mask |= _mm256_movemask_pd(rej) << (4 * k);
                 }
-                if mask != 0 {
-                    let mut bits = [0u64; LANES];
-                    _mm256_storeu_si256(bits.as_mut_ptr().cast(), r[0]);
-                    _mm256_storeu_si256(bits.as_mut_ptr().add(4).cast(), r[1]);
-                    push_rejects(pending, c0 + c, mask as u32, &bits);
-                }
+                let bp = bits_out.as_mut_ptr().add(c * LANES);
+                _mm256_storeu_si256(bp.cast(), r[0]);
+                _mm256_storeu_si256(bp.add(4).cast(), r[1]);
+                *masks.get_unchecked_mut(c) = mask as u8;
             }
             let st = |w: &mut [u64; LANES], v: [__m256i; 2]| {
                 _mm256_storeu_si256(w.as_mut_ptr().cast(), v[0]);
@@ -364,6 +408,55 @@ mod x86 {
             st(&mut s[1], a1);
             st(&mut s[2], a2);
             st(&mut s[3], a3);
+        }
+    }
+
+    /// AVX-512: one 8-lane register per state word (native rotates), gathers from the table
+    /// and a mask compare.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn fast_avx512(
+        s: &mut [[u64; LANES]; 4],
+        x_tab: &[f64; 257],
+        out: &mut [f64],
+        bits_out: &mut [u64],
+        masks: &mut [u8],
+    ) {
+        unsafe {
+            let mut s0 = _mm512_loadu_si512(s[0].as_ptr().cast());
+            let mut s1 = _mm512_loadu_si512(s[1].as_ptr().cast());
+            let mut s2 = _mm512_loadu_si512(s[2].as_ptr().cast());
+            let mut s3 = _mm512_loadu_si512(s[3].as_ptr().cast());
+            let low8 = _mm512_set1_epi64(0xff);
+            let two = _mm512_set1_epi64(0x4000_0000_0000_0000);
+            let three = _mm512_set1_pd(3.0);
+            let xp = x_tab.as_ptr();
+            for (c, chunk) in out.chunks_exact_mut(LANES).enumerate() {
+                let sum = _mm512_add_epi64(s0, s3);
+                let b = _mm512_add_epi64(_mm512_rol_epi64::<23>(sum), s0);
+                let t = _mm512_slli_epi64::<17>(s1);
+                s2 = _mm512_xor_si512(s2, s0);
+                s3 = _mm512_xor_si512(s3, s1);
+                s1 = _mm512_xor_si512(s1, s2);
+                s0 = _mm512_xor_si512(s0, s3);
+                s2 = _mm512_xor_si512(s2, t);
+                s3 = _mm512_rol_epi64::<45>(s3);
+                let i = _mm512_and_si512(b, low8);
+                let xi = _mm512_i64gather_pd::<8>(i, xp);
+                let xi1 = _mm512_i64gather_pd::<8>(i, xp.add(1));
+                let u = _mm512_sub_pd(
+                    _mm512_castsi512_pd(_mm512_or_si512(_mm512_srli_epi64::<12>(b), two)),
+                    three,
+                );
+                let x = _mm512_mul_pd(u, xi);
+                _mm512_storeu_pd(chunk.as_mut_ptr(), x);
+                let mask = _mm512_cmp_pd_mask::<_CMP_GE_OQ>(_mm512_abs_pd(x), xi1);
+                _mm512_storeu_si512(bits_out.as_mut_ptr().add(c * LANES).cast(), b);
+                *masks.get_unchecked_mut(c) = mask;
+            }
+            _mm512_storeu_si512(s[0].as_mut_ptr().cast(), s0);
+            _mm512_storeu_si512(s[1].as_mut_ptr().cast(), s1);
+            _mm512_storeu_si512(s[2].as_mut_ptr().cast(), s2);
+            _mm512_storeu_si512(s[3].as_mut_ptr().cast(), s3);
         }
     }
 }
@@ -386,16 +479,6 @@ fn candidates(t: &Tables, bits: &[u64; LANES], out: &mut [f64; LANES]) -> u32 {
         mask |= ((x.abs() >= t.x[i + 1]) as u32) << l;
     }
     mask
-}
-
-/// Records the rejected lanes (set bits of `mask`) of chunk c.
-#[inline(always)]
-fn push_rejects(pending: &mut Vec<(usize, u64)>, c: usize, mut mask: u32, bits: &[u64; LANES]) {
-    while mask != 0 {
-        let l = mask.trailing_zeros() as usize;
-        pending.push((c * LANES + l, bits[l]));
-        mask &= mask - 1;
-    }
 }
 
 /// The rest of one ziggurat iteration for a proposal (i, u, x = u·X_i) that failed the fast
@@ -507,7 +590,7 @@ mod tests {
         // Each lane of every path is xoshiro256++: the fast-path outputs of lane l equal the
         // ziggurat candidates built from a scalar xoshiro256++ seeded with lane l's state.
         let t = tables();
-        for isa in [Isa::Baseline, Isa::Avx2] {
+        for isa in Isa::available() {
             let mut g = NormalGen::from_rng(&mut stream(4, 5, Purpose::Sgd)).with_isa(isa);
             let mut lanes: Vec<Xoshiro256PlusPlus> = (0..LANES)
                 .map(|lane| {

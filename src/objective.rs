@@ -86,11 +86,19 @@ pub fn mc_gradient_with(
 ) -> f64 {
     #[cfg(target_arch = "x86_64")]
     {
-        if normals.isa() == Isa::Avx2 {
-            // SAFETY: a generator reports `Avx2` only when the CPU supports it.
-            return unsafe {
-                mc_kernel_avx2(q, target, beta, estimator, samples, normals, ws, grad)
-            };
+        // SAFETY: a generator never reports an instruction set the CPU lacks.
+        match normals.isa() {
+            Isa::Avx512 => {
+                return unsafe {
+                    mc_kernel_avx512(q, target, beta, estimator, samples, normals, ws, grad)
+                };
+            }
+            Isa::Avx2 => {
+                return unsafe {
+                    mc_kernel_avx2(q, target, beta, estimator, samples, normals, ws, grad)
+                };
+            }
+            Isa::Baseline => {}
         }
     }
     mc_kernel(q, target, beta, estimator, samples, normals, ws, grad)
@@ -100,6 +108,22 @@ pub fn mc_gradient_with(
 #[target_feature(enable = "avx2")]
 #[allow(clippy::too_many_arguments)]
 unsafe fn mc_kernel_avx2(
+    q: &GmmStudent,
+    target: &IsotropicMixture,
+    beta: f64,
+    estimator: Estimator,
+    samples: usize,
+    normals: &mut NormalGen,
+    ws: &mut McWorkspace,
+    grad: &mut [f64],
+) -> f64 {
+    mc_kernel(q, target, beta, estimator, samples, normals, ws, grad)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn mc_kernel_avx512(
     q: &GmmStudent,
     target: &IsotropicMixture,
     beta: f64,
@@ -130,9 +154,31 @@ fn dots<const N: usize>(isa: Isa, z: &[f64], vs: [&[f64]; N]) -> ([f64; N], f64)
     let mut accz = [0.0f64; 8];
     #[cfg(target_arch = "x86_64")]
     {
-        if isa == Isa::Avx2 {
-            // SAFETY: `Isa::Avx2` is only ever selected on CPUs with AVX2 (see `NormalGen`);
-            // all loads are within `full` ≤ the slices' length.
+        if isa == Isa::Avx512 {
+            // SAFETY: `Isa::Avx512` is only ever selected on CPUs with AVX-512 F (see
+            // `NormalGen`); all loads are within `full` ≤ the slices' length.
+            unsafe {
+                use std::arch::x86_64::*;
+                let mut va = [_mm512_setzero_pd(); N];
+                let mut vz = _mm512_setzero_pd();
+                let zp = z.as_ptr();
+                for i in (0..full).step_by(8) {
+                    let z0 = _mm512_loadu_pd(zp.add(i));
+                    for (a, v) in va.iter_mut().zip(&vs) {
+                        *a = _mm512_add_pd(
+                            *a,
+                            _mm512_mul_pd(z0, _mm512_loadu_pd(v.as_ptr().add(i))),
+                        );
+                    }
+                    vz = _mm512_add_pd(vz, _mm512_mul_pd(z0, z0));
+                }
+                for (a, v) in acc.iter_mut().zip(&va) {
+                    _mm512_storeu_pd(a.as_mut_ptr(), *v);
+                }
+                _mm512_storeu_pd(accz.as_mut_ptr(), vz);
+            }
+        } else if isa == Isa::Avx2 {
+            // SAFETY: as above, for AVX2.
             unsafe {
                 use std::arch::x86_64::*;
                 let mut va = [[_mm256_setzero_pd(); 2]; N];
@@ -159,7 +205,7 @@ fn dots<const N: usize>(isa: Isa, z: &[f64], vs: [&[f64]; N]) -> ([f64; N], f64)
             }
         }
     }
-    if isa != Isa::Avx2 || cfg!(not(target_arch = "x86_64")) {
+    if isa == Isa::Baseline || cfg!(not(target_arch = "x86_64")) {
         for i in (0..full).step_by(8) {
             let zc: &[f64; 8] = z[i..i + 8].try_into().unwrap();
             for (a, v) in acc.iter_mut().zip(&vs) {
@@ -848,10 +894,9 @@ mod tests {
     }
 
     #[test]
-    fn avx2_and_baseline_kernels_are_bit_identical() {
-        if Isa::detect() != Isa::Avx2 {
+    fn all_instruction_sets_give_bit_identical_kernels() {
+        if Isa::detect() == Isa::Baseline {
             eprintln!("no AVX2 on this CPU: nothing to compare");
-            return;
         }
         let three = IsotropicMixture::new(
             (0..3)
@@ -873,7 +918,7 @@ mod tests {
             for est in [Estimator::Full, Estimator::Stl] {
                 let n = q.params().len();
                 let mut out = Vec::new();
-                for isa in [Isa::Baseline, Isa::Avx2] {
+                for isa in Isa::available() {
                     let mut normals =
                         NormalGen::from_rng(&mut stream(5, 6, Purpose::Sgd)).with_isa(isa);
                     let mut ws = McWorkspace::default();
