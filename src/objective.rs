@@ -136,22 +136,27 @@ unsafe fn mc_kernel_avx512(
     mc_kernel(q, target, beta, estimator, samples, normals, ws, grad)
 }
 
-/// Sums of eight lanes in a fixed order.
+/// Partial sums per dot product (lane l takes the elements i ≡ l mod 16): enough independent
+/// addition chains to hide the adder's latency with AVX-512 (two registers per product).
+const DOT_LANES: usize = 16;
+
+/// Sum of the 16 lanes in a fixed order.
 #[inline(always)]
-fn sum8(a: &[f64; 8]) -> f64 {
-    ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]))
+fn sum16(a: &[f64; DOT_LANES]) -> f64 {
+    let t: [f64; 8] = std::array::from_fn(|l| a[l] + a[l + 8]);
+    ((t[0] + t[1]) + (t[2] + t[3])) + ((t[4] + t[5]) + (t[6] + t[7]))
 }
 
-/// (z·v_n for each n, z·z), with eight partial sums per product (lane l takes the elements
-/// i ≡ l mod 8) added in a fixed order, then the tail; every instruction-set path computes
-/// exactly these operations, so the results agree bit for bit.
+/// (z·v_n for each n, z·z): 16 partial sums per product, each accumulated in element order,
+/// added in a fixed order, then the tail. Every instruction-set path computes exactly these
+/// operations (however it interleaves the products), so the results agree bit for bit.
 #[inline(always)]
 fn dots<const N: usize>(isa: Isa, z: &[f64], vs: [&[f64]; N]) -> ([f64; N], f64) {
     let n = z.len();
     let vs: [&[f64]; N] = vs.map(|v| &v[..n]);
-    let full = n / 8 * 8;
-    let mut acc = [[0.0f64; 8]; N];
-    let mut accz = [0.0f64; 8];
+    let full = n / DOT_LANES * DOT_LANES;
+    let mut acc = [[0.0f64; DOT_LANES]; N];
+    let mut accz = [0.0f64; DOT_LANES];
     #[cfg(target_arch = "x86_64")]
     {
         if isa == Isa::Avx512 {
@@ -159,75 +164,87 @@ fn dots<const N: usize>(isa: Isa, z: &[f64], vs: [&[f64]; N]) -> ([f64; N], f64)
             // `NormalGen`); all loads are within `full` ≤ the slices' length.
             unsafe {
                 use std::arch::x86_64::*;
-                let mut va = [_mm512_setzero_pd(); N];
-                let mut vz = _mm512_setzero_pd();
+                let mut va = [[_mm512_setzero_pd(); 2]; N];
+                let mut vz = [_mm512_setzero_pd(); 2];
                 let zp = z.as_ptr();
-                for i in (0..full).step_by(8) {
+                for i in (0..full).step_by(DOT_LANES) {
                     let z0 = _mm512_loadu_pd(zp.add(i));
+                    let z1 = _mm512_loadu_pd(zp.add(i + 8));
                     for (a, v) in va.iter_mut().zip(&vs) {
-                        *a = _mm512_add_pd(
-                            *a,
-                            _mm512_mul_pd(z0, _mm512_loadu_pd(v.as_ptr().add(i))),
-                        );
+                        let vp = v.as_ptr();
+                        a[0] = _mm512_add_pd(a[0], _mm512_mul_pd(z0, _mm512_loadu_pd(vp.add(i))));
+                        a[1] =
+                            _mm512_add_pd(a[1], _mm512_mul_pd(z1, _mm512_loadu_pd(vp.add(i + 8))));
                     }
-                    vz = _mm512_add_pd(vz, _mm512_mul_pd(z0, z0));
+                    vz[0] = _mm512_add_pd(vz[0], _mm512_mul_pd(z0, z0));
+                    vz[1] = _mm512_add_pd(vz[1], _mm512_mul_pd(z1, z1));
                 }
                 for (a, v) in acc.iter_mut().zip(&va) {
-                    _mm512_storeu_pd(a.as_mut_ptr(), *v);
+                    _mm512_storeu_pd(a.as_mut_ptr(), v[0]);
+                    _mm512_storeu_pd(a.as_mut_ptr().add(8), v[1]);
                 }
-                _mm512_storeu_pd(accz.as_mut_ptr(), vz);
+                _mm512_storeu_pd(accz.as_mut_ptr(), vz[0]);
+                _mm512_storeu_pd(accz.as_mut_ptr().add(8), vz[1]);
             }
         } else if isa == Isa::Avx2 {
             // SAFETY: as above, for AVX2.
             unsafe {
                 use std::arch::x86_64::*;
-                let mut va = [[_mm256_setzero_pd(); 2]; N];
-                let mut vz = [_mm256_setzero_pd(); 2];
+                let mut va = [[_mm256_setzero_pd(); 4]; N];
+                let mut vz = [_mm256_setzero_pd(); 4];
                 let zp = z.as_ptr();
-                for i in (0..full).step_by(8) {
-                    let z0 = _mm256_loadu_pd(zp.add(i));
-                    let z1 = _mm256_loadu_pd(zp.add(i + 4));
+                for i in (0..full).step_by(DOT_LANES) {
+                    let zc: [__m256d; 4] =
+                        std::array::from_fn(|q| _mm256_loadu_pd(zp.add(i + 4 * q)));
                     for (a, v) in va.iter_mut().zip(&vs) {
                         let vp = v.as_ptr();
-                        a[0] = _mm256_add_pd(a[0], _mm256_mul_pd(z0, _mm256_loadu_pd(vp.add(i))));
-                        a[1] =
-                            _mm256_add_pd(a[1], _mm256_mul_pd(z1, _mm256_loadu_pd(vp.add(i + 4))));
+                        for q in 0..4 {
+                            let vv = _mm256_loadu_pd(vp.add(i + 4 * q));
+                            a[q] = _mm256_add_pd(a[q], _mm256_mul_pd(zc[q], vv));
+                        }
                     }
-                    vz[0] = _mm256_add_pd(vz[0], _mm256_mul_pd(z0, z0));
-                    vz[1] = _mm256_add_pd(vz[1], _mm256_mul_pd(z1, z1));
+                    for q in 0..4 {
+                        vz[q] = _mm256_add_pd(vz[q], _mm256_mul_pd(zc[q], zc[q]));
+                    }
                 }
                 for (a, v) in acc.iter_mut().zip(&va) {
-                    _mm256_storeu_pd(a.as_mut_ptr(), v[0]);
-                    _mm256_storeu_pd(a.as_mut_ptr().add(4), v[1]);
+                    for q in 0..4 {
+                        _mm256_storeu_pd(a.as_mut_ptr().add(4 * q), v[q]);
+                    }
                 }
-                _mm256_storeu_pd(accz.as_mut_ptr(), vz[0]);
-                _mm256_storeu_pd(accz.as_mut_ptr().add(4), vz[1]);
+                for q in 0..4 {
+                    _mm256_storeu_pd(accz.as_mut_ptr().add(4 * q), vz[q]);
+                }
             }
         }
     }
     if isa == Isa::Baseline || cfg!(not(target_arch = "x86_64")) {
-        for i in (0..full).step_by(8) {
-            let zc: &[f64; 8] = z[i..i + 8].try_into().unwrap();
-            for (a, v) in acc.iter_mut().zip(&vs) {
-                let vc: &[f64; 8] = v[i..i + 8].try_into().unwrap();
-                for l in 0..8 {
+        // One product at a time (16 partial sums fit the baseline's registers).
+        for (a, v) in acc.iter_mut().zip(&vs) {
+            for i in (0..full).step_by(DOT_LANES) {
+                let zc: &[f64; DOT_LANES] = z[i..i + DOT_LANES].try_into().unwrap();
+                let vc: &[f64; DOT_LANES] = v[i..i + DOT_LANES].try_into().unwrap();
+                for l in 0..DOT_LANES {
                     a[l] += zc[l] * vc[l];
                 }
             }
-            for l in 0..8 {
+        }
+        for i in (0..full).step_by(DOT_LANES) {
+            let zc: &[f64; DOT_LANES] = z[i..i + DOT_LANES].try_into().unwrap();
+            for l in 0..DOT_LANES {
                 accz[l] += zc[l] * zc[l];
             }
         }
     }
     let mut out = [0.0; N];
     for (o, (a, v)) in out.iter_mut().zip(acc.iter().zip(&vs)) {
-        let mut s = sum8(a);
+        let mut s = sum16(a);
         for i in full..n {
             s += z[i] * v[i];
         }
         *o = s;
     }
-    let mut zz = sum8(&accz);
+    let mut zz = sum16(&accz);
     for i in full..n {
         zz += z[i] * z[i];
     }
@@ -263,24 +280,75 @@ fn multi_dot(isa: Isa, z: &[f64], vecs: &[&[f64]], out: &mut [f64]) -> f64 {
     zz.unwrap_or_else(|| dots(isa, z, []).1)
 }
 
-/// acc_l += c_l z for each l with c_l ≠ 0 (rows of length d; two rows per pass when K = 2).
+/// Samples per block of the kernel's accumulation pass.
+const BLOCK: usize = 4;
+
+/// acc_l += Σ_j c[j][l] z_j for NB samples z_j (rows of `z`, length d) and their coefficient
+/// rows c[j] (length K): one pass over each accumulator row for NB samples, the products added
+/// in sample order. Elementwise, so every instruction set gives the same bits.
 #[inline(always)]
-fn axpys(acc: &mut [f64], d: usize, c: &[f64], z: &[f64]) {
-    let z = &z[..d];
-    if c.len() == 2 && c[0] != 0.0 && c[1] != 0.0 {
-        let (a0, a1) = acc.split_at_mut(d);
-        let (c0, c1) = (c[0], c[1]);
-        for ((x0, x1), zi) in a0.iter_mut().zip(&mut a1[..d]).zip(z) {
-            *x0 += c0 * zi;
-            *x1 += c1 * zi;
+fn accumulate<const NB: usize>(isa: Isa, acc: &mut [f64], d: usize, c: &[f64], z: &[f64]) {
+    let kc = acc.len() / d;
+    let zs: [&[f64]; NB] = std::array::from_fn(|j| &z[j * d..(j + 1) * d]);
+    for (l, row) in acc.chunks_exact_mut(d).enumerate() {
+        let cl: [f64; NB] = std::array::from_fn(|j| c[j * kc + l]);
+        if cl.iter().all(|&v| v == 0.0) {
+            continue;
         }
-        return;
-    }
-    for (row, &cl) in acc.chunks_exact_mut(d).zip(c) {
-        if cl != 0.0 {
-            for (x, zi) in row.iter_mut().zip(z) {
-                *x += cl * zi;
+        let full = d / 8 * 8;
+        #[cfg(target_arch = "x86_64")]
+        {
+            // SAFETY: the instruction set is one the CPU supports (see `NormalGen`); all
+            // accesses are below `full` ≤ d, the length of `row` and of every `zs[j]`.
+            unsafe {
+                use std::arch::x86_64::*;
+                if isa == Isa::Avx512 {
+                    let cv: [__m512d; NB] = cl.map(|v| _mm512_set1_pd(v));
+                    for i in (0..full).step_by(8) {
+                        let p = row.as_mut_ptr().add(i);
+                        let mut x = _mm512_loadu_pd(p);
+                        for j in 0..NB {
+                            let zv = _mm512_loadu_pd(zs[j].as_ptr().add(i));
+                            x = _mm512_add_pd(x, _mm512_mul_pd(cv[j], zv));
+                        }
+                        _mm512_storeu_pd(p, x);
+                    }
+                } else if isa == Isa::Avx2 {
+                    let cv: [__m256d; NB] = cl.map(|v| _mm256_set1_pd(v));
+                    for i in (0..full).step_by(4) {
+                        let p = row.as_mut_ptr().add(i);
+                        let mut x = _mm256_loadu_pd(p);
+                        for j in 0..NB {
+                            let zv = _mm256_loadu_pd(zs[j].as_ptr().add(i));
+                            x = _mm256_add_pd(x, _mm256_mul_pd(cv[j], zv));
+                        }
+                        _mm256_storeu_pd(p, x);
+                    }
+                } else {
+                    let cv: [__m128d; NB] = cl.map(|v| _mm_set1_pd(v));
+                    for i in (0..full).step_by(2) {
+                        let p = row.as_mut_ptr().add(i);
+                        let mut x = _mm_loadu_pd(p);
+                        for j in 0..NB {
+                            let zv = _mm_loadu_pd(zs[j].as_ptr().add(i));
+                            x = _mm_add_pd(x, _mm_mul_pd(cv[j], zv));
+                        }
+                        _mm_storeu_pd(p, x);
+                    }
+                }
             }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let full = {
+            let _ = isa;
+            0
+        };
+        for i in full..d {
+            let mut x = row[i];
+            for j in 0..NB {
+                x += cl[j] * zs[j][i];
+            }
+            row[i] = x;
         }
     }
 }
@@ -339,7 +407,7 @@ fn mc_kernel(
     let mut proj = vec![0.0; vecs.len()];
     let isa = normals.isa();
 
-    ws.z.resize(d, 0.0);
+    ws.z.resize(BLOCK * d, 0.0);
     ws.acc.clear();
     ws.acc.resize(kc * d, 0.0);
     let mut coef_m = vec![0.0; kc * kc];
@@ -352,75 +420,88 @@ fn mc_kernel(
     let mut tq = vec![0.0; kc];
     let mut dq = vec![0.0; kc];
     let mut tp = vec![0.0; jc];
-    let mut cz = vec![0.0; kc];
+    let mut cz = vec![0.0; BLOCK * kc];
     let bf = samples as f64;
 
     for k in 0..kc {
         let scale = w[k] / bf;
         let sk = sig[k];
-        for _ in 0..samples {
-            normals.fill(&mut ws.z);
-            let z = &ws.z;
-            let zz = multi_dot(isa, z, &vecs, &mut proj);
-            let a = &proj[..kc];
-            match bimodal_r {
-                Some(r) => {
-                    c[0] = r * z[0];
-                    c[1] = -r * z[0];
+        let mut b0 = 0;
+        while b0 < samples {
+            let nb = BLOCK.min(samples - b0);
+            for jb in 0..nb {
+                let z = &mut ws.z[jb * d..(jb + 1) * d];
+                normals.fill(z);
+                let z = &*z;
+                let cz = &mut cz[jb * kc..(jb + 1) * kc];
+                let zz = multi_dot(isa, z, &vecs, &mut proj);
+                let a = &proj[..kc];
+                match bimodal_r {
+                    Some(r) => {
+                        c[0] = r * z[0];
+                        c[1] = -r * z[0];
+                    }
+                    None => c.copy_from_slice(&proj[kc..]),
                 }
-                None => c.copy_from_slice(&proj[kc..]),
-            }
-            // ln q(x) with x = μ_k + σ_k z
-            for l in 0..kc {
-                let dkl = gmm[k * kc + k] + gmm[l * kc + l] - 2.0 * gmm[k * kc + l];
-                dq[l] = dkl.max(0.0) + 2.0 * sk * (a[k] - a[l]) + s2[k] * zz;
-                tq[l] = logw[l] + lnorm_q[l] - 0.5 * dq[l] / s2[l];
-            }
-            // responsibilities r_l = e_l / Σ e, ln q = max + ln Σ e with e_l = exp(t_l − max)
-            let lq = softmax_in_place(&mut tq);
-            // ln π(x)
-            for j in 0..jc {
-                let dkj = gmm[k * kc + k] + nn[j] - 2.0 * gmt[k * jc + j];
-                let dist = dkj.max(0.0) + 2.0 * sk * (a[k] - c[j]) + s2[k] * zz;
-                tp[j] = lnorm_t[j] - 0.5 * dist / v_t[j];
-            }
-            let lp = softmax_in_place(&mut tp);
-            fbar[k] += lq - beta * lp;
-
-            // ∇_x f = Σ_l α_l μ_l + Σ_j γ_j ν_j + A x
-            let mut big_a = 0.0;
-            let mut dsig = 0.0;
-            for l in 0..kc {
-                let alpha = tq[l] / s2[l];
-                big_a -= alpha;
-                coef_m[k * kc + l] += scale * alpha;
-                dsig += alpha * a[l];
-            }
-            for j in 0..jc {
-                let gamma = -beta * tp[j] / v_t[j];
-                big_a -= gamma;
-                coef_n[k * jc + j] += scale * gamma;
-                dsig += gamma * c[j];
-            }
-            coef_m[k * kc + k] += scale * big_a;
-            dsig += big_a * (a[k] + sk * zz);
-            gsig[k] += scale * dsig;
-            cz.iter_mut().for_each(|v| *v = 0.0);
-            cz[k] = scale * big_a * sk;
-
-            if full {
-                // score: ∂_θ ln q(x)|_x
+                // ln q(x) with x = μ_k + σ_k z
                 for l in 0..kc {
-                    let r = tq[l];
-                    let alpha = r / s2[l];
-                    coef_m[l * kc + k] += scale * alpha;
-                    coef_m[l * kc + l] -= scale * alpha;
-                    cz[l] += scale * alpha * sk;
-                    gsig[l] += scale * r * (-dn / sig[l] + dq[l] / (sig[l] * s2[l]));
-                    glogit[l] += scale * (r - w[l]);
+                    let dkl = gmm[k * kc + k] + gmm[l * kc + l] - 2.0 * gmm[k * kc + l];
+                    dq[l] = dkl.max(0.0) + 2.0 * sk * (a[k] - a[l]) + s2[k] * zz;
+                    tq[l] = logw[l] + lnorm_q[l] - 0.5 * dq[l] / s2[l];
+                }
+                // responsibilities r_l = e_l / Σ e, ln q = max + ln Σ e with e_l = exp(t_l − max)
+                let lq = softmax_in_place(&mut tq);
+                // ln π(x)
+                for j in 0..jc {
+                    let dkj = gmm[k * kc + k] + nn[j] - 2.0 * gmt[k * jc + j];
+                    let dist = dkj.max(0.0) + 2.0 * sk * (a[k] - c[j]) + s2[k] * zz;
+                    tp[j] = lnorm_t[j] - 0.5 * dist / v_t[j];
+                }
+                let lp = softmax_in_place(&mut tp);
+                fbar[k] += lq - beta * lp;
+
+                // ∇_x f = Σ_l α_l μ_l + Σ_j γ_j ν_j + A x
+                let mut big_a = 0.0;
+                let mut dsig = 0.0;
+                for l in 0..kc {
+                    let alpha = tq[l] / s2[l];
+                    big_a -= alpha;
+                    coef_m[k * kc + l] += scale * alpha;
+                    dsig += alpha * a[l];
+                }
+                for j in 0..jc {
+                    let gamma = -beta * tp[j] / v_t[j];
+                    big_a -= gamma;
+                    coef_n[k * jc + j] += scale * gamma;
+                    dsig += gamma * c[j];
+                }
+                coef_m[k * kc + k] += scale * big_a;
+                dsig += big_a * (a[k] + sk * zz);
+                gsig[k] += scale * dsig;
+                cz.iter_mut().for_each(|v| *v = 0.0);
+                cz[k] = scale * big_a * sk;
+
+                if full {
+                    // score: ∂_θ ln q(x)|_x
+                    for l in 0..kc {
+                        let r = tq[l];
+                        let alpha = r / s2[l];
+                        coef_m[l * kc + k] += scale * alpha;
+                        coef_m[l * kc + l] -= scale * alpha;
+                        cz[l] += scale * alpha * sk;
+                        gsig[l] += scale * r * (-dn / sig[l] + dq[l] / (sig[l] * s2[l]));
+                        glogit[l] += scale * (r - w[l]);
+                    }
                 }
             }
-            axpys(&mut ws.acc, d, &cz, z);
+            if nb == BLOCK {
+                accumulate::<BLOCK>(isa, &mut ws.acc, d, &cz, &ws.z);
+            } else {
+                for jb in 0..nb {
+                    accumulate::<1>(isa, &mut ws.acc, d, &cz[jb * kc..], &ws.z[jb * d..]);
+                }
+            }
+            b0 += nb;
         }
         fbar[k] /= bf;
     }
@@ -463,9 +544,19 @@ fn mc_kernel(
     loss
 }
 
-/// Replaces t by softmax(t) and returns ln Σ exp(t) (one exp per entry).
+/// Replaces t by softmax(t) and returns ln Σ exp(t) (one exp per entry; one exp and one ln_1p
+/// for two entries).
 #[inline(always)]
 fn softmax_in_place(t: &mut [f64]) -> f64 {
+    if let [a, b] = t {
+        let (ta, tb) = (*a, *b);
+        let e = (-(ta - tb).abs()).exp();
+        let s = 1.0 + e;
+        let (ra, rb) = if ta >= tb { (1.0, e) } else { (e, 1.0) };
+        *a = ra / s;
+        *b = rb / s;
+        return ta.max(tb) + e.ln_1p();
+    }
     let m = t.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
     let mut s = 0.0;
     for v in t.iter_mut() {
