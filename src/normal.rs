@@ -28,10 +28,9 @@
 //! IEEE multiply and comparison per candidate (no FMA), so all give bit-identical numbers
 //! (tested), and the scalar slow path is shared.
 //!
-//! **Stream layout.** [`NormalGen::fill`] draws ⌈n/8⌉ chunks of eight candidates for n
-//! outputs; when n is not a multiple of 8 the surplus of the last chunk is discarded. Hence
-//! the numbers depend on how a caller splits its requests (fill the same lengths in the same
-//! order to reproduce them).
+//! **Stream layout.** The outputs are the finished candidates of consecutive chunks of eight,
+//! in order; the unused end of a chunk is kept for the next call, so the numbers do not depend
+//! on how a caller splits its requests.
 
 use rand::{Rng, RngCore, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
@@ -130,6 +129,9 @@ pub struct NormalGen {
     /// lanes that failed the fast test.
     bits: Vec<u64>,
     masks: Vec<u8>,
+    /// Finished outputs of the last chunk not handed out yet: `spare[LANES - spare_len..]`.
+    spare: [f64; LANES],
+    spare_len: usize,
 }
 
 impl NormalGen {
@@ -156,6 +158,8 @@ impl NormalGen {
             isa: Isa::detect(),
             bits: Vec::new(),
             masks: Vec::new(),
+            spare: [0.0; LANES],
+            spare_len: 0,
         }
     }
 
@@ -170,8 +174,17 @@ impl NormalGen {
         self.isa
     }
 
-    /// Fills `out` with independent standard normals.
+    /// Fills `out` with independent standard normals: the next `out.len()` numbers of the
+    /// generator's sequence (so the split into calls does not matter).
     pub fn fill(&mut self, out: &mut [f64]) {
+        let take = self.spare_len.min(out.len());
+        let from = LANES - self.spare_len;
+        out[..take].copy_from_slice(&self.spare[from..from + take]);
+        self.spare_len -= take;
+        let out = &mut out[take..];
+        if out.is_empty() {
+            return;
+        }
         let t = tables();
         let n_full = out.len() / LANES;
         let n_chunks = out.len().div_ceil(LANES);
@@ -206,6 +219,10 @@ impl NormalGen {
             }
         }
         rest.copy_from_slice(&last[..rest.len()]);
+        if !rest.is_empty() {
+            self.spare = last;
+            self.spare_len = LANES - rest.len();
+        }
     }
 }
 
@@ -671,18 +688,43 @@ mod tests {
     }
 
     #[test]
-    fn avx2_and_baseline_are_bit_identical() {
-        if Isa::detect() != Isa::Avx2 {
+    fn splitting_requests_does_not_change_the_sequence() {
+        let mut whole = vec![0.0; 5000];
+        NormalGen::from_rng(&mut stream(2, 2, Purpose::Sgd)).fill(&mut whole);
+        let mut g = NormalGen::from_rng(&mut stream(2, 2, Purpose::Sgd));
+        let mut parts = vec![0.0; 5000];
+        let mut rest = &mut parts[..];
+        for n in [0, 1, 7, 3, 8, 9, 16, 100, 513, 5, 1024].iter().cycle() {
+            let n = (*n).min(rest.len());
+            let (a, b) = rest.split_at_mut(n);
+            g.fill(a);
+            rest = b;
+            if rest.is_empty() {
+                break;
+            }
+        }
+        assert!(
+            whole
+                .iter()
+                .zip(&parts)
+                .all(|(a, b)| a.to_bits() == b.to_bits())
+        );
+    }
+
+    #[test]
+    fn all_instruction_sets_are_bit_identical() {
+        if Isa::detect() == Isa::Baseline {
             eprintln!("no AVX2 on this CPU: nothing to compare");
-            return;
         }
         for n in [1, 7, 8, 513, 4096] {
-            let a = draw(Isa::Avx2, n, 50);
             let b = draw(Isa::Baseline, n, 50);
-            assert!(
-                a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()),
-                "n = {n}"
-            );
+            for isa in Isa::available() {
+                let a = draw(isa, n, 50);
+                assert!(
+                    a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()),
+                    "{isa:?}, n = {n}"
+                );
+            }
         }
     }
 

@@ -53,9 +53,9 @@ pub struct McWorkspace {
 /// target tempered at β. Writes ∇_θ into `grad` (length = θ's) and returns the loss estimate
 /// Σ_k w_k (1/B) Σ_b [ln q(x_kb) − β ln π(x_kb)].
 ///
-/// The noise comes from a [`NormalGen`] seeded from `rng` (a fixed number of draws), filled
-/// one d-vector per sample in the order component, then sample; so results depend only on
-/// the RNG's state (and not on the CPU: the AVX2 and baseline paths agree bit for bit).
+/// The noise comes from a [`NormalGen`] seeded from `rng` (a fixed number of draws), read in
+/// the order component, then sample, then coordinate; so results depend only on the RNG's state
+/// (and not on the CPU: every instruction-set path gives the same bits).
 #[allow(clippy::too_many_arguments)]
 pub fn mc_gradient<R: Rng + ?Sized>(
     q: &GmmStudent,
