@@ -138,13 +138,28 @@ impl NormalGen {
     /// A generator seeded from `rng` (draws 4·8 words for the lanes and 4 for the scalar
     /// stream), using the best instruction set of this CPU.
     pub fn from_rng<R: Rng + ?Sized>(rng: &mut R) -> Self {
-        let mut s = [[0u64; LANES]; 4];
+        let mut g = Self {
+            s: [[0; LANES]; 4],
+            slow: Xoshiro256PlusPlus::seed_from_u64(0),
+            isa: Isa::detect(),
+            bits: Vec::new(),
+            masks: Vec::new(),
+            spare: [0.0; LANES],
+            spare_len: 0,
+        };
+        g.reseed(rng);
+        g
+    }
+
+    /// Reseeds in place from `rng` (the same state as [`NormalGen::from_rng`] would give,
+    /// keeping the buffers and the instruction set).
+    pub fn reseed<R: Rng + ?Sized>(&mut self, rng: &mut R) {
         for lane in 0..LANES {
             for w in 0..4 {
-                s[w][lane] = rng.next_u64();
+                self.s[w][lane] = rng.next_u64();
             }
-            if (0..4).all(|w| s[w][lane] == 0) {
-                s[0][lane] = 1; // xoshiro's one forbidden state
+            if (0..4).all(|w| self.s[w][lane] == 0) {
+                self.s[0][lane] = 1; // xoshiro's one forbidden state
             }
         }
         let mut seed = [0u8; 32];
@@ -152,15 +167,8 @@ impl NormalGen {
         if seed.iter().all(|&b| b == 0) {
             seed[0] = 1;
         }
-        Self {
-            s,
-            slow: Xoshiro256PlusPlus::from_seed(seed),
-            isa: Isa::detect(),
-            bits: Vec::new(),
-            masks: Vec::new(),
-            spare: [0.0; LANES],
-            spare_len: 0,
-        }
+        self.slow = Xoshiro256PlusPlus::from_seed(seed);
+        self.spare_len = 0;
     }
 
     /// Forces an instruction set (one this CPU lacks falls back to the best it has).
@@ -178,9 +186,11 @@ impl NormalGen {
     /// generator's sequence (so the split into calls does not matter).
     pub fn fill(&mut self, out: &mut [f64]) {
         let take = self.spare_len.min(out.len());
-        let from = LANES - self.spare_len;
-        out[..take].copy_from_slice(&self.spare[from..from + take]);
-        self.spare_len -= take;
+        if take > 0 {
+            let from = LANES - self.spare_len;
+            out[..take].copy_from_slice(&self.spare[from..from + take]);
+            self.spare_len -= take;
+        }
         let out = &mut out[take..];
         if out.is_empty() {
             return;
@@ -218,8 +228,8 @@ impl NormalGen {
                 }
             }
         }
-        rest.copy_from_slice(&last[..rest.len()]);
         if !rest.is_empty() {
+            rest.copy_from_slice(&last[..rest.len()]);
             self.spare = last;
             self.spare_len = LANES - rest.len();
         }

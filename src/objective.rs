@@ -47,6 +47,7 @@ pub enum Estimator {
 pub struct McWorkspace {
     z: Vec<f64>,
     acc: Vec<f64>,
+    normals: Option<NormalGen>,
 }
 
 /// Monte-Carlo reverse-KL gradient for a Gaussian-mixture student and an isotropic-mixture
@@ -67,8 +68,18 @@ pub fn mc_gradient<R: Rng + ?Sized>(
     ws: &mut McWorkspace,
     grad: &mut [f64],
 ) -> f64 {
-    let mut normals = NormalGen::from_rng(rng);
-    mc_gradient_with(q, target, beta, estimator, samples, &mut normals, ws, grad)
+    // Reseeding the workspace's generator gives the same numbers as a fresh one, without
+    // reallocating its buffers.
+    let mut normals = match ws.normals.take() {
+        Some(mut g) => {
+            g.reseed(rng);
+            g
+        }
+        None => NormalGen::from_rng(rng),
+    };
+    let loss = mc_gradient_with(q, target, beta, estimator, samples, &mut normals, ws, grad);
+    ws.normals = Some(normals);
+    loss
 }
 
 /// [`mc_gradient`] with an explicit normal generator; its instruction set ([`NormalGen::isa`])
