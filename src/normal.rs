@@ -323,8 +323,9 @@ fn next_lanes(s: &mut [[u64; LANES]; 4]) -> [u64; LANES] {
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    //! The lane generator on SSE2 (baseline) and AVX2 registers. All floating-point work is
-    //! one IEEE multiply and one comparison per candidate, so every path gives the same bits.
+    //! The lane generator on SSE2 (baseline), AVX2 and AVX-512 registers. All floating-point
+    //! work is one IEEE multiply and one comparison per candidate, so every path gives the
+    //! same bits.
     use super::{LANES, LAYER_MASK, LAYERS, Tables, candidates};
     use std::arch::x86_64::*;
 
