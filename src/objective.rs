@@ -432,11 +432,28 @@ fn mc_kernel(
     let mut dq = vec![0.0; kc];
     let mut tp = vec![0.0; jc];
     let mut cz = vec![0.0; BLOCK * kc];
+    // Reciprocals and constant parts of the per-sample formulas.
+    let inv_s2: Vec<f64> = s2.iter().map(|v| 1.0 / v).collect();
+    let half_inv_s2: Vec<f64> = inv_s2.iter().map(|v| 0.5 * v).collect();
+    let inv_s3: Vec<f64> = (0..kc).map(|l| 1.0 / (sig[l] * s2[l])).collect();
+    let dn_inv_s: Vec<f64> = sig.iter().map(|s| dn / s).collect();
+    let lq0: Vec<f64> = (0..kc).map(|l| logw[l] + lnorm_q[l]).collect();
+    let half_inv_vt: Vec<f64> = v_t.iter().map(|v| 0.5 / v).collect();
+    let mbeta_inv_vt: Vec<f64> = v_t.iter().map(|v| -beta / v).collect();
+    let mut dkl0 = vec![0.0; kc];
+    let mut dkj0 = vec![0.0; jc];
     let bf = samples as f64;
 
     for k in 0..kc {
         let scale = w[k] / bf;
         let sk = sig[k];
+        // Per-component constants: squared distances between the means (clamped at 0).
+        for l in 0..kc {
+            dkl0[l] = (gmm[k * kc + k] + gmm[l * kc + l] - 2.0 * gmm[k * kc + l]).max(0.0);
+        }
+        for j in 0..jc {
+            dkj0[j] = (gmm[k * kc + k] + nn[j] - 2.0 * gmt[k * jc + j]).max(0.0);
+        }
         let mut b0 = 0;
         while b0 < samples {
             let nb = BLOCK.min(samples - b0);
@@ -455,18 +472,17 @@ fn mc_kernel(
                     None => c.copy_from_slice(&proj[kc..]),
                 }
                 // ln q(x) with x = μ_k + σ_k z
+                let s2zz = s2[k] * zz;
                 for l in 0..kc {
-                    let dkl = gmm[k * kc + k] + gmm[l * kc + l] - 2.0 * gmm[k * kc + l];
-                    dq[l] = dkl.max(0.0) + 2.0 * sk * (a[k] - a[l]) + s2[k] * zz;
-                    tq[l] = logw[l] + lnorm_q[l] - 0.5 * dq[l] / s2[l];
+                    dq[l] = dkl0[l] + 2.0 * sk * (a[k] - a[l]) + s2zz;
+                    tq[l] = lq0[l] - half_inv_s2[l] * dq[l];
                 }
                 // responsibilities r_l = e_l / Σ e, ln q = max + ln Σ e with e_l = exp(t_l − max)
                 let lq = softmax_in_place(&mut tq);
                 // ln π(x)
                 for j in 0..jc {
-                    let dkj = gmm[k * kc + k] + nn[j] - 2.0 * gmt[k * jc + j];
-                    let dist = dkj.max(0.0) + 2.0 * sk * (a[k] - c[j]) + s2[k] * zz;
-                    tp[j] = lnorm_t[j] - 0.5 * dist / v_t[j];
+                    let dist = dkj0[j] + 2.0 * sk * (a[k] - c[j]) + s2zz;
+                    tp[j] = lnorm_t[j] - half_inv_vt[j] * dist;
                 }
                 let lp = softmax_in_place(&mut tp);
                 fbar[k] += lq - beta * lp;
@@ -475,13 +491,13 @@ fn mc_kernel(
                 let mut big_a = 0.0;
                 let mut dsig = 0.0;
                 for l in 0..kc {
-                    let alpha = tq[l] / s2[l];
+                    let alpha = tq[l] * inv_s2[l];
                     big_a -= alpha;
                     coef_m[k * kc + l] += scale * alpha;
                     dsig += alpha * a[l];
                 }
                 for j in 0..jc {
-                    let gamma = -beta * tp[j] / v_t[j];
+                    let gamma = tp[j] * mbeta_inv_vt[j];
                     big_a -= gamma;
                     coef_n[k * jc + j] += scale * gamma;
                     dsig += gamma * c[j];
@@ -496,11 +512,11 @@ fn mc_kernel(
                     // score: ∂_θ ln q(x)|_x
                     for l in 0..kc {
                         let r = tq[l];
-                        let alpha = r / s2[l];
+                        let alpha = r * inv_s2[l];
                         coef_m[l * kc + k] += scale * alpha;
                         coef_m[l * kc + l] -= scale * alpha;
                         cz[l] += scale * alpha * sk;
-                        gsig[l] += scale * r * (-dn / sig[l] + dq[l] / (sig[l] * s2[l]));
+                        gsig[l] += scale * r * (dq[l] * inv_s3[l] - dn_inv_s[l]);
                         glogit[l] += scale * (r - w[l]);
                     }
                 }
