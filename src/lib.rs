@@ -16,7 +16,8 @@
 //! - [`config`]: validated TOML configuration;
 //! - [`figure`], [`plot`]: the paper's figures;
 //! - [`bench`]: throughput measurement;
-//! - [`quadrature`], [`gauss1d`], [`seed`]: numerical support.
+//! - [`quadrature`], [`gauss1d`], [`seed`], [`normal`]: numerical support (the last one is the
+//!   vectorised normal generator of the Monte-Carlo kernel).
 
 // Numerical kernels index several arrays with one loop variable; iterator chains would obscure
 // the equations they implement.
@@ -30,6 +31,7 @@ pub mod family;
 pub mod figure;
 pub mod gauss1d;
 pub mod metrics;
+pub mod normal;
 pub mod objective;
 pub mod optim;
 pub mod output;

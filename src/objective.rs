@@ -22,8 +22,9 @@
 
 use crate::error::{Error, Result};
 use crate::family::gmm::dot;
-use crate::family::{GmmStudent, VariationalFamily, fill_standard_normal};
+use crate::family::{GmmStudent, VariationalFamily};
 use crate::gauss1d::{log_cosh, log_cosh_moments};
+use crate::normal::{Isa, NormalGen};
 use crate::quadrature::{Rule, chi_squared, standard_normal};
 use crate::target::{Bimodal, IsotropicMixture, LogDensity, log_sum_exp};
 use rand::Rng;
@@ -46,14 +47,16 @@ pub enum Estimator {
 pub struct McWorkspace {
     z: Vec<f64>,
     acc: Vec<f64>,
+    normals: Option<NormalGen>,
 }
 
 /// Monte-Carlo reverse-KL gradient for a Gaussian-mixture student and an isotropic-mixture
 /// target tempered at β. Writes ∇_θ into `grad` (length = θ's) and returns the loss estimate
 /// Σ_k w_k (1/B) Σ_b [ln q(x_kb) − β ln π(x_kb)].
 ///
-/// Random numbers are consumed in a fixed order (component, then sample, then coordinate),
-/// so results depend only on the RNG's state.
+/// The noise comes from a [`NormalGen`] seeded from `rng` (a fixed number of draws), read in
+/// the order component, then sample, then coordinate; so results depend only on the RNG's state
+/// (and not on the CPU: every instruction-set path gives the same bits).
 #[allow(clippy::too_many_arguments)]
 pub fn mc_gradient<R: Rng + ?Sized>(
     q: &GmmStudent,
@@ -62,6 +65,314 @@ pub fn mc_gradient<R: Rng + ?Sized>(
     estimator: Estimator,
     samples: usize,
     rng: &mut R,
+    ws: &mut McWorkspace,
+    grad: &mut [f64],
+) -> f64 {
+    // Reseeding the workspace's generator gives the same numbers as a fresh one, without
+    // reallocating its buffers.
+    let mut normals = match ws.normals.take() {
+        Some(mut g) => {
+            g.reseed(rng);
+            g
+        }
+        None => NormalGen::from_rng(rng),
+    };
+    let loss = mc_gradient_with(q, target, beta, estimator, samples, &mut normals, ws, grad);
+    ws.normals = Some(normals);
+    loss
+}
+
+/// [`mc_gradient`] with an explicit normal generator; its instruction set ([`NormalGen::isa`])
+/// also selects the kernel's (the results do not depend on it).
+#[allow(clippy::too_many_arguments)]
+pub fn mc_gradient_with(
+    q: &GmmStudent,
+    target: &IsotropicMixture,
+    beta: f64,
+    estimator: Estimator,
+    samples: usize,
+    normals: &mut NormalGen,
+    ws: &mut McWorkspace,
+    grad: &mut [f64],
+) -> f64 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        // SAFETY: a generator never reports an instruction set the CPU lacks.
+        match normals.isa() {
+            Isa::Avx512 => {
+                return unsafe {
+                    mc_kernel_avx512(q, target, beta, estimator, samples, normals, ws, grad)
+                };
+            }
+            Isa::Avx2 => {
+                return unsafe {
+                    mc_kernel_avx2(q, target, beta, estimator, samples, normals, ws, grad)
+                };
+            }
+            Isa::Baseline => {}
+        }
+    }
+    mc_kernel(q, target, beta, estimator, samples, normals, ws, grad)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn mc_kernel_avx2(
+    q: &GmmStudent,
+    target: &IsotropicMixture,
+    beta: f64,
+    estimator: Estimator,
+    samples: usize,
+    normals: &mut NormalGen,
+    ws: &mut McWorkspace,
+    grad: &mut [f64],
+) -> f64 {
+    mc_kernel(q, target, beta, estimator, samples, normals, ws, grad)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn mc_kernel_avx512(
+    q: &GmmStudent,
+    target: &IsotropicMixture,
+    beta: f64,
+    estimator: Estimator,
+    samples: usize,
+    normals: &mut NormalGen,
+    ws: &mut McWorkspace,
+    grad: &mut [f64],
+) -> f64 {
+    mc_kernel(q, target, beta, estimator, samples, normals, ws, grad)
+}
+
+/// Partial sums per dot product (lane l takes the elements i ≡ l mod 16): enough independent
+/// addition chains to hide the adder's latency with AVX-512 (two registers per product).
+const DOT_LANES: usize = 16;
+
+/// Sum of the 16 lanes in a fixed order.
+#[inline(always)]
+fn sum16(a: &[f64; DOT_LANES]) -> f64 {
+    let t: [f64; 8] = std::array::from_fn(|l| a[l] + a[l + 8]);
+    ((t[0] + t[1]) + (t[2] + t[3])) + ((t[4] + t[5]) + (t[6] + t[7]))
+}
+
+/// (z·v_n for each n, z·z): 16 partial sums per product, each accumulated in element order,
+/// added in a fixed order, then the tail. Every instruction-set path computes exactly these
+/// operations (however it interleaves the products), so the results agree bit for bit.
+#[inline(always)]
+fn dots<const N: usize>(isa: Isa, z: &[f64], vs: [&[f64]; N]) -> ([f64; N], f64) {
+    let n = z.len();
+    let vs: [&[f64]; N] = vs.map(|v| &v[..n]);
+    let full = n / DOT_LANES * DOT_LANES;
+    let mut acc = [[0.0f64; DOT_LANES]; N];
+    let mut accz = [0.0f64; DOT_LANES];
+    #[cfg(target_arch = "x86_64")]
+    {
+        if isa == Isa::Avx512 {
+            // SAFETY: `Isa::Avx512` is only ever selected on CPUs with AVX-512 F (see
+            // `NormalGen`); all loads are within `full` ≤ the slices' length.
+            unsafe {
+                use std::arch::x86_64::*;
+                let mut va = [[_mm512_setzero_pd(); 2]; N];
+                let mut vz = [_mm512_setzero_pd(); 2];
+                let zp = z.as_ptr();
+                for i in (0..full).step_by(DOT_LANES) {
+                    let z0 = _mm512_loadu_pd(zp.add(i));
+                    let z1 = _mm512_loadu_pd(zp.add(i + 8));
+                    for (a, v) in va.iter_mut().zip(&vs) {
+                        let vp = v.as_ptr();
+                        a[0] = _mm512_add_pd(a[0], _mm512_mul_pd(z0, _mm512_loadu_pd(vp.add(i))));
+                        a[1] =
+                            _mm512_add_pd(a[1], _mm512_mul_pd(z1, _mm512_loadu_pd(vp.add(i + 8))));
+                    }
+                    vz[0] = _mm512_add_pd(vz[0], _mm512_mul_pd(z0, z0));
+                    vz[1] = _mm512_add_pd(vz[1], _mm512_mul_pd(z1, z1));
+                }
+                for (a, v) in acc.iter_mut().zip(&va) {
+                    _mm512_storeu_pd(a.as_mut_ptr(), v[0]);
+                    _mm512_storeu_pd(a.as_mut_ptr().add(8), v[1]);
+                }
+                _mm512_storeu_pd(accz.as_mut_ptr(), vz[0]);
+                _mm512_storeu_pd(accz.as_mut_ptr().add(8), vz[1]);
+            }
+        } else if isa == Isa::Avx2 {
+            // SAFETY: as above, for AVX2.
+            unsafe {
+                use std::arch::x86_64::*;
+                let mut va = [[_mm256_setzero_pd(); 4]; N];
+                let mut vz = [_mm256_setzero_pd(); 4];
+                let zp = z.as_ptr();
+                for i in (0..full).step_by(DOT_LANES) {
+                    let zc: [__m256d; 4] =
+                        std::array::from_fn(|q| _mm256_loadu_pd(zp.add(i + 4 * q)));
+                    for (a, v) in va.iter_mut().zip(&vs) {
+                        let vp = v.as_ptr();
+                        for q in 0..4 {
+                            let vv = _mm256_loadu_pd(vp.add(i + 4 * q));
+                            a[q] = _mm256_add_pd(a[q], _mm256_mul_pd(zc[q], vv));
+                        }
+                    }
+                    for q in 0..4 {
+                        vz[q] = _mm256_add_pd(vz[q], _mm256_mul_pd(zc[q], zc[q]));
+                    }
+                }
+                for (a, v) in acc.iter_mut().zip(&va) {
+                    for q in 0..4 {
+                        _mm256_storeu_pd(a.as_mut_ptr().add(4 * q), v[q]);
+                    }
+                }
+                for q in 0..4 {
+                    _mm256_storeu_pd(accz.as_mut_ptr().add(4 * q), vz[q]);
+                }
+            }
+        }
+    }
+    if isa == Isa::Baseline || cfg!(not(target_arch = "x86_64")) {
+        // One product at a time (16 partial sums fit the baseline's registers).
+        for (a, v) in acc.iter_mut().zip(&vs) {
+            for i in (0..full).step_by(DOT_LANES) {
+                let zc: &[f64; DOT_LANES] = z[i..i + DOT_LANES].try_into().unwrap();
+                let vc: &[f64; DOT_LANES] = v[i..i + DOT_LANES].try_into().unwrap();
+                for l in 0..DOT_LANES {
+                    a[l] += zc[l] * vc[l];
+                }
+            }
+        }
+        for i in (0..full).step_by(DOT_LANES) {
+            let zc: &[f64; DOT_LANES] = z[i..i + DOT_LANES].try_into().unwrap();
+            for l in 0..DOT_LANES {
+                accz[l] += zc[l] * zc[l];
+            }
+        }
+    }
+    let mut out = [0.0; N];
+    for (o, (a, v)) in out.iter_mut().zip(acc.iter().zip(&vs)) {
+        let mut s = sum16(a);
+        for i in full..n {
+            s += z[i] * v[i];
+        }
+        *o = s;
+    }
+    let mut zz = sum16(&accz);
+    for i in full..n {
+        zz += z[i] * z[i];
+    }
+    (out, zz)
+}
+
+/// out[n] = z·vecs[n] (up to three products per pass over z); returns z·z.
+#[inline(always)]
+fn multi_dot(isa: Isa, z: &[f64], vecs: &[&[f64]], out: &mut [f64]) -> f64 {
+    let mut zz = None;
+    let mut i = 0;
+    while i < vecs.len() {
+        let (len, zi) = match vecs.len() - i {
+            1 => {
+                let (o, zi) = dots(isa, z, [vecs[i]]);
+                out[i] = o[0];
+                (1, zi)
+            }
+            2 => {
+                let (o, zi) = dots(isa, z, [vecs[i], vecs[i + 1]]);
+                out[i..i + 2].copy_from_slice(&o);
+                (2, zi)
+            }
+            _ => {
+                let (o, zi) = dots(isa, z, [vecs[i], vecs[i + 1], vecs[i + 2]]);
+                out[i..i + 3].copy_from_slice(&o);
+                (3, zi)
+            }
+        };
+        zz.get_or_insert(zi);
+        i += len;
+    }
+    zz.unwrap_or_else(|| dots(isa, z, []).1)
+}
+
+/// Samples per block of the kernel's accumulation pass.
+const BLOCK: usize = 4;
+
+/// acc_l += Σ_j c[j][l] z_j for NB samples z_j (rows of `z`, length d) and their coefficient
+/// rows c[j] (length K): one pass over each accumulator row for NB samples, the products added
+/// in sample order. Elementwise, so every instruction set gives the same bits.
+#[inline(always)]
+fn accumulate<const NB: usize>(isa: Isa, acc: &mut [f64], d: usize, c: &[f64], z: &[f64]) {
+    let kc = acc.len() / d;
+    let zs: [&[f64]; NB] = std::array::from_fn(|j| &z[j * d..(j + 1) * d]);
+    for (l, row) in acc.chunks_exact_mut(d).enumerate() {
+        let cl: [f64; NB] = std::array::from_fn(|j| c[j * kc + l]);
+        if cl.iter().all(|&v| v == 0.0) {
+            continue;
+        }
+        let full = d / 8 * 8;
+        #[cfg(target_arch = "x86_64")]
+        {
+            // SAFETY: the instruction set is one the CPU supports (see `NormalGen`); all
+            // accesses are below `full` ≤ d, the length of `row` and of every `zs[j]`.
+            unsafe {
+                use std::arch::x86_64::*;
+                if isa == Isa::Avx512 {
+                    let cv: [__m512d; NB] = cl.map(|v| _mm512_set1_pd(v));
+                    for i in (0..full).step_by(8) {
+                        let p = row.as_mut_ptr().add(i);
+                        let mut x = _mm512_loadu_pd(p);
+                        for j in 0..NB {
+                            let zv = _mm512_loadu_pd(zs[j].as_ptr().add(i));
+                            x = _mm512_add_pd(x, _mm512_mul_pd(cv[j], zv));
+                        }
+                        _mm512_storeu_pd(p, x);
+                    }
+                } else if isa == Isa::Avx2 {
+                    let cv: [__m256d; NB] = cl.map(|v| _mm256_set1_pd(v));
+                    for i in (0..full).step_by(4) {
+                        let p = row.as_mut_ptr().add(i);
+                        let mut x = _mm256_loadu_pd(p);
+                        for j in 0..NB {
+                            let zv = _mm256_loadu_pd(zs[j].as_ptr().add(i));
+                            x = _mm256_add_pd(x, _mm256_mul_pd(cv[j], zv));
+                        }
+                        _mm256_storeu_pd(p, x);
+                    }
+                } else {
+                    let cv: [__m128d; NB] = cl.map(|v| _mm_set1_pd(v));
+                    for i in (0..full).step_by(2) {
+                        let p = row.as_mut_ptr().add(i);
+                        let mut x = _mm_loadu_pd(p);
+                        for j in 0..NB {
+                            let zv = _mm_loadu_pd(zs[j].as_ptr().add(i));
+                            x = _mm_add_pd(x, _mm_mul_pd(cv[j], zv));
+                        }
+                        _mm_storeu_pd(p, x);
+                    }
+                }
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let full = {
+            let _ = isa;
+            0
+        };
+        for i in full..d {
+            let mut x = row[i];
+            for j in 0..NB {
+                x += cl[j] * zs[j][i];
+            }
+            row[i] = x;
+        }
+    }
+}
+
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn mc_kernel(
+    q: &GmmStudent,
+    target: &IsotropicMixture,
+    beta: f64,
+    estimator: Estimator,
+    samples: usize,
+    normals: &mut NormalGen,
     ws: &mut McWorkspace,
     grad: &mut [f64],
 ) -> f64 {
@@ -99,7 +410,15 @@ pub fn mc_gradient<R: Rng + ?Sized>(
     }
     let nn: Vec<f64> = nu.iter().map(|v| dot(v, v)).collect();
 
-    ws.z.resize(d, 0.0);
+    // The vectors z is projected on: the student means, then (general targets) the target's.
+    let mut vecs: Vec<&[f64]> = (0..kc).map(|l| q.mean(l)).collect();
+    if bimodal_r.is_none() {
+        vecs.extend(nu.iter().map(|v| v.as_slice()));
+    }
+    let mut proj = vec![0.0; vecs.len()];
+    let isa = normals.isa();
+
+    ws.z.resize(BLOCK * d, 0.0);
     ws.acc.clear();
     ws.acc.resize(kc * d, 0.0);
     let mut coef_m = vec![0.0; kc * kc];
@@ -108,95 +427,108 @@ pub fn mc_gradient<R: Rng + ?Sized>(
     let mut glogit = vec![0.0; kc];
     let mut fbar = vec![0.0; kc];
 
-    let mut a = vec![0.0; kc];
     let mut c = vec![0.0; jc];
     let mut tq = vec![0.0; kc];
     let mut dq = vec![0.0; kc];
     let mut tp = vec![0.0; jc];
-    let mut cz = vec![0.0; kc];
+    let mut cz = vec![0.0; BLOCK * kc];
+    // Reciprocals and constant parts of the per-sample formulas.
+    let inv_s2: Vec<f64> = s2.iter().map(|v| 1.0 / v).collect();
+    let half_inv_s2: Vec<f64> = inv_s2.iter().map(|v| 0.5 * v).collect();
+    let inv_s3: Vec<f64> = (0..kc).map(|l| 1.0 / (sig[l] * s2[l])).collect();
+    let dn_inv_s: Vec<f64> = sig.iter().map(|s| dn / s).collect();
+    let lq0: Vec<f64> = (0..kc).map(|l| logw[l] + lnorm_q[l]).collect();
+    let half_inv_vt: Vec<f64> = v_t.iter().map(|v| 0.5 / v).collect();
+    let mbeta_inv_vt: Vec<f64> = v_t.iter().map(|v| -beta / v).collect();
+    let mut dkl0 = vec![0.0; kc];
+    let mut dkj0 = vec![0.0; jc];
     let bf = samples as f64;
 
     for k in 0..kc {
         let scale = w[k] / bf;
         let sk = sig[k];
-        for _ in 0..samples {
-            fill_standard_normal(rng, &mut ws.z);
-            let z = &ws.z;
-            for l in 0..kc {
-                a[l] = dot(z, q.mean(l));
-            }
-            match bimodal_r {
-                Some(r) => {
-                    c[0] = r * z[0];
-                    c[1] = -r * z[0];
-                }
-                None => {
-                    for j in 0..jc {
-                        c[j] = dot(z, &nu[j]);
+        // Per-component constants: squared distances between the means (clamped at 0).
+        for l in 0..kc {
+            dkl0[l] = (gmm[k * kc + k] + gmm[l * kc + l] - 2.0 * gmm[k * kc + l]).max(0.0);
+        }
+        for j in 0..jc {
+            dkj0[j] = (gmm[k * kc + k] + nn[j] - 2.0 * gmt[k * jc + j]).max(0.0);
+        }
+        let mut b0 = 0;
+        while b0 < samples {
+            let nb = BLOCK.min(samples - b0);
+            for jb in 0..nb {
+                let z = &mut ws.z[jb * d..(jb + 1) * d];
+                normals.fill(z);
+                let z = &*z;
+                let cz = &mut cz[jb * kc..(jb + 1) * kc];
+                let zz = multi_dot(isa, z, &vecs, &mut proj);
+                let a = &proj[..kc];
+                match bimodal_r {
+                    Some(r) => {
+                        c[0] = r * z[0];
+                        c[1] = -r * z[0];
                     }
+                    None => c.copy_from_slice(&proj[kc..]),
                 }
-            }
-            let zz = dot(z, z);
-            // ln q(x) with x = μ_k + σ_k z
-            for l in 0..kc {
-                let dkl = gmm[k * kc + k] + gmm[l * kc + l] - 2.0 * gmm[k * kc + l];
-                dq[l] = dkl.max(0.0) + 2.0 * sk * (a[k] - a[l]) + s2[k] * zz;
-                tq[l] = logw[l] + lnorm_q[l] - 0.5 * dq[l] / s2[l];
-            }
-            let lq = log_sum_exp(&tq);
-            // ln π(x)
-            for j in 0..jc {
-                let dkj = gmm[k * kc + k] + nn[j] - 2.0 * gmt[k * jc + j];
-                let dist = dkj.max(0.0) + 2.0 * sk * (a[k] - c[j]) + s2[k] * zz;
-                tp[j] = lnorm_t[j] - 0.5 * dist / v_t[j];
-            }
-            let lp = log_sum_exp(&tp);
-            fbar[k] += lq - beta * lp;
-
-            // ∇_x f = Σ_l α_l μ_l + Σ_j γ_j ν_j + A x
-            let mut big_a = 0.0;
-            let mut dsig = 0.0;
-            for l in 0..kc {
-                let r = (tq[l] - lq).exp();
-                let alpha = r / s2[l];
-                big_a -= alpha;
-                coef_m[k * kc + l] += scale * alpha;
-                dsig += alpha * a[l];
-                tq[l] = r; // reuse as responsibility
-            }
-            for j in 0..jc {
-                let rho = (tp[j] - lp).exp();
-                let gamma = -beta * rho / v_t[j];
-                big_a -= gamma;
-                coef_n[k * jc + j] += scale * gamma;
-                dsig += gamma * c[j];
-            }
-            coef_m[k * kc + k] += scale * big_a;
-            dsig += big_a * (a[k] + sk * zz);
-            gsig[k] += scale * dsig;
-            cz.iter_mut().for_each(|v| *v = 0.0);
-            cz[k] = scale * big_a * sk;
-
-            if full {
-                // score: ∂_θ ln q(x)|_x
+                // ln q(x) with x = μ_k + σ_k z
+                let s2zz = s2[k] * zz;
                 for l in 0..kc {
-                    let r = tq[l];
-                    let alpha = r / s2[l];
-                    coef_m[l * kc + k] += scale * alpha;
-                    coef_m[l * kc + l] -= scale * alpha;
-                    cz[l] += scale * alpha * sk;
-                    gsig[l] += scale * r * (-dn / sig[l] + dq[l] / (sig[l] * s2[l]));
-                    glogit[l] += scale * (r - w[l]);
+                    dq[l] = dkl0[l] + 2.0 * sk * (a[k] - a[l]) + s2zz;
+                    tq[l] = lq0[l] - half_inv_s2[l] * dq[l];
                 }
-            }
-            for l in 0..kc {
-                if cz[l] != 0.0 {
-                    let cl = cz[l];
-                    for (acc, zi) in ws.acc[l * d..(l + 1) * d].iter_mut().zip(z) {
-                        *acc += cl * zi;
+                // responsibilities r_l = e_l / Σ e, ln q = max + ln Σ e with e_l = exp(t_l − max)
+                let lq = softmax_in_place(&mut tq);
+                // ln π(x)
+                for j in 0..jc {
+                    let dist = dkj0[j] + 2.0 * sk * (a[k] - c[j]) + s2zz;
+                    tp[j] = lnorm_t[j] - half_inv_vt[j] * dist;
+                }
+                let lp = softmax_in_place(&mut tp);
+                fbar[k] += lq - beta * lp;
+
+                // ∇_x f = Σ_l α_l μ_l + Σ_j γ_j ν_j + A x
+                let mut big_a = 0.0;
+                let mut dsig = 0.0;
+                for l in 0..kc {
+                    let alpha = tq[l] * inv_s2[l];
+                    big_a -= alpha;
+                    coef_m[k * kc + l] += scale * alpha;
+                    dsig += alpha * a[l];
+                }
+                for j in 0..jc {
+                    let gamma = tp[j] * mbeta_inv_vt[j];
+                    big_a -= gamma;
+                    coef_n[k * jc + j] += scale * gamma;
+                    dsig += gamma * c[j];
+                }
+                coef_m[k * kc + k] += scale * big_a;
+                dsig += big_a * (a[k] + sk * zz);
+                gsig[k] += scale * dsig;
+                cz.iter_mut().for_each(|v| *v = 0.0);
+                cz[k] = scale * big_a * sk;
+
+                if full {
+                    // score: ∂_θ ln q(x)|_x
+                    for l in 0..kc {
+                        let r = tq[l];
+                        let alpha = r * inv_s2[l];
+                        coef_m[l * kc + k] += scale * alpha;
+                        coef_m[l * kc + l] -= scale * alpha;
+                        cz[l] += scale * alpha * sk;
+                        gsig[l] += scale * r * (dq[l] * inv_s3[l] - dn_inv_s[l]);
+                        glogit[l] += scale * (r - w[l]);
                     }
                 }
             }
+            if nb == BLOCK {
+                accumulate::<BLOCK>(isa, &mut ws.acc, d, &cz, &ws.z);
+            } else {
+                for jb in 0..nb {
+                    accumulate::<1>(isa, &mut ws.acc, d, &cz[jb * kc..], &ws.z[jb * d..]);
+                }
+            }
+            b0 += nb;
         }
         fbar[k] /= bf;
     }
@@ -239,6 +571,31 @@ pub fn mc_gradient<R: Rng + ?Sized>(
     loss
 }
 
+/// Replaces t by softmax(t) and returns ln Σ exp(t) (one exp per entry; one exp and one ln_1p
+/// for two entries).
+#[inline(always)]
+fn softmax_in_place(t: &mut [f64]) -> f64 {
+    if let [a, b] = t {
+        let (ta, tb) = (*a, *b);
+        let e = (-(ta - tb).abs()).exp();
+        let s = 1.0 + e;
+        let (ra, rb) = if ta >= tb { (1.0, e) } else { (e, 1.0) };
+        *a = ra / s;
+        *b = rb / s;
+        return ta.max(tb) + e.ln_1p();
+    }
+    let m = t.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    let mut s = 0.0;
+    for v in t.iter_mut() {
+        *v = (*v - m).exp();
+        s += *v;
+    }
+    for v in t.iter_mut() {
+        *v /= s;
+    }
+    m + s.ln()
+}
+
 /// Reference Monte-Carlo gradient: the same estimator as [`mc_gradient`], written directly on
 /// full d-vectors through the [`LogDensity`] trait (any target). Slow; it is the oracle the
 /// fast kernel is tested against, and the path for targets that are not isotropic mixtures.
@@ -259,6 +616,7 @@ pub fn mc_gradient_reference<R: Rng + ?Sized>(
     let sig: Vec<f64> = (0..kc).map(|k| q.sigma(k)).collect();
     let dn = d as f64;
     grad.iter_mut().for_each(|g| *g = 0.0);
+    let mut normals = NormalGen::from_rng(rng);
     let mut z = vec![0.0; d];
     let mut x = vec![0.0; d];
     let mut gp = vec![0.0; d];
@@ -267,7 +625,7 @@ pub fn mc_gradient_reference<R: Rng + ?Sized>(
     for k in 0..kc {
         let scale = w[k] / samples as f64;
         for _ in 0..samples {
-            fill_standard_normal(rng, &mut z);
+            normals.fill(&mut z);
             for i in 0..d {
                 x[i] = q.mean(k)[i] + sig[k] * z[i];
             }
@@ -629,4 +987,73 @@ fn sigmoid(y: f64) -> f64 {
 #[inline]
 fn softplus(y: f64) -> f64 {
     y.max(0.0) + (-y.abs()).exp().ln_1p()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::family::fill_standard_normal;
+    use crate::seed::{Purpose, stream};
+
+    fn student(d: usize, k: usize, seed: u64) -> GmmStudent {
+        let mut rng = stream(seed, 0, Purpose::Init);
+        let means: Vec<Vec<f64>> = (0..k)
+            .map(|_| {
+                let mut m = vec![0.0; d];
+                fill_standard_normal(&mut rng, &mut m);
+                m
+            })
+            .collect();
+        let sigma: Vec<f64> = (0..k).map(|i| 0.7 + 0.2 * i as f64).collect();
+        let w: Vec<f64> = (0..k).map(|i| (1 + i) as f64).collect();
+        let tot: f64 = w.iter().sum();
+        let w: Vec<f64> = w.iter().map(|v| v / tot).collect();
+        GmmStudent::new(&means, &sigma, &w, true)
+    }
+
+    #[test]
+    fn all_instruction_sets_give_bit_identical_kernels() {
+        if Isa::detect() == Isa::Baseline {
+            eprintln!("no AVX2 on this CPU: nothing to compare");
+        }
+        let three = IsotropicMixture::new(
+            (0..3)
+                .map(|j| {
+                    (0..13)
+                        .map(|i| ((i * 7 + j * 3) % 5) as f64 - 2.0)
+                        .collect()
+                })
+                .collect(),
+            vec![0.5, 0.3, 0.2],
+            vec![1.0, 0.5, 2.0],
+        );
+        let cases = [
+            (IsotropicMixture::bimodal(512, 3.0, 0.8), student(512, 2, 1)),
+            (IsotropicMixture::bimodal(37, 3.0, 0.8), student(37, 3, 2)),
+            (three, student(13, 2, 3)),
+        ];
+        for (target, q) in &cases {
+            for est in [Estimator::Full, Estimator::Stl] {
+                let n = q.params().len();
+                let mut out = Vec::new();
+                for isa in Isa::available() {
+                    let mut normals =
+                        NormalGen::from_rng(&mut stream(5, 6, Purpose::Sgd)).with_isa(isa);
+                    let mut ws = McWorkspace::default();
+                    let mut g = vec![0.0; n];
+                    let l = mc_gradient_with(q, target, 0.7, est, 9, &mut normals, &mut ws, &mut g);
+                    g.push(l);
+                    out.push(g);
+                }
+                assert!(
+                    out[0]
+                        .iter()
+                        .zip(&out[1])
+                        .all(|(a, b)| a.to_bits() == b.to_bits()),
+                    "d = {}, {est:?}",
+                    target.dim()
+                );
+            }
+        }
+    }
 }

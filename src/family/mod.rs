@@ -54,7 +54,9 @@ pub trait VariationalFamily: Send + Sync {
     fn sample(&self, rng: &mut dyn rand::RngCore, x: &mut [f64]);
 }
 
-/// Draws a standard normal vector (ziggurat sampler) into `z`.
+/// Draws a standard normal vector (rand_distr's ziggurat, one draw of `rng` per number) into
+/// `z`. The Monte-Carlo gradient kernel uses the faster vectorised
+/// [`crate::normal::NormalGen`] instead.
 #[inline]
 pub fn fill_standard_normal<R: Rng + ?Sized>(rng: &mut R, z: &mut [f64]) {
     for v in z.iter_mut() {
