@@ -47,12 +47,25 @@ pub enum TargetKind {
     Mixture,
 }
 
+/// Direction of μ* for the bimodal target.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// μ* = R e_1 (the paper's convention; every student).
+    Axis,
+    /// μ* = R (1, …, 1)/√d: the modes differ in every coordinate, so that every coupling of a
+    /// RealNVP student sees them (flow students only; see docs/flows.md).
+    Diagonal,
+}
+
 /// Target settings.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TargetConfig {
     /// `bimodal` or `mixture`.
     pub kind: TargetKind,
+    /// Direction of μ* (bimodal): `axis` (e_1) or `diagonal` ((1, …, 1)/√d, flows only).
+    pub direction: Direction,
     /// Dimension d ≥ 1.
     pub d: usize,
     /// R = ‖μ*‖ ≥ 0 (bimodal).
@@ -71,6 +84,7 @@ impl Default for TargetConfig {
     fn default() -> Self {
         Self {
             kind: TargetKind::Bimodal,
+            direction: Direction::Axis,
             d: 512,
             r: 3.0,
             w_star: 0.8,
@@ -394,8 +408,25 @@ impl Config {
                     false,
                     "a number in (0, 1)",
                 )?;
+                if t.direction == Direction::Diagonal && self.student.family != FamilyKind::Realnvp
+                {
+                    return Err(Error::config(
+                        "target.direction",
+                        "diagonal",
+                        "\"axis\" for the Gaussian-mixture student (its kernels and theory take \
+                         mu* = R e1; the law is rotation invariant, so nothing is lost); \
+                         \"diagonal\" needs student.family = \"realnvp\"",
+                    ));
+                }
             }
             TargetKind::Mixture => {
+                if t.direction != Direction::Axis {
+                    return Err(Error::config(
+                        "target.direction",
+                        "diagonal",
+                        "\"axis\" for kind = \"mixture\" (the means give the directions)",
+                    ));
+                }
                 if t.means.is_empty() {
                     return Err(Error::config(
                         "target.means",
@@ -768,7 +799,13 @@ impl Config {
     pub fn build_target(&self) -> IsotropicMixture {
         let t = &self.target;
         match t.kind {
-            TargetKind::Bimodal => IsotropicMixture::bimodal(t.d, t.r, t.w_star),
+            TargetKind::Bimodal => match t.direction {
+                Direction::Axis => IsotropicMixture::bimodal(t.d, t.r, t.w_star),
+                Direction::Diagonal => {
+                    let u = vec![1.0 / (t.d as f64).sqrt(); t.d];
+                    IsotropicMixture::bimodal_along(&u, t.r, t.w_star)
+                }
+            },
             TargetKind::Mixture => {
                 let n = t.means.len();
                 let means = t.means.iter().map(|m| pad(m, t.d)).collect();

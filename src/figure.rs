@@ -15,7 +15,9 @@ use crate::config::{Config, NumberOr, ScheduleKind};
 use crate::error::{Error, Result};
 use crate::metrics::wilson_interval;
 use crate::output;
-use crate::plot::{ErrorBarSeries, Fig1Row, Heatmap, MarginalPanel, SeriesPanel};
+use crate::plot::{
+    ErrorBarChart, ErrorBarSeries, Fig1Row, Heatmap, LabeledLine, MarginalPanel, SeriesPanel,
+};
 use crate::sweep::{CellStats, SweepConfig, SweepOptions, aggregate, read_runs, run_sweep};
 use crate::train::{NoObserver, Recorder, run_config};
 use rayon::prelude::*;
@@ -202,11 +204,33 @@ pub const FIG2_QUICK: &str = include_str!("../configs/fig2-quick.toml");
 /// Runs (or resumes, or reuses) the Figure 2 sweep in `out`; returns its cells.
 pub fn fig2_sweep(out: &Path, quick: bool, threads: usize) -> Result<Vec<CellStats>> {
     let text = if quick { FIG2_QUICK } else { FIG2_FULL };
+    builtin_sweep(text, "Figure 2", out, threads)
+}
+
+/// The paper-scale Figure 4 sweep (configs/fig4.toml, RealNVP, meant for a cluster or GPU).
+pub const FIG4_FULL: &str = include_str!("../configs/fig4.toml");
+/// The quick Figure 4 sweep (configs/fig4-quick.toml, RealNVP at d = 16).
+pub const FIG4_QUICK: &str = include_str!("../configs/fig4-quick.toml");
+
+/// Runs (or resumes, or reuses) the Figure 4 (RealNVP) sweep in `out`; returns its cells.
+pub fn fig4_sweep(out: &Path, quick: bool, threads: usize) -> Result<Vec<CellStats>> {
+    let text = if quick { FIG4_QUICK } else { FIG4_FULL };
+    builtin_sweep(text, "Figure 4", out, threads)
+}
+
+/// Parses a built-in sweep configuration.
+fn builtin_config(text: &str, name: &str) -> Result<SweepConfig> {
     let cfg: SweepConfig = toml::from_str(text).map_err(|e| Error::Parse {
-        source_name: "built-in Figure 2 configuration".into(),
+        source_name: format!("built-in {name} configuration"),
         message: e.to_string(),
     })?;
     cfg.validate()?;
+    Ok(cfg)
+}
+
+/// Runs a built-in sweep in `out` (resuming whatever is there) and aggregates its runs.
+fn builtin_sweep(text: &str, name: &str, out: &Path, threads: usize) -> Result<Vec<CellStats>> {
+    let cfg = builtin_config(text, name)?;
     let opts = SweepOptions {
         out: out.to_path_buf(),
         resume: true,
@@ -216,7 +240,7 @@ pub fn fig2_sweep(out: &Path, quick: bool, threads: usize) -> Result<Vec<CellSta
     };
     let rep = run_sweep(&cfg, &opts)?;
     println!(
-        "sweep: {} runs ({} already done, {} run now in {:.1} s) -> {}",
+        "{name} sweep: {} runs ({} already done, {} run now in {:.1} s) -> {}",
         rep.planned,
         rep.skipped,
         rep.ran,
@@ -274,6 +298,9 @@ fn theory_as_cells(theory: &[crate::sweep::TheoryCell]) -> (Vec<CellStats>, Vec<
             diverged: 0,
             covered: t.n - t.collapsed,
             mean_light_mass: f64::NAN,
+            mean_mode_weight_error: f64::NAN,
+            mean_ess_fraction: f64::NAN,
+            mean_kl: f64::NAN,
         })
         .collect();
     let formula = theory
@@ -289,6 +316,9 @@ fn theory_as_cells(theory: &[crate::sweep::TheoryCell]) -> (Vec<CellStats>, Vec<
                 diverged: 0,
                 covered: n - k,
                 mean_light_mass: f64::NAN,
+                mean_mode_weight_error: f64::NAN,
+                mean_ess_fraction: f64::NAN,
+                mean_kl: f64::NAN,
             }
         })
         .collect();
@@ -380,11 +410,7 @@ pub fn figure2(out: &Path, quick: bool, threads: usize) -> Result<()> {
         None => "P(collapse)".to_string(),
     };
     // the quasi-static ODE's prediction from the same initial means (paired with the seeds)
-    let text = if quick { FIG2_QUICK } else { FIG2_FULL };
-    let cfg: SweepConfig = toml::from_str(text).map_err(|e| Error::Parse {
-        source_name: "built-in Figure 2 configuration".into(),
-        message: e.to_string(),
-    })?;
+    let cfg = builtin_config(if quick { FIG2_QUICK } else { FIG2_FULL }, "Figure 2")?;
     let theory = crate::sweep::theory_grid(
         &cfg,
         cfg.grid.seeds,
@@ -420,13 +446,10 @@ pub fn figure2(out: &Path, quick: bool, threads: usize) -> Result<()> {
     Ok(())
 }
 
-/// Figure 5: P(collapse) against the annealing rate ln r = ln(1/β_i)/t0 (per SGD step), one
-/// series per β_i, from the Figure 2 sweep in `out`.
-pub fn figure5(out: &Path, quick: bool, threads: usize) -> Result<()> {
-    let cells = fig2_sweep(out, quick, threads)?;
-    let betas = annealed_betas(&cells);
-    let mut csv = String::from("beta_i,t0,log_rate,p_collapse,ci_low,ci_high,n\n");
-    let series: Vec<ErrorBarSeries> = betas
+/// P(collapse) against ln r, one error-bar series per β_i of `cells` (annealed cells), with
+/// their rows appended to `csv` (`beta_i,t0,log_rate,p_collapse,ci_low,ci_high,n`).
+fn rate_series(cells: &[CellStats], csv: &mut String) -> Vec<ErrorBarSeries> {
+    annealed_betas(cells)
         .iter()
         .map(|&b| {
             let mut pts: Vec<(f64, f64, f64, f64)> = cells
@@ -451,83 +474,178 @@ pub fn figure5(out: &Path, quick: bool, threads: usize) -> Result<()> {
                 points: pts,
             }
         })
-        .collect();
-    let mut extra = Vec::new();
-    if let Some(c) = cells.iter().find(|c| c.cell.t0 == 0.0) {
-        let xs: Vec<f64> = series
-            .iter()
-            .flat_map(|s| s.points.iter().map(|p| p.0))
-            .collect();
-        let (lo, hi) = xs
-            .iter()
-            .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| {
-                (a.min(x), b.max(x))
-            });
-        if lo.is_finite() {
-            extra.push((
-                format!("no annealing ({:.2})", c.p_collapse()),
-                vec![(lo, c.p_collapse()), (hi, c.p_collapse())],
-            ));
-        }
-    }
+        .collect()
+}
+
+/// The x range of a set of series.
+fn x_range(series: &[ErrorBarSeries]) -> (f64, f64) {
+    series
+        .iter()
+        .flat_map(|s| s.points.iter().map(|p| p.0))
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| {
+            (a.min(x), b.max(x))
+        })
+}
+
+/// A flat dashed line at the no-annealing cell's P(collapse), across the series' x range.
+fn no_annealing_line(cells: &[CellStats], series: &[ErrorBarSeries]) -> Option<LabeledLine> {
+    let c = cells.iter().find(|c| c.cell.t0 == 0.0)?;
+    let (lo, hi) = x_range(series);
+    lo.is_finite().then(|| {
+        (
+            format!("no annealing ({:.2})", c.p_collapse()),
+            vec![(lo, c.p_collapse()), (hi, c.p_collapse())],
+        )
+    })
+}
+
+/// Figure 5: P(collapse) against the annealing rate ln r = ln(1/β_i)/t0 (per step), one series
+/// per β_i. Left panel: the Gaussian-mixture student (the Figure 2 sweep in `out`) with the
+/// formula's β_i → 0 asymptote; right panel (when `flow = Some((dir, flow_quick))`): the
+/// RealNVP student (the quick or full Figure 4 sweep in `dir`, run or resumed there). The panels have their own x axes:
+/// a step is an SGD step of η = 0.05 for the mixture and an Adam step for the flow.
+/// Writes fig5.png/svg, fig5.csv (mixture), fig5_flow.csv (flow), fig5_asymptote.csv.
+pub fn figure5(out: &Path, quick: bool, threads: usize, flow: Option<(&Path, bool)>) -> Result<()> {
+    let cells = fig2_sweep(out, quick, threads)?;
+    let mut csv = String::from("beta_i,t0,log_rate,p_collapse,ci_low,ci_high,n\n");
+    let series = rate_series(&cells, &mut csv);
+    let mut extra: Vec<LabeledLine> = no_annealing_line(&cells, &series).into_iter().collect();
     // the formula's β_i → 0 asymptote, a function of the rate alone
-    {
-        let text = if quick { FIG2_QUICK } else { FIG2_FULL };
-        let cfg: SweepConfig = toml::from_str(text).map_err(|e| Error::Parse {
-            source_name: "built-in Figure 2 configuration".into(),
-            message: e.to_string(),
-        })?;
-        if let Some(model) = crate::theory::formula::FormulaModel::from_sweep(&cfg) {
-            let xs: Vec<f64> = series
-                .iter()
-                .flat_map(|s| s.points.iter().map(|p| p.0))
+    let cfg = builtin_config(if quick { FIG2_QUICK } else { FIG2_FULL }, "Figure 2")?;
+    if let Some(model) = crate::theory::formula::FormulaModel::from_sweep(&cfg) {
+        let (lo, hi) = x_range(&series);
+        if lo.is_finite() && lo > 0.0 {
+            let mut acsv = String::from("log_rate,p_asymptote\n");
+            let curve: Vec<(f64, f64)> = (0..=60)
+                .map(|i| {
+                    let x = lo * (hi / lo).powf(i as f64 / 60.0);
+                    let p = crate::theory::formula::asymptote(&model, x.exp()).p;
+                    let _ = writeln!(acsv, "{x},{p}");
+                    (x, p)
+                })
+                .filter(|p| p.1.is_finite())
                 .collect();
-            let (lo, hi) = xs
-                .iter()
-                .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| {
-                    (a.min(x), b.max(x))
-                });
-            if lo.is_finite() && lo > 0.0 {
-                let mut acsv = String::from("log_rate,p_asymptote\n");
-                let curve: Vec<(f64, f64)> = (0..=60)
-                    .map(|i| {
-                        let x = lo * (hi / lo).powf(i as f64 / 60.0);
-                        let p = crate::theory::formula::asymptote(&model, x.exp()).p;
-                        let _ = writeln!(acsv, "{x},{p}");
-                        (x, p)
-                    })
-                    .filter(|p| p.1.is_finite())
-                    .collect();
-                output::write_text(&out.join("fig5_asymptote.csv"), &acsv)?;
-                extra.push(("formula, β_i → 0".to_string(), curve));
-            }
+            output::write_text(&out.join("fig5_asymptote.csv"), &acsv)?;
+            extra.push(("formula, β_i → 0".to_string(), curve));
         }
     }
     output::write_text(&out.join("fig5.csv"), &csv)?;
-    crate::plot::errorbar_chart(
-        "P(collapse) against the annealing rate (Gaussian-mixture student)",
-        "annealing rate ln r = ln(1/β_i)/t0 (per SGD step)",
-        "P(collapse)",
-        true,
-        &series,
-        &extra,
-        out,
-        "fig5",
-    )
-    .map_err(|e| Error::Invalid(e.to_string()))?;
+    let mut charts = vec![ErrorBarChart {
+        title: "Gaussian-mixture student (SGD, η = 0.05)".into(),
+        x_label: "annealing rate ln r = ln(1/β_i)/t0 (per SGD step)".into(),
+        y_label: "P(collapse)".into(),
+        x_log: true,
+        y_log: false,
+        series,
+        extra_lines: extra,
+    }];
+    if let Some((dir, fquick)) = flow {
+        let fcells = fig4_sweep(dir, fquick, threads)?;
+        let mut fcsv = String::from("beta_i,t0,log_rate,p_collapse,ci_low,ci_high,n\n");
+        let fseries = rate_series(&fcells, &mut fcsv);
+        let fextra: Vec<LabeledLine> = no_annealing_line(&fcells, &fseries).into_iter().collect();
+        output::write_text(&out.join("fig5_flow.csv"), &fcsv)?;
+        let fcfg = builtin_config(if fquick { FIG4_QUICK } else { FIG4_FULL }, "Figure 4")?;
+        charts.push(ErrorBarChart {
+            title: format!(
+                "RealNVP student (Adam, d = {}, {} couplings)",
+                fcfg.run.target.d, fcfg.run.student.realnvp.layers
+            ),
+            x_label: "annealing rate ln r = ln(1/β_i)/t0 (per Adam step)".into(),
+            y_label: "P(collapse)".into(),
+            x_log: true,
+            y_log: false,
+            series: fseries,
+            extra_lines: fextra,
+        });
+    }
+    crate::plot::errorbar_panels(&charts, out, "fig5")
+        .map_err(|e| Error::Invalid(e.to_string()))?;
     println!("wrote {}", out.join("fig5.png").display());
     Ok(())
 }
 
-/// Every figure available, their data, and `out/index.md` showing them.
-pub fn reproduce(out: &Path, quick: bool, threads: usize) -> Result<()> {
+/// Figure 4: P(collapse) over (β_i, t0) for the RealNVP student (heat-map with the simulated
+/// 0.5 isoline, fig4.png/svg) and the mean light-mode mass relative to its true weight 1 − w*
+/// (fig4_light_mass.png/svg); DIR/cells.csv has the sweep's columns plus the flow metrics
+/// (mean mode-weight error, ESS fraction, KL(q‖π)).
+pub fn figure4(out: &Path, quick: bool, threads: usize) -> Result<()> {
+    let cells = fig4_sweep(out, quick, threads)?;
+    let cfg = builtin_config(if quick { FIG4_QUICK } else { FIG4_FULL }, "Figure 4")?;
+    let (xs, ys, values) = grid_values(&cells);
+    let t = &cfg.run.target;
+    let f = &cfg.run.student.realnvp;
+    let title = match cells.iter().find(|c| c.cell.t0 == 0.0) {
+        Some(c) => {
+            let (lo, hi) = wilson_interval(c.collapsed, c.n);
+            format!(
+                "RealNVP, d = {}, {} runs/cell; no annealing: {:.2} [{lo:.2}, {hi:.2}]",
+                t.d,
+                c.n,
+                c.p_collapse()
+            )
+        }
+        None => format!("RealNVP, d = {}: P(collapse)", t.d),
+    };
+    let hm = Heatmap {
+        title,
+        x_label: "initial inverse temperature β_i".into(),
+        y_label: "annealing time t0 (Adam steps)".into(),
+        x_log: true,
+        y_log: true,
+        xs: xs.clone(),
+        ys: ys.clone(),
+        values,
+        isolines: vec![("P = 0.5 (RealNVP runs)".into(), isoline_t0(&cells, 0.5))],
+    };
+    crate::plot::heatmap(&hm, out, "fig4").map_err(|e| Error::Invalid(e.to_string()))?;
+    let light = 1.0 - t.w_star;
+    let mass: Vec<Vec<f64>> = ys
+        .iter()
+        .map(|&t0| {
+            xs.iter()
+                .map(|&b| {
+                    cells
+                        .iter()
+                        .find(|c| c.cell.beta_i == b && c.cell.t0 == t0)
+                        .map_or(f64::NAN, |c| c.mean_light_mass / light)
+                })
+                .collect()
+        })
+        .collect();
+    let hm = Heatmap {
+        title: format!(
+            "mean light-mode mass / (1 − w*) (collapse: mass < {})",
+            f.collapse_threshold
+        ),
+        x_label: "initial inverse temperature β_i".into(),
+        y_label: "annealing time t0 (Adam steps)".into(),
+        x_log: true,
+        y_log: true,
+        xs,
+        ys,
+        values: mass,
+        isolines: Vec::new(),
+    };
+    crate::plot::heatmap(&hm, out, "fig4_light_mass").map_err(|e| Error::Invalid(e.to_string()))?;
+    println!("wrote {}", out.join("fig4.png").display());
+    Ok(())
+}
+
+/// Every figure, their data, and `out/index.md` showing them. `flow_quick`: the scale of the
+/// RealNVP Figure 4 (and Figure 5's flow panel), `None` to leave it out.
+pub fn reproduce(out: &Path, quick: bool, flow_quick: Option<bool>, threads: usize) -> Result<()> {
     output::ensure_dir(out)?;
     let start = std::time::Instant::now();
     figure1(&out.join("fig1"), quick, 0, threads)?;
     figure3(&out.join("fig3"), quick, 0)?;
     let f2 = out.join("fig2");
     figure2(&f2, quick, threads)?;
-    figure5(&f2, quick, threads)?;
+    let f4 = out.join("fig4");
+    if let Some(fq) = flow_quick {
+        figure4(&f4, fq, threads)?;
+    }
+    figure5(&f2, quick, threads, flow_quick.map(|fq| (f4.as_path(), fq)))?;
     let mut md = String::new();
     let mode = if quick { "quick" } else { "full" };
     let _ = writeln!(md, "# annealvi: reproduced figures ({mode})\n");
@@ -554,9 +672,23 @@ pub fn reproduce(out: &Path, quick: bool, threads: usize) -> Result<()> {
     if let Ok(t) = std::fs::read_to_string(f2.join("cells.csv")) {
         let _ = writeln!(md, "```\n{t}```\n");
     }
+    if let Some(fq) = flow_quick {
+        let scale = if fq {
+            "quick preset, configs/fig4-quick.toml"
+        } else {
+            "paper scale, configs/fig4.toml"
+        };
+        let _ = writeln!(
+            md,
+            "## Figure 4 ({scale})\n\n![Figure 4](fig4/fig4.png)\n\n![Figure 4, light-mode mass](fig4/fig4_light_mass.png)\n\nData: `fig4/cells.csv` (with the flow metrics), `fig4/runs.jsonl`.\n"
+        );
+        if let Ok(t) = std::fs::read_to_string(f4.join("cells.csv")) {
+            let _ = writeln!(md, "```\n{t}```\n");
+        }
+    }
     let _ = writeln!(
         md,
-        "## Figure 5\n\n![Figure 5](fig2/fig5.png)\n\nData: `fig2/fig5.csv`.\n"
+        "## Figure 5\n\n![Figure 5](fig2/fig5.png)\n\nData: `fig2/fig5.csv` (Gaussian mixture), `fig2/fig5_flow.csv` (RealNVP), `fig2/fig5_asymptote.csv`.\n"
     );
     output::write_text(&out.join("index.md"), &md)?;
     println!(

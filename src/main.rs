@@ -36,13 +36,20 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
-    /// Reproduce a figure of the paper (available: 1, 2, 3, 5).
+    /// Reproduce a figure of the paper (1 to 5).
     Figure {
         /// Figure number.
         number: u32,
         /// Smaller, faster version.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "full")]
         quick: bool,
+        /// Paper-scale version (the default; figure 4 at this scale is meant for a cluster/GPU).
+        #[arg(long)]
+        full: bool,
+        /// Figure 5: the scale of its RealNVP panel's sweep, run (or resumed) in OUT/fig4:
+        /// quick (default), full, or none (no RealNVP panel).
+        #[arg(long, value_enum, default_value_t = FlowScale::Quick)]
+        flow: FlowScale,
         /// Output directory.
         #[arg(long)]
         out: PathBuf,
@@ -148,6 +155,11 @@ enum Command {
         /// Full (paper-scale) versions.
         #[arg(long)]
         full: bool,
+        /// Scale of the RealNVP figure (4, and Figure 5's flow panel): quick (default, also
+        /// with --full: the paper-scale flow sweep needs ~1.5e7 steps at d = 128, a cluster's
+        /// or a GPU's work), full, or none.
+        #[arg(long, value_enum, default_value_t = FlowScale::Quick)]
+        flow: FlowScale,
         /// Output directory.
         #[arg(long)]
         out: PathBuf,
@@ -241,12 +253,36 @@ fn main() -> ExitCode {
     }
 }
 
+/// Scale of the RealNVP sweep behind Figure 4 and Figure 5's flow panel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum FlowScale {
+    /// configs/fig4-quick.toml (d = 16, minutes on 2 cores).
+    Quick,
+    /// configs/fig4.toml (the paper's d = 128 flows, 200 runs per cell).
+    Full,
+    /// No RealNVP figure.
+    None,
+}
+
+impl FlowScale {
+    /// `Some(quick?)`, or `None` for no flow figure.
+    fn quick(self) -> Option<bool> {
+        match self {
+            FlowScale::Quick => Some(true),
+            FlowScale::Full => Some(false),
+            FlowScale::None => None,
+        }
+    }
+}
+
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Train { config, sets, out } => train(config, &sets, &out),
         Command::Figure {
             number,
             quick,
+            full: _,
+            flow,
             out,
             seed,
             threads,
@@ -256,12 +292,13 @@ fn run(cli: Cli) -> Result<()> {
                 1 => figure::figure1(&out, quick, seed, threads),
                 2 => figure::figure2(&out, quick, threads),
                 3 => figure::figure3(&out, quick, seed),
-                5 => figure::figure5(&out, quick, threads),
-                n => Err(Error::config(
-                    "figure number",
-                    n,
-                    "1, 2, 3 or 5 (figure 4 arrives with the flow issue)",
-                )),
+                4 => figure::figure4(&out, quick, threads),
+                5 => {
+                    let dir = out.join("fig4");
+                    let flow = flow.quick().map(|q| (dir.as_path(), q));
+                    figure::figure5(&out, quick, threads, flow)
+                }
+                n => Err(Error::config("figure number", n, "1, 2, 3, 4 or 5")),
             }
         }
         Command::Sweep {
@@ -414,11 +451,12 @@ fn run(cli: Cli) -> Result<()> {
         Command::Reproduce {
             quick: _,
             full,
+            flow,
             out,
             threads,
         } => {
             check_threads(threads)?;
-            figure::reproduce(&out, !full, threads)
+            figure::reproduce(&out, !full, flow.quick(), threads)
         }
         Command::Bench {
             which:

@@ -393,7 +393,11 @@ fn mc_kernel(
         .map(|j| target.log_weights()[j] - 0.5 * dn * (ln2pi + v_t[j].ln()))
         .collect();
     let nu = target.means();
-    let bimodal_r = target.as_bimodal().map(|b| b.r);
+    // the bimodal shortcut reduces a sample to s = x_1: only valid for mu* along e_1
+    let bimodal_r = target
+        .as_bimodal()
+        .filter(|_| target.axis_is_e1())
+        .map(|b| b.r);
 
     // Gram quantities
     let mut gmm = vec![0.0; kc * kc];

@@ -1518,6 +1518,30 @@ pub fn errorbar_chart(
     render_both(out_dir, stem, 640, 440, &ErrorBarFig(&spec))
 }
 
+/// [`Figure`] adapter for error-bar charts side by side.
+struct ErrorBarPanels<'a>(&'a [ErrorBarChart]);
+
+impl Figure for ErrorBarPanels<'_> {
+    fn draw<DB: DrawingBackend>(&self, area: &DrawingArea<DB, Shift>) -> Result<(), PlotError> {
+        let panels = area.split_evenly((1, self.0.len().max(1)));
+        for (panel, spec) in panels.iter().zip(self.0) {
+            draw_errorbar_chart(panel, spec)?;
+        }
+        Ok(())
+    }
+}
+
+/// Writes error-bar charts side by side (640×440 px each) to `out_dir/<stem>.{png,svg}`:
+/// one panel per chart, each with its own axes (e.g. two students whose time scales differ).
+pub fn errorbar_panels(
+    charts: &[ErrorBarChart],
+    out_dir: &Path,
+    stem: &str,
+) -> Result<(), PlotError> {
+    let n = charts.len().max(1) as u32;
+    render_both(out_dir, stem, 640 * n, 440, &ErrorBarPanels(charts))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

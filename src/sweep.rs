@@ -638,6 +638,12 @@ pub struct CellStats {
     pub covered: usize,
     /// Mean light-mode mass over non-diverged runs.
     pub mean_light_mass: f64,
+    /// Flow students: mean |light-mode mass − (1 − w*)| (NaN for the Gaussian mixture).
+    pub mean_mode_weight_error: f64,
+    /// Flow students: mean importance-sampling ESS / N (NaN for the Gaussian mixture).
+    pub mean_ess_fraction: f64,
+    /// Flow students: mean Monte-Carlo KL(q‖π) in nats (NaN for the Gaussian mixture).
+    pub mean_kl: f64,
 }
 
 impl CellStats {
@@ -654,7 +660,8 @@ pub fn aggregate(runs: &[RunLine]) -> Vec<CellStats> {
     let mut sorted: Vec<&RunLine> = runs.iter().collect();
     sorted.sort_by_key(|r| key_of(r));
     let mut map: BTreeMap<(u64, u64), CellStats> = BTreeMap::new();
-    let mut mass: BTreeMap<(u64, u64), (f64, usize)> = BTreeMap::new();
+    // sums and counts of light-mode mass, mode-weight error, ESS fraction, KL
+    let mut means: BTreeMap<(u64, u64), [(f64, usize); 4]> = BTreeMap::new();
     for r in sorted {
         // order keys: β_i then t0 (both positive: bit order = numeric order)
         let k = (r.beta_i.to_bits(), r.t0.to_bits());
@@ -668,6 +675,9 @@ pub fn aggregate(runs: &[RunLine]) -> Vec<CellStats> {
             diverged: 0,
             covered: 0,
             mean_light_mass: 0.0,
+            mean_mode_weight_error: f64::NAN,
+            mean_ess_fraction: f64::NAN,
+            mean_kl: f64::NAN,
         });
         e.n += 1;
         match r.outcome.as_str() {
@@ -676,15 +686,28 @@ pub fn aggregate(runs: &[RunLine]) -> Vec<CellStats> {
             "covered" => e.covered += 1,
             _ => {}
         }
-        if let Some(m) = r.light_mode_mass {
-            let me = mass.entry(k).or_insert((0.0, 0));
-            me.0 += m;
-            me.1 += 1;
+        let me = means.entry(k).or_insert([(0.0, 0); 4]);
+        for (acc, v) in
+            me.iter_mut()
+                .zip([r.light_mode_mass, r.mode_weight_error, r.ess_fraction, r.kl])
+        {
+            if let Some(v) = v {
+                acc.0 += v;
+                acc.1 += 1;
+            }
         }
     }
+    let mean = |(s, n): (f64, usize)| if n > 0 { s / n as f64 } else { f64::NAN };
     map.into_iter()
         .map(|(k, mut c)| {
-            c.mean_light_mass = mass.get(&k).map_or(f64::NAN, |(s, n)| s / *n as f64);
+            if let Some(m) = means.get(&k) {
+                c.mean_light_mass = mean(m[0]);
+                c.mean_mode_weight_error = mean(m[1]);
+                c.mean_ess_fraction = mean(m[2]);
+                c.mean_kl = mean(m[3]);
+            } else {
+                c.mean_light_mass = f64::NAN;
+            }
             c
         })
         .collect()
@@ -694,10 +717,19 @@ pub fn aggregate(runs: &[RunLine]) -> Vec<CellStats> {
 pub const CELLS_HEADER: &str =
     "beta_i,t0,rate,n,collapsed,diverged,covered,p_collapse,ci_low,ci_high,mean_light_mass";
 
-/// Writes DIR/cells.csv.
+/// The extra columns of cells.csv for flow students (means over the cell's finished runs).
+pub const FLOW_CELLS_COLUMNS: &str = "mean_mode_weight_error,mean_ess_fraction,mean_kl";
+
+/// Writes DIR/cells.csv: [`CELLS_HEADER`], plus [`FLOW_CELLS_COLUMNS`] when the runs are
+/// flow runs.
 pub fn write_cells(dir: &Path, runs: &[RunLine]) -> Result<Vec<CellStats>> {
     let stats = aggregate(runs);
+    let flow = runs.iter().any(|r| r.mode_weight_error.is_some());
     let mut s = String::from(CELLS_HEADER);
+    if flow {
+        s.push(',');
+        s.push_str(FLOW_CELLS_COLUMNS);
+    }
     s.push('\n');
     for c in &stats {
         let (lo, hi) = wilson_interval(c.collapsed, c.n);
@@ -716,6 +748,14 @@ pub fn write_cells(dir: &Path, runs: &[RunLine]) -> Result<Vec<CellStats>> {
             hi,
             c.mean_light_mass
         );
+        if flow {
+            s.pop();
+            let _ = writeln!(
+                s,
+                ",{},{},{}",
+                c.mean_mode_weight_error, c.mean_ess_fraction, c.mean_kl
+            );
+        }
     }
     output::write_text(&dir.join("cells.csv"), &s)?;
     Ok(stats)

@@ -166,6 +166,36 @@ impl IsotropicMixture {
         t
     }
 
+    /// The bimodal target along a unit direction μ̂: w* N(R μ̂, I_d) + (1 − w*) N(−R μ̂, I_d).
+    /// Its law is the rotation of [`Self::bimodal`]'s, so ln Z_β and the axis marginals are
+    /// the same; the Gaussian-mixture kernels (which reduce samples to s = x_1) refuse it
+    /// (see [`crate::config`]), flows use it through the generic log-density.
+    pub fn bimodal_along(axis: &[f64], r: f64, w_star: f64) -> Self {
+        let d = axis.len();
+        let norm = axis.iter().map(|v| v * v).sum::<f64>().sqrt();
+        assert!(
+            d > 0 && norm > 0.0,
+            "bimodal_along needs a non-zero direction"
+        );
+        let u: Vec<f64> = axis.iter().map(|v| v / norm).collect();
+        let mu: Vec<f64> = u.iter().map(|v| r * v).collect();
+        let neg: Vec<f64> = mu.iter().map(|v| -v).collect();
+        let mut t = Self::new(vec![mu, neg], vec![w_star, 1.0 - w_star], vec![1.0, 1.0]);
+        t.axis = u;
+        t.bimodal = Some(Bimodal {
+            d,
+            r,
+            w_star,
+            h: 0.5 * (w_star / (1.0 - w_star)).ln(),
+        });
+        t
+    }
+
+    /// Whether μ̂ = e_1 (the convention of the Gaussian-mixture kernels and the theory).
+    pub fn axis_is_e1(&self) -> bool {
+        self.axis.first() == Some(&1.0) && self.axis[1..].iter().all(|&v| v == 0.0)
+    }
+
     /// The bimodal structure, when this is the paper's target.
     pub fn as_bimodal(&self) -> Option<&Bimodal> {
         self.bimodal.as_ref()
@@ -319,6 +349,34 @@ pub fn normal_pdf(s: f64, mean: f64, var: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bimodal_along_a_direction_is_the_rotated_target() {
+        let d = 6;
+        let e1 = IsotropicMixture::bimodal(d, 3.0, 0.8);
+        let u = vec![1.0 / (d as f64).sqrt(); d];
+        let diag = IsotropicMixture::bimodal_along(&u, 3.0, 0.8);
+        assert!(e1.axis_is_e1() && !diag.axis_is_e1());
+        // a reflection H mapping e_1 to u: H x = x − 2 (v·x) v / (v·v), v = e_1 − u
+        let mut v = u.iter().map(|a| -a).collect::<Vec<f64>>();
+        v[0] += 1.0;
+        let vv: f64 = v.iter().map(|a| a * a).sum();
+        for k in 0..5 {
+            let x: Vec<f64> = (0..d)
+                .map(|i| ((i * 7 + k * 3) as f64 * 0.37).sin() * 2.5)
+                .collect();
+            let vx: f64 = v.iter().zip(&x).map(|(a, b)| a * b).sum();
+            let hx: Vec<f64> = x
+                .iter()
+                .zip(&v)
+                .map(|(a, b)| a - 2.0 * vx * b / vv)
+                .collect();
+            let (a, b) = (e1.log_density(&x), diag.log_density(&hx));
+            assert!((a - b).abs() < 1e-10, "{a} vs {b}");
+        }
+        assert_eq!(e1.log_z_tempered(0.3), diag.log_z_tempered(0.3));
+        assert_eq!(diag.axis(), &u[..]);
+    }
 
     /// Brute force: explicit Gaussian densities, summed, then raised to β.
     fn brute_log_tempered(x: &[f64], r: f64, w: f64, beta: f64) -> f64 {

@@ -107,6 +107,21 @@ fn cases() -> Vec<Case> {
             &["target.kind", "unknown variant `trimodal`"],
         ),
         cfg(
+            "diagonal direction with the mixture student",
+            "[target]\nd = 4\ndirection = \"diagonal\"\n[optim]\nsteps = 5\n",
+            &["target.direction", "realnvp"],
+        ),
+        cfg(
+            "diagonal direction with a mixture target",
+            "[target]\nd = 4\nkind = \"mixture\"\nmeans = [[1.0]]\ndirection = \"diagonal\"\n[optim]\nsteps = 5\n",
+            &["target.direction", "\"axis\""],
+        ),
+        cfg(
+            "unknown direction",
+            "[target]\nd = 4\ndirection = \"random\"\n[optim]\nsteps = 5\n",
+            &["target.direction", "unknown variant `random`"],
+        ),
+        cfg(
             "mixture without means",
             "[target]\nd = 4\nkind = \"mixture\"\n[optim]\nsteps = 5\n",
             &["target.means", "at least one mean"],
