@@ -616,7 +616,7 @@ fn dry_run_report(
     };
     let secs = steps as f64 * per_step / workers as f64;
     println!(
-        "{} cells x {} seeds = {} runs; {} to run{} ({} SGD steps)",
+        "{} cells x {} seeds = {} runs; {} to run{} ({} training steps)",
         cells.len(),
         cfg.grid.seeds,
         all.len(),
