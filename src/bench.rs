@@ -126,7 +126,7 @@ impl FlowBench {
 
     fn one(&self, run: u64) -> crate::Result<(f64, f64, f64)> {
         use crate::family::{RealNvp, VariationalFamily};
-        use crate::optim::{Adam, GroupRates, Optimizer};
+        use crate::optim::{Adam, GroupRates};
         use crate::seed::{Purpose, stream};
         let target = crate::target::IsotropicMixture::bimodal(self.d, 3.0, 0.8);
         let mut init = stream(0, run, Purpose::Init);
@@ -143,10 +143,15 @@ impl FlowBench {
         let mut grad = vec![0.0; q.params().len()];
         let mut eps = Vec::new();
         let est = crate::objective::Estimator::Full;
+        // the training loop's step (train::Student): with f32 passes the gradient stays in the
+        // engine and Adam runs fused with the f32 rounding of θ and the finiteness checks
         let mut step = |q: &mut RealNvp, opt: &mut Adam| {
-            let l = q.loss_and_grad(&target, 1.0, est, self.batch, &mut rng, &mut eps, &mut grad);
-            opt.step(q.params_mut(), &grad, &groups);
-            l
+            use crate::train::Student;
+            let l = q.loss_and_grad_deferred(
+                &target, 1.0, est, self.batch, &mut rng, &mut eps, &mut grad,
+            );
+            let ok = Student::update(q, opt, &mut grad, &groups, 1.0) && q.params_finite();
+            if ok { l } else { f64::NAN }
         };
         for _ in 0..3 {
             step(&mut q, &mut opt);

@@ -36,6 +36,34 @@ impl GroupRates {
 pub trait Optimizer: Send {
     /// Applies one update θ ← θ − step(∇) for the given groups.
     fn step(&mut self, theta: &mut [f64], grad: &[f64], groups: &[ParamGroup]);
+
+    /// The same update from an f32 gradient scaled by `scale` (∇ = scale · grad, computed in
+    /// f64), also writing θ rounded to f32 into `theta32` (the copy an f32 engine computes
+    /// with; every parameter of `groups`, which partition θ). Returns whether every parameter is finite afterwards. Results equal
+    /// [`Self::step`] on the f64 gradient followed by the rounding, bit for bit; optimisers
+    /// may fuse the passes (Adam does: one pass over memory instead of four, which matters
+    /// for flows with millions of parameters).
+    fn step_mixed(
+        &mut self,
+        theta: &mut [f64],
+        grad: &[f32],
+        theta32: &mut [f32],
+        groups: &[ParamGroup],
+        scale: f64,
+    ) -> bool {
+        let g: Vec<f64> = if scale == 1.0 {
+            grad.iter().map(|&v| v as f64).collect()
+        } else {
+            grad.iter().map(|&v| v as f64 * scale).collect()
+        };
+        self.step(theta, &g, groups);
+        let mut finite = true;
+        for (w, t) in theta32.iter_mut().zip(theta.iter()) {
+            *w = *t as f32;
+            finite &= t.is_finite();
+        }
+        finite
+    }
 }
 
 /// Plain SGD: θ_g ← θ_g − η κ_g ∇_g, with each log-scale step clipped to
@@ -116,28 +144,88 @@ impl Adam {
     }
 }
 
-impl Optimizer for Adam {
-    fn step(&mut self, theta: &mut [f64], grad: &[f64], groups: &[ParamGroup]) {
-        if self.m.len() != theta.len() {
-            self.m = vec![0.0; theta.len()];
-            self.v = vec![0.0; theta.len()];
+impl Adam {
+    /// Allocates the moments, advances t, and returns (1 − β1^t, 1 − β2^t).
+    fn begin(&mut self, n: usize) -> (f64, f64) {
+        if self.m.len() != n {
+            self.m = vec![0.0; n];
+            self.v = vec![0.0; n];
         }
         self.t = self.t.saturating_add(1);
-        let bc1 = 1.0 - self.beta1.powi(self.t);
-        let bc2 = 1.0 - self.beta2.powi(self.t);
+        (1.0 - self.beta1.powi(self.t), 1.0 - self.beta2.powi(self.t))
+    }
+
+    /// The clipping factor min(1, c/‖g‖₂) over the trainable groups, g_i = `at(i)`.
+    fn clip_factor(&self, groups: &[ParamGroup], at: impl Fn(usize) -> f64) -> f64 {
+        if !self.max_grad_norm.is_finite() {
+            return 1.0;
+        }
+        let n2: f64 = groups
+            .iter()
+            .filter(|g| g.trainable)
+            .map(|g| g.range.clone().map(|i| at(i) * at(i)).sum::<f64>())
+            .sum();
+        let norm = n2.sqrt();
+        if norm > self.max_grad_norm {
+            self.max_grad_norm / norm
+        } else {
+            1.0
+        }
+    }
+}
+
+impl Optimizer for Adam {
+    fn step_mixed(
+        &mut self,
+        theta: &mut [f64],
+        grad: &[f32],
+        theta32: &mut [f32],
+        groups: &[ParamGroup],
+        scale: f64,
+    ) -> bool {
+        let (bc1, bc2) = self.begin(theta.len());
         let (b1, b2, eps) = (self.beta1, self.beta2, self.eps);
-        let mut clip = 1.0;
-        if self.max_grad_norm.is_finite() {
-            let n2: f64 = groups
-                .iter()
-                .filter(|g| g.trainable)
-                .map(|g| grad[g.range.clone()].iter().map(|v| v * v).sum::<f64>())
-                .sum();
-            let norm = n2.sqrt();
-            if norm > self.max_grad_norm {
-                clip = self.max_grad_norm / norm;
+        let clip = self.clip_factor(groups, |i| grad[i] as f64 * scale);
+        let mut bad = false;
+        for g in groups.iter().filter(|g| g.trainable) {
+            let lr = self.lr * self.rates.of(g.kind);
+            let r = g.range.clone();
+            // the arithmetic of `step`, operation for operation, fused with the f32 rounding
+            // and the finiteness check
+            for ((((t, w), gi), m), v) in theta[r.clone()]
+                .iter_mut()
+                .zip(&mut theta32[r.clone()])
+                .zip(&grad[r.clone()])
+                .zip(&mut self.m[r.clone()])
+                .zip(&mut self.v[r])
+            {
+                let gi = (*gi as f64 * scale) * clip;
+                *m = b1 * *m + (1.0 - b1) * gi;
+                *v = b2 * *v + (1.0 - b2) * gi * gi;
+                let mh = *m / bc1;
+                let vh = *v / bc2;
+                *t -= lr * mh / (vh.sqrt() + eps);
+                *w = *t as f32;
+                bad |= !t.is_finite();
             }
         }
+        // frozen groups: unchanged, but rounded and checked like the rest
+        for g in groups.iter().filter(|g| !g.trainable) {
+            for (w, t) in theta32[g.range.clone()]
+                .iter_mut()
+                .zip(&theta[g.range.clone()])
+            {
+                *w = *t as f32;
+                bad |= !t.is_finite();
+            }
+        }
+        !bad
+    }
+
+    fn step(&mut self, theta: &mut [f64], grad: &[f64], groups: &[ParamGroup]) {
+        let (bc1, bc2) = self.begin(theta.len());
+        let (b1, b2, eps) = (self.beta1, self.beta2, self.eps);
+        let clip = self.clip_factor(groups, |i| grad[i]);
         for g in groups.iter().filter(|g| g.trainable) {
             let lr = self.lr * self.rates.of(g.kind);
             let r = g.range.clone();
@@ -229,5 +317,50 @@ mod tests {
         let mut th = vec![0.0; 4];
         a.step(&mut th, &[30.0, 40.0, 0.0, 0.0], &g);
         assert!((a.m[0] - 0.6).abs() < 1e-12 && (a.m[1] - 0.8).abs() < 1e-12);
+    }
+
+    #[test]
+    fn fused_mixed_step_equals_step_then_rounding_bit_for_bit() {
+        let g = groups();
+        for (clip, scale) in [
+            (f64::INFINITY, 1.0),
+            (0.3, 1.0),
+            (f64::INFINITY, 0.25),
+            (0.3, 4.0),
+        ] {
+            let mut a = Adam::new(0.01, RATES, 0.9, 0.999, 1e-8).with_max_grad_norm(clip);
+            let mut b = a.clone();
+            let mut sgd = Sgd {
+                lr: 0.1,
+                rates: RATES,
+                max_log_scale_step: 0.2,
+            };
+            let mut sgd_b = sgd.clone();
+            let (mut ta, mut tb) = (vec![0.3, -1.2, 0.7, 2.0], vec![0.3, -1.2, 0.7, 2.0]);
+            let (mut sa, mut sb) = (ta.clone(), tb.clone());
+            let mut w = vec![0.0f32; 4];
+            let mut ws = vec![0.0f32; 4];
+            for k in 0..20 {
+                let g32: Vec<f32> = (0..4)
+                    .map(|i| ((i * 3 + k) as f32 * 0.71).sin() * 5.0)
+                    .collect();
+                let g64: Vec<f64> = g32.iter().map(|&v| v as f64 * scale).collect();
+                a.step(&mut ta, &g64, &g);
+                assert!(b.step_mixed(&mut tb, &g32, &mut w, &g, scale));
+                sgd.step(&mut sa, &g64, &g);
+                assert!(sgd_b.step_mixed(&mut sb, &g32, &mut ws, &g, scale));
+                for i in 0..4 {
+                    assert_eq!(ta[i].to_bits(), tb[i].to_bits(), "Adam step {k} param {i}");
+                    assert_eq!((ta[i] as f32).to_bits(), w[i].to_bits());
+                    assert_eq!(sa[i].to_bits(), sb[i].to_bits(), "SGD step {k} param {i}");
+                    assert_eq!((sa[i] as f32).to_bits(), ws[i].to_bits());
+                }
+            }
+        }
+        // a non-finite result is reported
+        let mut a = Adam::new(0.01, RATES, 0.9, 0.999, 1e-8);
+        let mut th = vec![f64::INFINITY, 0.0, 0.0, 0.0];
+        let mut w = vec![0.0f32; 4];
+        assert!(!a.step_mixed(&mut th, &[1.0; 4], &mut w, &groups(), 1.0));
     }
 }

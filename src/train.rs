@@ -12,7 +12,7 @@
 use crate::config::{Config, LossScale};
 use crate::family::gmm::Stats;
 use crate::family::realnvp::FlowStats;
-use crate::family::{GmmStudent, RealNvp, VariationalFamily};
+use crate::family::{GmmStudent, ParamGroup, RealNvp, VariationalFamily};
 use crate::metrics::{Outcome, classify, light_mode_mass};
 use crate::objective::{Estimator, ExactObjective, McWorkspace, mc_gradient};
 use crate::optim::Optimizer;
@@ -174,6 +174,26 @@ pub trait Student: VariationalFamily + Sized {
         rng: &mut R,
         grad: &mut [f64],
     ) -> f64;
+    /// Applies `opt` to θ with the gradient of the last [`Self::loss_and_grad`] call (left in
+    /// `grad`), scaled by `scale`. Returns false, leaving θ untouched, when that gradient is
+    /// not finite. The default checks `grad`, scales it and calls [`Optimizer::step`]; a
+    /// family may keep its gradient elsewhere and fuse the passes (the f32 RealNVP engine).
+    fn update(
+        &mut self,
+        opt: &mut dyn Optimizer,
+        grad: &mut [f64],
+        groups: &[ParamGroup],
+        scale: f64,
+    ) -> bool {
+        if grad.iter().any(|g| !g.is_finite()) {
+            return false;
+        }
+        if scale != 1.0 {
+            grad.iter_mut().for_each(|g| *g *= scale);
+        }
+        opt.step(self.params_mut(), grad, groups);
+        true
+    }
     /// Whether every parameter is finite.
     fn params_finite(&self) -> bool;
     /// A trajectory record, sent to `observer`.
@@ -336,8 +356,7 @@ impl Student for RealNvp {
         rng: &mut R,
         grad: &mut [f64],
     ) -> f64 {
-        RealNvp::loss_and_grad(
-            self,
+        self.loss_and_grad_deferred(
             target,
             beta,
             settings.estimator,
@@ -346,6 +365,28 @@ impl Student for RealNvp {
             &mut ws.eps,
             grad,
         )
+    }
+
+    fn update(
+        &mut self,
+        opt: &mut dyn Optimizer,
+        grad: &mut [f64],
+        groups: &[ParamGroup],
+        scale: f64,
+    ) -> bool {
+        match self.fused_update(opt, groups, scale) {
+            Some(ok) => ok,
+            None => {
+                if grad.iter().any(|g| !g.is_finite()) {
+                    return false;
+                }
+                if scale != 1.0 {
+                    grad.iter_mut().for_each(|g| *g *= scale);
+                }
+                opt.step(self.params_mut(), grad, groups);
+                true
+            }
+        }
     }
 
     fn params_finite(&self) -> bool {
@@ -469,13 +510,9 @@ pub fn train<S: Student, R: Rng + ?Sized>(
                 &mut ws, target, beta, step, loss, settings, eval_rng, observer,
             );
         }
-        if !loss.is_finite() || grad.iter().any(|g| !g.is_finite()) {
+        if !loss.is_finite() || !q.update(opt, &mut grad, &groups, settings.loss_scale) {
             return q.finish(target, step, true, settings, eval_rng);
         }
-        if settings.loss_scale != 1.0 {
-            grad.iter_mut().for_each(|g| *g *= settings.loss_scale);
-        }
-        opt.step(q.params_mut(), &grad, &groups);
         if !q.params_finite() {
             return q.finish(target, step + 1, true, settings, eval_rng);
         }

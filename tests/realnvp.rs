@@ -330,3 +330,42 @@ fn flow_runs_through_the_shared_loop_reproducibly() {
     assert!((s.mode_weight_error - (s.light_mode_mass - 0.2).abs()).abs() < 1e-12);
     assert_eq!(a.final_step, 30);
 }
+
+#[test]
+fn fused_training_step_equals_the_plain_loop_bit_for_bit() {
+    // the training loop (f32 passes: gradient kept in the engine, Adam fused with the rounding
+    // of θ and the checks) against a plain loop of loss_and_grad + Optimizer::step
+    use annealvi::config::Config;
+    use annealvi::seed::{Purpose, stream};
+    use annealvi::train::{NoObserver, run_flow_with_streams};
+    for est in ["full", "stl"] {
+        let cfg = Config::from_toml_str(&format!(
+            "[target]\nd = 6\ndirection = \"diagonal\"\n[student]\nfamily = \"realnvp\"\n\
+             [student.realnvp]\nlayers = 3\ndepth = 3\nwidth = 16\nlast_init = 0.5\n\
+             [objective]\nsamples = 32\nestimator = \"{est}\"\n[optim]\nkind = \"adam\"\n\
+             lr = 0.01\nsteps = 25\nmax_grad_norm = 2.0\n"
+        ))
+        .unwrap();
+        let (fused, _) = run_flow_with_streams(&cfg, (3, 4), &mut NoObserver).unwrap();
+        let target = cfg.build_target();
+        let mut init = stream(cfg.seed, 3, Purpose::Init);
+        let mut q = cfg.init_flow(&mut init).unwrap();
+        let mut opt = cfg.build_optimizer();
+        let mut rng = stream(cfg.seed, 4, Purpose::Sgd);
+        let groups = q.groups();
+        let (mut eps, mut grad) = (Vec::new(), vec![0.0; q.params().len()]);
+        let e = if est == "stl" {
+            Estimator::Stl
+        } else {
+            Estimator::Full
+        };
+        for _ in 0..25 {
+            q.loss_and_grad(&target, 1.0, e, 32, &mut rng, &mut eps, &mut grad);
+            opt.step(q.params_mut(), &grad, &groups);
+        }
+        assert_eq!(fused.precision(), Precision::F32);
+        for (i, (a, b)) in fused.params().iter().zip(q.params()).enumerate() {
+            assert_eq!(a.to_bits(), b.to_bits(), "{est}: parameter {i}: {a} vs {b}");
+        }
+    }
+}

@@ -860,6 +860,13 @@ pub struct RealNvp {
     xrow: Vec<f64>,
     grow: Vec<f64>,
     comp: Vec<f64>,
+    /// The f32 engine's copy of θ is current (written by [`RealNvp::fused_update`]), so the
+    /// next training pass skips the cast. Cleared by `params_mut`.
+    w_synced: bool,
+    /// The f32 engine holds the gradient of the last deferred pass, not yet copied out.
+    grad_pending: bool,
+    /// Finiteness of θ found by the last fused update (None: unknown, scan θ).
+    finite_cache: Option<bool>,
 }
 
 /// ∇ ln π(x) into `grad` and ln π(x) for an isotropic mixture, without allocating.
@@ -916,6 +923,9 @@ impl RealNvp {
             layout,
             theta,
             engine,
+            w_synced: false,
+            grad_pending: false,
+            finite_cache: None,
         })
     }
 
@@ -934,7 +944,8 @@ impl RealNvp {
 
     /// Whether every parameter is finite.
     pub fn is_finite(&self) -> bool {
-        self.theta.iter().all(|v| v.is_finite())
+        self.finite_cache
+            .unwrap_or_else(|| self.theta.iter().all(|v| v.is_finite()))
     }
 
     /// Offset and shape (n_out, n_in) of linear layer j of net (0 = s, 1 = t) in coupling l:
@@ -946,9 +957,18 @@ impl RealNvp {
 
     fn ensure_batch(&mut self, n: usize) {
         let (arch, lay) = (&self.arch, &self.layout);
+        // the parameter copy and a pending gradient survive a change of batch size
+        macro_rules! rebatch {
+            ($e:expr) => {{
+                let (w, g) = (std::mem::take(&mut $e.w), std::mem::take(&mut $e.g));
+                **$e = Engine::new(arch, lay, n);
+                $e.w = w;
+                $e.g = g;
+            }};
+        }
         match &mut self.engine {
-            AnyEngine::F32(e) if e.batch != n => **e = Engine::new(arch, lay, n),
-            AnyEngine::F64(e) if e.batch != n => **e = Engine::new(arch, lay, n),
+            AnyEngine::F32(e) if e.batch != n => rebatch!(e),
+            AnyEngine::F64(e) if e.batch != n => rebatch!(e),
             _ => {}
         }
     }
@@ -1023,7 +1043,22 @@ impl RealNvp {
         eps: &[f64],
         grad: &mut [f64],
     ) -> f64 {
+        self.loss_and_grad_inner(target, beta, estimator, eps, Some(grad))
+    }
+
+    /// The pass behind [`Self::loss_and_grad_from_noise`]; with `grad = None` the gradient
+    /// stays in the engine for [`Self::fused_update`].
+    fn loss_and_grad_inner(
+        &mut self,
+        target: &IsotropicMixture,
+        beta: f64,
+        estimator: Estimator,
+        eps: &[f64],
+        grad: Option<&mut [f64]>,
+    ) -> f64 {
         let d = self.arch.d;
+        let synced = std::mem::take(&mut self.w_synced);
+        self.grad_pending = grad.is_none();
         let bsz = eps.len() / d;
         self.ensure_batch(bsz);
         if self.comp.len() < target.means().len() {
@@ -1037,7 +1072,9 @@ impl RealNvp {
         let (xrow, grow, comp) = (&mut self.xrow, &mut self.grow, &mut self.comp);
         let mut total = 0.0;
         with_engine!(self, e => {
-            e.load_params(theta);
+            if !synced {
+                e.load_params(theta);
+            }
             for (v, z) in e.xs[0].iter_mut().zip(eps) {
                 *v = Scalar::from_f64(s0 * z);
             }
@@ -1064,11 +1101,58 @@ impl RealNvp {
             }
             let coef = if stl { 0.0 } else { -inv_b };
             e.backward(arch, lay, Scalar::from_f64(coef));
-            for (o, v) in grad.iter_mut().zip(&e.g) {
-                *o = v.to_f64();
+            if let Some(grad) = grad {
+                for (o, v) in grad.iter_mut().zip(&e.g) {
+                    *o = v.to_f64();
+                }
             }
         });
         total * inv_b
+    }
+
+    /// Like [`Self::loss_and_grad`] for the training loop: with the f32 engine the gradient
+    /// is left in the engine (and `grad` untouched) for [`Self::fused_update`].
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn loss_and_grad_deferred<R: Rng + ?Sized>(
+        &mut self,
+        target: &IsotropicMixture,
+        beta: f64,
+        estimator: Estimator,
+        batch: usize,
+        rng: &mut R,
+        eps: &mut Vec<f64>,
+        grad: &mut [f64],
+    ) -> f64 {
+        eps.resize(batch * self.arch.d, 0.0);
+        fill_standard_normal(rng, eps);
+        let defer = matches!(self.engine, AnyEngine::F32(_));
+        self.loss_and_grad_inner(target, beta, estimator, eps, (!defer).then_some(grad))
+    }
+
+    /// The optimiser step on the gradient left in the f32 engine by the last deferred pass
+    /// ([`Optimizer::step_mixed`]: θ updated in f64 and rounded into the engine's copy in one
+    /// pass, the results of the unfused path bit for bit). `None` when no such gradient is
+    /// pending (the caller then uses its f64 gradient); `Some(false)` when the gradient is
+    /// not finite (θ untouched).
+    pub(crate) fn fused_update(
+        &mut self,
+        opt: &mut dyn crate::optim::Optimizer,
+        groups: &[ParamGroup],
+        scale: f64,
+    ) -> Option<bool> {
+        if !std::mem::take(&mut self.grad_pending) {
+            return None;
+        }
+        let AnyEngine::F32(e) = &mut self.engine else {
+            return None;
+        };
+        if e.g.iter().any(|g| !g.is_finite()) {
+            return Some(false);
+        }
+        let finite = opt.step_mixed(&mut self.theta, &e.g, &mut e.w, groups, scale);
+        self.finite_cache = Some(finite);
+        self.w_synced = true;
+        Some(true)
     }
 
     /// Draws ε ~ N(0, I) (B × d) from `rng` and calls [`Self::loss_and_grad_from_noise`];
@@ -1098,6 +1182,8 @@ impl VariationalFamily for RealNvp {
         &self.theta
     }
     fn params_mut(&mut self) -> &mut [f64] {
+        self.w_synced = false;
+        self.finite_cache = None;
         &mut self.theta
     }
     fn groups(&self) -> Vec<ParamGroup> {
