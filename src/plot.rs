@@ -1740,6 +1740,24 @@ mod tests {
     }
 
     #[test]
+    fn errorbar_panels_write_png_and_svg() {
+        let dir = temp_dir("panels");
+        let (series, extra) = synthetic_errorbars();
+        let chart = ErrorBarChart {
+            title: "panel".into(),
+            x_label: "x".into(),
+            y_label: "y".into(),
+            x_log: true,
+            y_log: false,
+            series,
+            extra_lines: extra,
+        };
+        errorbar_panels(&[chart.clone(), chart], &dir, "panels").expect("panels");
+        check_outputs(&dir, "panels");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn line_figure_writes_png_and_svg() {
         let dir = temp_dir("line");
         let rows = synthetic_rows();
@@ -1825,7 +1843,8 @@ mod tests {
 
     #[test]
     fn missing_directory_is_an_error() {
-        let dir = temp_dir("missing").join("does").join("not").join("exist");
+        let base = temp_dir("missing");
+        let dir = base.join("does").join("not").join("exist");
         let err = figure1(&synthetic_rows(), &dir, "figure1").expect_err("must fail");
         assert!(err.file().is_some());
         assert!(err.to_string().contains("figure1"), "{err}");
@@ -1835,6 +1854,7 @@ mod tests {
         let err = errorbar_chart("t", "x", "y", false, &series, &extra, &dir, "eb")
             .expect_err("must fail");
         assert!(err.to_string().contains("eb."), "{err}");
+        let _ = std::fs::remove_dir_all(&base);
     }
 
     #[test]

@@ -231,3 +231,60 @@ fn cells_csv_has_the_documented_columns_and_consistent_counts() {
     assert_eq!(total, 60);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn flow_sweeps_do_not_depend_on_threads_and_write_the_flow_columns() {
+    let dir = tmp("flow");
+    let cfg = dir.join("flow-sweep.toml");
+    std::fs::write(
+        &cfg,
+        r#"
+[grid]
+beta_i = [0.1]
+t0 = [20, 40]
+no_annealing = true
+seeds = 3
+extra_steps = 10
+
+[run]
+seed = 11
+[run.target]
+d = 4
+direction = "diagonal"
+[run.student]
+family = "realnvp"
+[run.student.realnvp]
+layers = 2
+depth = 2
+width = 8
+sigma0 = "schedule"
+eval_samples = 200
+[run.objective]
+samples = 16
+[run.optim]
+kind = "adam"
+lr = 0.01
+"#,
+    )
+    .unwrap();
+    let one = dir.join("one");
+    let o = sweep(&cfg, &one, &["--threads", "1"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let two = dir.join("two");
+    assert!(sweep(&cfg, &two, &["--threads", "2"]).status.success());
+    assert_eq!(lines(&one), lines(&two), "1 thread != 2 threads");
+    assert_eq!(line_count(&one), 9);
+    let cells = std::fs::read_to_string(one.join("cells.csv")).unwrap();
+    let header = cells.lines().next().unwrap();
+    assert!(
+        header.ends_with("mean_light_mass,mean_mode_weight_error,mean_ess_fraction,mean_kl"),
+        "{header}"
+    );
+    for row in cells.lines().skip(1) {
+        let cols: Vec<&str> = row.split(',').collect();
+        assert_eq!(cols.len(), 14, "{row}");
+        let ess: f64 = cols[12].parse().unwrap();
+        assert!(ess > 0.0 && ess <= 1.0, "{row}");
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
