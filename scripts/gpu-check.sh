@@ -8,10 +8,13 @@
 #  2. Throughput: `gpu-bin/annealvi bench flow-gpu` against `python3 scripts/bench_flow_torch.py
 #     --device cuda` (same model, batch 256, Adam 1e-3) at d=16/h=64 and d=128/h=512 (one flow),
 #     and 32 flows batched at d=16/h=64; a markdown table at the end.
+#  3. The GPU sweep engine against the CPU engine on the quick Figure 4 grid (4 seeds per cell,
+#     run for run), and the time of one paper-scale batch of 200 flows (SKIP_SWEEP=1 skips).
 #
 # Everything is printed; if $OUT is set, gpu_test.log, bench.log and summary.md are written
 # there too. Exit status: 0 when the test passed (bench failures are reported in the table),
-# 1 when the test failed or was skipped, 2 when the binaries are missing. About 2–4 minutes.
+# 1 when the test failed or was skipped, 2 when the binaries are missing. About 4–7 minutes
+# (unmeasured with part 3: estimate).
 #
 # usage: scripts/gpu-check.sh            (STEPS_SMALL=500 STEPS_LARGE=200 to change the lengths)
 set -uo pipefail
@@ -92,5 +95,46 @@ log "| d / h | flows | annealvi CUDA | PyTorch CUDA | annealvi / PyTorch |"
 log "|---|---|---|---|---|"
 for r in "${rows[@]}"; do log "$r"; done
 log ""
+# 3. the GPU sweep engine (grid.engine = "gpu"): the quick Figure 4 grid with 4 seeds per cell
+#    on the GPU and on the CPU engine (this machine's cores), run for run; then a timing of one
+#    paper-scale batch (200 flows, d=128/h=512, 100 steps) to extrapolate the full Figure 4.
+if [ "${SKIP_SWEEP:-0}" != 1 ]; then
+  sw=${out:-$(mktemp -d)}
+  rm -rf "$sw/sweep-gpu" "$sw/sweep-cpu" "$sw/sweep-full-slice"
+  t0=$(date +%s.%N)
+  cudaenv timeout 240 gpu-bin/annealvi sweep --config configs/fig4-quick.toml --set grid.engine=gpu \
+    --set grid.seeds=4 --out "$sw/sweep-gpu" >"$sw/sweep-gpu.log" 2>&1
+  src=$?
+  t1=$(date +%s.%N)
+  timeout 240 gpu-bin/annealvi sweep --config configs/fig4-quick.toml --set grid.seeds=4 \
+    --out "$sw/sweep-cpu" >"$sw/sweep-cpu.log" 2>&1
+  t2=$(date +%s.%N)
+  log "## GPU sweep engine"
+  log ""
+  log "- quick Figure 4 grid, 4 seeds/cell (84 runs): GPU engine exit $src in $(python3 -c "print(f'{$t1-$t0:.1f}')") s; CPU engine ($(nproc) cores) in $(python3 -c "print(f'{$t2-$t1:.1f}')") s"
+  log "- $(python3 - "$sw" <<'PY'
+import json, sys
+d = sys.argv[1]
+def load(p):
+    try:
+        return {(r["beta_i"], r["t0"], r["seed"]): r for r in map(json.loads, open(p))}
+    except OSError:
+        return {}
+g, c = load(d + "/sweep-gpu/runs.jsonl"), load(d + "/sweep-cpu/runs.jsonl")
+keys = sorted(set(g) & set(c))
+same = sum(g[k]["outcome"] == c[k]["outcome"] for k in keys)
+dm = max([abs((g[k]["light_mode_mass"] or 0) - (c[k]["light_mode_mass"] or 0)) for k in keys] or [float("nan")])
+print(f"GPU vs CPU engine: {len(keys)} common runs, same outcome in {same}, max |light-mass difference| {dm:.4f}")
+PY
+)"
+  t3=$(date +%s.%N)
+  cudaenv timeout 300 gpu-bin/annealvi sweep --config configs/fig4.toml --set grid.engine=gpu \
+    --set 'grid.beta_i=[0.1]' --set 'grid.t0=[100]' --set grid.no_annealing=false \
+    --set grid.extra_steps=0 --set grid.seeds=200 --out "$sw/sweep-full-slice" >"$sw/sweep-full.log" 2>&1
+  frc=$?
+  t4=$(date +%s.%N)
+  log "- paper-scale batch (configs/fig4.toml: 200 flows, d=128/h=512, B=256, 100 steps + outcomes): exit $frc in $(python3 -c "print(f'{$t4-$t3:.1f}')") s; the full Figure 4 has 15.6e6 flow steps = 77800 batch steps of 200 flows: about $(python3 -c "print(f'{($t4-$t3)/100*77800/3600:.1f}')") h at this rate (upper bound: includes start-up and outcomes)"
+  log ""
+fi
 [ "$status" -eq 0 ] && log "gpu-check: OK" || log "gpu-check: FAILED (see above)"
 exit "$status"

@@ -18,7 +18,7 @@ use crate::output;
 use crate::plot::{
     ErrorBarChart, ErrorBarSeries, Fig1Row, Heatmap, LabeledLine, MarginalPanel, SeriesPanel,
 };
-use crate::sweep::{CellStats, SweepConfig, SweepOptions, aggregate, read_runs, run_sweep};
+use crate::sweep::{CellStats, Engine, SweepConfig, SweepOptions, aggregate, read_runs, run_sweep};
 use crate::train::{NoObserver, Recorder, run_config};
 use rayon::prelude::*;
 use std::fmt::Write as _;
@@ -204,7 +204,7 @@ pub const FIG2_QUICK: &str = include_str!("../configs/fig2-quick.toml");
 /// Runs (or resumes, or reuses) the Figure 2 sweep in `out`; returns its cells.
 pub fn fig2_sweep(out: &Path, quick: bool, threads: usize) -> Result<Vec<CellStats>> {
     let text = if quick { FIG2_QUICK } else { FIG2_FULL };
-    builtin_sweep(text, "Figure 2", out, threads)
+    builtin_sweep(text, "Figure 2", out, threads, Engine::Cpu)
 }
 
 /// The paper-scale Figure 4 sweep (configs/fig4.toml, RealNVP, meant for a cluster or GPU).
@@ -212,10 +212,16 @@ pub const FIG4_FULL: &str = include_str!("../configs/fig4.toml");
 /// The quick Figure 4 sweep (configs/fig4-quick.toml, RealNVP at d = 16).
 pub const FIG4_QUICK: &str = include_str!("../configs/fig4-quick.toml");
 
-/// Runs (or resumes, or reuses) the Figure 4 (RealNVP) sweep in `out`; returns its cells.
-pub fn fig4_sweep(out: &Path, quick: bool, threads: usize) -> Result<Vec<CellStats>> {
+/// Runs (or resumes, or reuses) the Figure 4 (RealNVP) sweep in `out` on `engine`; returns
+/// its cells.
+pub fn fig4_sweep(
+    out: &Path,
+    quick: bool,
+    threads: usize,
+    engine: Engine,
+) -> Result<Vec<CellStats>> {
     let text = if quick { FIG4_QUICK } else { FIG4_FULL };
-    builtin_sweep(text, "Figure 4", out, threads)
+    builtin_sweep(text, "Figure 4", out, threads, engine)
 }
 
 /// Parses a built-in sweep configuration.
@@ -228,9 +234,18 @@ fn builtin_config(text: &str, name: &str) -> Result<SweepConfig> {
     Ok(cfg)
 }
 
-/// Runs a built-in sweep in `out` (resuming whatever is there) and aggregates its runs.
-fn builtin_sweep(text: &str, name: &str, out: &Path, threads: usize) -> Result<Vec<CellStats>> {
-    let cfg = builtin_config(text, name)?;
+/// Runs a built-in sweep in `out` on `engine` (resuming whatever is there) and aggregates its
+/// runs.
+fn builtin_sweep(
+    text: &str,
+    name: &str,
+    out: &Path,
+    threads: usize,
+    engine: Engine,
+) -> Result<Vec<CellStats>> {
+    let mut cfg = builtin_config(text, name)?;
+    cfg.grid.engine = engine;
+    cfg.validate()?;
     let opts = SweepOptions {
         out: out.to_path_buf(),
         resume: true,
@@ -501,11 +516,17 @@ fn no_annealing_line(cells: &[CellStats], series: &[ErrorBarSeries]) -> Option<L
 
 /// Figure 5: P(collapse) against the annealing rate ln r = ln(1/β_i)/t0 (per step), one series
 /// per β_i. Left panel: the Gaussian-mixture student (the Figure 2 sweep in `out`) with the
-/// formula's β_i → 0 asymptote; right panel (when `flow = Some((dir, flow_quick))`): the
-/// RealNVP student (the quick or full Figure 4 sweep in `dir`, run or resumed there). The panels have their own x axes:
-/// a step is an SGD step of η = 0.05 for the mixture and an Adam step for the flow.
+/// formula's β_i → 0 asymptote; right panel (when `flow = Some((dir, flow_quick, engine))`):
+/// the RealNVP student (the quick or full Figure 4 sweep in `dir`, run or resumed there). The
+/// panels have their own x axes: a step is an SGD step of η = 0.05 for the mixture and an
+/// Adam step for the flow.
 /// Writes fig5.png/svg, fig5.csv (mixture), fig5_flow.csv (flow), fig5_asymptote.csv.
-pub fn figure5(out: &Path, quick: bool, threads: usize, flow: Option<(&Path, bool)>) -> Result<()> {
+pub fn figure5(
+    out: &Path,
+    quick: bool,
+    threads: usize,
+    flow: Option<(&Path, bool, Engine)>,
+) -> Result<()> {
     let cells = fig2_sweep(out, quick, threads)?;
     let mut csv = String::from("beta_i,t0,log_rate,p_collapse,ci_low,ci_high,n\n");
     let series = rate_series(&cells, &mut csv);
@@ -539,8 +560,8 @@ pub fn figure5(out: &Path, quick: bool, threads: usize, flow: Option<(&Path, boo
         series,
         extra_lines: extra,
     }];
-    if let Some((dir, fquick)) = flow {
-        let fcells = fig4_sweep(dir, fquick, threads)?;
+    if let Some((dir, fquick, engine)) = flow {
+        let fcells = fig4_sweep(dir, fquick, threads, engine)?;
         let mut fcsv = String::from("beta_i,t0,log_rate,p_collapse,ci_low,ci_high,n\n");
         let fseries = rate_series(&fcells, &mut fcsv);
         let fextra: Vec<LabeledLine> = no_annealing_line(&fcells, &fseries).into_iter().collect();
@@ -569,8 +590,9 @@ pub fn figure5(out: &Path, quick: bool, threads: usize, flow: Option<(&Path, boo
 /// 0.5 isoline, fig4.png/svg) and the mean light-mode mass relative to its true weight 1 − w*
 /// (fig4_light_mass.png/svg); DIR/cells.csv has the sweep's columns plus the flow metrics
 /// (mean mode-weight error, ESS fraction, KL(q‖π)).
-pub fn figure4(out: &Path, quick: bool, threads: usize) -> Result<()> {
-    let cells = fig4_sweep(out, quick, threads)?;
+/// `engine`: where the flows are trained (`Engine::Gpu` with the `gpu` feature for `--full`).
+pub fn figure4(out: &Path, quick: bool, threads: usize, engine: Engine) -> Result<()> {
+    let cells = fig4_sweep(out, quick, threads, engine)?;
     let cfg = builtin_config(if quick { FIG4_QUICK } else { FIG4_FULL }, "Figure 4")?;
     let (xs, ys, values) = grid_values(&cells);
     let t = &cfg.run.target;
@@ -634,7 +656,13 @@ pub fn figure4(out: &Path, quick: bool, threads: usize) -> Result<()> {
 
 /// Every figure, their data, and `out/index.md` showing them. `flow_quick`: the scale of the
 /// RealNVP Figure 4 (and Figure 5's flow panel), `None` to leave it out.
-pub fn reproduce(out: &Path, quick: bool, flow_quick: Option<bool>, threads: usize) -> Result<()> {
+pub fn reproduce(
+    out: &Path,
+    quick: bool,
+    flow_quick: Option<bool>,
+    threads: usize,
+    engine: Engine,
+) -> Result<()> {
     output::ensure_dir(out)?;
     let start = std::time::Instant::now();
     figure1(&out.join("fig1"), quick, 0, threads)?;
@@ -643,9 +671,14 @@ pub fn reproduce(out: &Path, quick: bool, flow_quick: Option<bool>, threads: usi
     figure2(&f2, quick, threads)?;
     let f4 = out.join("fig4");
     if let Some(fq) = flow_quick {
-        figure4(&f4, fq, threads)?;
+        figure4(&f4, fq, threads, engine)?;
     }
-    figure5(&f2, quick, threads, flow_quick.map(|fq| (f4.as_path(), fq)))?;
+    figure5(
+        &f2,
+        quick,
+        threads,
+        flow_quick.map(|fq| (f4.as_path(), fq, engine)),
+    )?;
     let mut md = String::new();
     let mode = if quick { "quick" } else { "full" };
     let _ = writeln!(md, "# annealvi: reproduced figures ({mode})\n");

@@ -50,6 +50,9 @@ enum Command {
         /// quick (default), full, or none (no RealNVP panel).
         #[arg(long, value_enum, default_value_t = FlowScale::Quick)]
         flow: FlowScale,
+        /// Where the RealNVP sweep trains its flows: cpu, or gpu (a build with --features gpu).
+        #[arg(long, value_enum, default_value_t = EngineArg::Cpu)]
+        engine: EngineArg,
         /// Output directory.
         #[arg(long)]
         out: PathBuf,
@@ -160,6 +163,9 @@ enum Command {
         /// or a GPU's work), full, or none.
         #[arg(long, value_enum, default_value_t = FlowScale::Quick)]
         flow: FlowScale,
+        /// Where the RealNVP sweep trains its flows: cpu, or gpu (a build with --features gpu).
+        #[arg(long, value_enum, default_value_t = EngineArg::Cpu)]
+        engine: EngineArg,
         /// Output directory.
         #[arg(long)]
         out: PathBuf,
@@ -275,6 +281,24 @@ impl FlowScale {
     }
 }
 
+/// `--engine` of the figure commands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum EngineArg {
+    /// One flow per CPU thread.
+    Cpu,
+    /// Batches of flows on CUDA device 0 (feature `gpu`).
+    Gpu,
+}
+
+impl EngineArg {
+    fn engine(self) -> annealvi::sweep::Engine {
+        match self {
+            EngineArg::Cpu => annealvi::sweep::Engine::Cpu,
+            EngineArg::Gpu => annealvi::sweep::Engine::Gpu,
+        }
+    }
+}
+
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Train { config, sets, out } => train(config, &sets, &out),
@@ -283,19 +307,21 @@ fn run(cli: Cli) -> Result<()> {
             quick,
             full: _,
             flow,
+            engine,
             out,
             seed,
             threads,
         } => {
+            let engine = engine.engine();
             check_threads(threads)?;
             match number {
                 1 => figure::figure1(&out, quick, seed, threads),
                 2 => figure::figure2(&out, quick, threads),
                 3 => figure::figure3(&out, quick, seed),
-                4 => figure::figure4(&out, quick, threads),
+                4 => figure::figure4(&out, quick, threads, engine),
                 5 => {
                     let dir = out.join("fig4");
-                    let flow = flow.quick().map(|q| (dir.as_path(), q));
+                    let flow = flow.quick().map(|q| (dir.as_path(), q, engine));
                     figure::figure5(&out, quick, threads, flow)
                 }
                 n => Err(Error::config("figure number", n, "1, 2, 3, 4 or 5")),
@@ -452,11 +478,12 @@ fn run(cli: Cli) -> Result<()> {
             quick: _,
             full,
             flow,
+            engine,
             out,
             threads,
         } => {
             check_threads(threads)?;
-            figure::reproduce(&out, !full, flow.quick(), threads)
+            figure::reproduce(&out, !full, flow.quick(), threads, engine.engine())
         }
         Command::Bench {
             which:
@@ -627,11 +654,20 @@ fn dry_run_report(
         )),
         steps
     );
-    println!(
-        "estimated time on this machine: {:.0} s ({:.1} min) with {workers} threads",
-        secs,
-        secs / 60.0
-    );
+    if cfg.grid.engine == annealvi::sweep::Engine::Cpu {
+        println!(
+            "estimated time on this machine: {:.0} s ({:.1} min) with {workers} threads",
+            secs,
+            secs / 60.0
+        );
+    } else {
+        println!(
+            "estimated time with the CPU engine: {:.0} s ({:.1} min) with {workers} threads \
+             (no estimate for the GPU engine: time one batch, e.g. scripts/gpu-check.sh)",
+            secs,
+            secs / 60.0
+        );
+    }
     Ok(())
 }
 

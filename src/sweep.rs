@@ -17,6 +17,13 @@
 //!   and refuses shards of different configurations.
 //!
 //! `DIR/cells.csv` aggregates the runs per cell with Wilson 95% intervals.
+//!
+//! Engines (`grid.engine`): `cpu` (default) runs every run on its own thread; `gpu` (cargo
+//! feature `gpu`, RealNVP students) trains the runs of a cell as one batch of flows on the CUDA
+//! device (module `gpu`), `gpu_emulator` the same on the CPU emulator of that device (slow; for
+//! tests). The GPU engines draw each run's noise from the run's own CPU stream, so they train
+//! the same runs as the CPU engine up to f32 rounding; a cell's runs are appended when the
+//! whole batch finishes.
 
 use crate::config::FamilyKind;
 use crate::config::{Config, ScheduleKind};
@@ -122,6 +129,38 @@ pub struct GridConfig {
     pub seeds: usize,
     /// Steps after t0 (at β = 1) before the outcome is read.
     pub extra_steps: usize,
+    /// Where the runs are trained: `cpu`, `gpu` or `gpu_emulator` (see the module docs).
+    #[serde(skip_serializing_if = "Engine::is_cpu")]
+    pub engine: Engine,
+    /// GPU engines: at most this many flows per device batch (the runs of a cell are split
+    /// into batches of this size), in [1, 100000].
+    #[serde(skip_serializing_if = "is_default_gpu_flows")]
+    pub gpu_flows: usize,
+}
+
+/// Where a sweep's runs are trained.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Engine {
+    /// One run per CPU thread.
+    #[default]
+    Cpu,
+    /// A cell's runs as one batch of flows on CUDA device 0 (feature `gpu`).
+    Gpu,
+    /// The GPU engine's code on its CPU emulator (feature `gpu`; for tests).
+    GpuEmulator,
+}
+
+impl Engine {
+    fn is_cpu(&self) -> bool {
+        *self == Engine::Cpu
+    }
+}
+
+const DEFAULT_GPU_FLOWS: usize = 256;
+
+fn is_default_gpu_flows(v: &usize) -> bool {
+    *v == DEFAULT_GPU_FLOWS
 }
 
 impl Default for GridConfig {
@@ -132,6 +171,8 @@ impl Default for GridConfig {
             no_annealing: true,
             seeds: 10,
             extra_steps: 1000,
+            engine: Engine::Cpu,
+            gpu_flows: DEFAULT_GPU_FLOWS,
         }
     }
 }
@@ -273,6 +314,16 @@ impl SweepConfig {
                 "an integer in [0, 100000000]",
             ));
         }
+        if g.gpu_flows == 0 || g.gpu_flows > 100_000 {
+            return Err(Error::config(
+                "grid.gpu_flows",
+                g.gpu_flows,
+                "an integer in [1, 100000]",
+            ));
+        }
+        if g.engine != Engine::Cpu {
+            self.validate_gpu()?;
+        }
         self.run.validate().map_err(|e| match e {
             Error::Config {
                 field,
@@ -285,6 +336,52 @@ impl SweepConfig {
             },
             other => other,
         })
+    }
+
+    /// What the GPU engines support: RealNVP students, Adam without clipping, the raw loss,
+    /// the full or STL estimator; and the build must have the `gpu` feature.
+    fn validate_gpu(&self) -> Result<()> {
+        use crate::config::{LossScale, OptimKind};
+        let engine = match self.grid.engine {
+            Engine::Gpu => "gpu",
+            _ => "gpu_emulator",
+        };
+        if !cfg!(feature = "gpu") {
+            return Err(Error::config(
+                "grid.engine",
+                engine,
+                "\"cpu\" in this build (the GPU engines need `cargo build --release --features gpu`)",
+            ));
+        }
+        let r = &self.run;
+        let need = |field: &str, value: String, expected: &str| {
+            Err(Error::config(
+                field,
+                value,
+                &format!("{expected} with grid.engine = \"{engine}\""),
+            ))
+        };
+        if r.student.family != FamilyKind::Realnvp {
+            return need(
+                "run.student.family",
+                format!("{:?}", r.student.family).to_lowercase(),
+                "\"realnvp\"",
+            );
+        }
+        if r.optim.kind != OptimKind::Adam {
+            return need("run.optim.kind", "sgd".into(), "\"adam\"");
+        }
+        if r.optim.max_grad_norm.is_finite() {
+            return need(
+                "run.optim.max_grad_norm",
+                r.optim.max_grad_norm.to_string(),
+                "inf (no clipping on the device)",
+            );
+        }
+        if r.objective.loss_scale != LossScale::None {
+            return need("run.objective.loss_scale", "per_dim".into(), "\"none\"");
+        }
+        Ok(())
     }
 
     /// The cells, in order: the no-annealing cell first (if any), then β_i-major.
@@ -339,8 +436,7 @@ impl SweepConfig {
         let cfg = self.cell_config(&cell);
         let start = Instant::now();
         let init_index = spec.seed as u64;
-        let noise_index = mix(cell.key() ^ mix(spec.seed as u64 + 0x5eed));
-        let finite = |v: f64| v.is_finite().then_some(v);
+        let noise_index = noise_index(&cell, spec.seed);
         let (res, gmm, flow) = if cfg.student.family == FamilyKind::Realnvp {
             match run_flow_with_streams(&cfg, (init_index, noise_index), &mut NoObserver) {
                 Ok((_, r)) => {
@@ -376,6 +472,40 @@ impl SweepConfig {
             };
             (res, gmm, None)
         };
+        run_line(
+            cell,
+            spec.seed,
+            res,
+            gmm,
+            flow,
+            start.elapsed().as_secs_f64(),
+        )
+    }
+
+    /// Total SGD steps of a list of runs.
+    pub fn total_steps(&self, runs: &[RunSpec], cells: &[Cell]) -> u64 {
+        runs.iter()
+            .map(|r| self.cell_config(&cells[r.cell]).optim.steps as u64)
+            .sum()
+    }
+}
+
+/// The noise stream index of seed `seed` in `cell` (the initialisation uses the seed index).
+fn noise_index(cell: &Cell, seed: usize) -> u64 {
+    mix(cell.key() ^ mix(seed as u64 + 0x5eed))
+}
+
+/// A runs.jsonl line from a run's result (mixture statistics or flow statistics).
+fn run_line(
+    cell: Cell,
+    seed: usize,
+    res: RunResult<()>,
+    gmm: Option<Stats>,
+    flow: Option<crate::family::realnvp::FlowStats>,
+    wall_seconds: f64,
+) -> RunLine {
+    {
+        let finite = |v: f64| v.is_finite().then_some(v);
         let (mode, diverged_step) = match &res.outcome {
             Outcome::Collapsed { mode, .. } => (Some(*mode), None),
             Outcome::Diverged { step } => (None, Some(*step)),
@@ -390,7 +520,7 @@ impl SweepConfig {
         RunLine {
             beta_i: cell.beta_i,
             t0: cell.t0,
-            seed: spec.seed,
+            seed,
             outcome: res.outcome.label().to_string(),
             mode,
             diverged_step,
@@ -403,17 +533,13 @@ impl SweepConfig {
             mode_weight_error: flow.as_ref().and_then(|f| finite(f.mode_weight_error)),
             ess_fraction: flow.as_ref().and_then(|f| finite(f.ess_fraction)),
             kl: flow.as_ref().and_then(|f| finite(f.kl)),
-            wall_seconds: start.elapsed().as_secs_f64(),
+            wall_seconds,
         }
     }
-
-    /// Total SGD steps of a list of runs.
-    pub fn total_steps(&self, runs: &[RunSpec], cells: &[Cell]) -> u64 {
-        runs.iter()
-            .map(|r| self.cell_config(&cells[r.cell]).optim.steps as u64)
-            .sum()
-    }
 }
+
+#[cfg(feature = "gpu")]
+mod gpu;
 
 /// A shard K/N (1-based K).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -597,19 +723,31 @@ pub fn run_sweep(cfg: &SweepConfig, opts: &SweepOptions) -> Result<SweepReport> 
     let bar = crate::progress::bar(todo.len() as u64, "sweep");
     let start = Instant::now();
     let write_err: Mutex<Option<Error>> = Mutex::new(None);
-    pool.install(|| {
-        todo.par_iter().for_each(|spec| {
-            let line = cfg.run_one(*spec, &cells);
-            let mut text = serde_json::to_string(&line).unwrap_or_default();
-            text.push('\n');
-            let mut f = writer.lock().unwrap_or_else(|p| p.into_inner());
-            if let Err(e) = f.write_all(text.as_bytes()).and_then(|_| f.flush()) {
-                let mut we = write_err.lock().unwrap_or_else(|p| p.into_inner());
-                we.get_or_insert(Error::io(&runs_path, "append to", e));
-            }
-            bar.inc(1);
-        })
-    });
+    let append = |line: &RunLine| {
+        let mut text = serde_json::to_string(line).unwrap_or_default();
+        text.push('\n');
+        let mut f = writer.lock().unwrap_or_else(|p| p.into_inner());
+        if let Err(e) = f.write_all(text.as_bytes()).and_then(|_| f.flush()) {
+            let mut we = write_err.lock().unwrap_or_else(|p| p.into_inner());
+            we.get_or_insert(Error::io(&runs_path, "append to", e));
+        }
+        bar.inc(1);
+    };
+    match cfg.grid.engine {
+        Engine::Cpu => pool.install(|| {
+            todo.par_iter()
+                .for_each(|spec| append(&cfg.run_one(*spec, &cells)))
+        }),
+        #[cfg(feature = "gpu")]
+        engine => pool.install(|| gpu::run(cfg, engine, &cells, &todo, &append))?,
+        #[cfg(not(feature = "gpu"))]
+        _ => {
+            // refused by validate(); kept as an error rather than a panic
+            return Err(Error::Invalid(
+                "the GPU engines need a build with --features gpu".into(),
+            ));
+        }
+    }
     bar.finish_and_clear();
     if let Some(e) = write_err.into_inner().unwrap_or(None) {
         return Err(e);

@@ -607,6 +607,30 @@ fn cases() -> Vec<Case> {
         config: Some("[target]\nd = 4\n[optim]\nsteps = 5\n"),
         expect: &["unknown field `bogus`"],
     });
+    // the GPU engines, in a build without them
+    if !cfg!(feature = "gpu") {
+        c.push(cli(
+            "figure 4 --engine gpu without the gpu feature",
+            &[
+                "figure", "4", "--quick", "--engine", "gpu", "--out", "{dir}/o",
+            ],
+            &["grid.engine", "--features gpu"],
+        ));
+        c.push(Case {
+            name: "sweep grid.engine = gpu without the gpu feature",
+            args: strings(&["sweep", "--config", "{dir}/cfg.toml", "--out", "{dir}/o"]),
+            config: Some(
+                "[grid]\nengine = \"gpu\"\n[run.student]\nfamily = \"realnvp\"\n[run.optim]\nkind = \"adam\"\n",
+            ),
+            expect: &["grid.engine", "--features gpu"],
+        });
+    }
+    c.push(Case {
+        name: "sweep grid.gpu_flows = 0",
+        args: strings(&["sweep", "--config", "{dir}/cfg.toml", "--out", "{dir}/o"]),
+        config: Some("[grid]\ngpu_flows = 0\n"),
+        expect: &["grid.gpu_flows", "[1, 100000]"],
+    });
     c
 }
 

@@ -579,6 +579,14 @@ impl GpuFlows {
         self.gather(self.theta, f)
     }
 
+    /// Every flow's θ (`RealNvp` layout), from one download.
+    pub fn all_params(&mut self) -> GpuResult<Vec<Vec<f64>>> {
+        let all = self.download_all(self.theta)?;
+        Ok((0..self.flows)
+            .map(|f| self.dev_map(f).iter().map(|&k| all[k] as f64).collect())
+            .collect())
+    }
+
     /// Flow f's last gradient ∇_θ L_f (`RealNvp` layout).
     pub fn grad(&mut self, f: usize) -> GpuResult<Vec<f64>> {
         self.gather(self.grad, f)

@@ -1,0 +1,146 @@
+//! The GPU sweep engine (`grid.engine = "gpu_emulator"`: the device code path on its CPU
+//! emulator) trains the same runs as the CPU engine: same initialisation, same noise, same
+//! outcome evaluation; only the f32 arithmetic of the device differs.
+
+#![cfg(feature = "gpu")]
+
+use annealvi::sweep::{SweepConfig, SweepOptions, read_runs, run_sweep};
+
+const CONFIG: &str = r#"
+[grid]
+beta_i = [0.1]
+t0 = [30]
+no_annealing = true
+seeds = 3
+extra_steps = 10
+
+[run]
+seed = 5
+[run.target]
+d = 4
+direction = "diagonal"
+[run.student]
+family = "realnvp"
+[run.student.realnvp]
+layers = 2
+depth = 2
+width = 8
+sigma0 = "schedule"
+eval_samples = 2000
+[run.objective]
+samples = 16
+estimator = "ESTIMATOR"
+[run.optim]
+kind = "adam"
+lr = 0.01
+"#;
+
+fn sweep(engine: &str, estimator: &str) -> Vec<annealvi::sweep::RunLine> {
+    let text = CONFIG.replace("ESTIMATOR", estimator);
+    let mut cfg: SweepConfig = toml::from_str(&text).unwrap();
+    cfg.grid.engine = toml::Value::String(engine.into()).try_into().unwrap();
+    cfg.grid.gpu_flows = 2; // batches of 2 flows: 3 seeds = 2 batches per cell
+    cfg.validate().unwrap();
+    let out = std::env::temp_dir().join(format!(
+        "annealvi-sweep-gpu-{}-{engine}-{estimator}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&out);
+    let opts = SweepOptions {
+        out: out.clone(),
+        resume: false,
+        shard: None,
+        threads: 2,
+        max_runs: None,
+    };
+    run_sweep(&cfg, &opts).unwrap();
+    let mut runs = read_runs(&out.join("runs.jsonl"), false).unwrap();
+    let _ = std::fs::remove_dir_all(&out);
+    runs.sort_by(|a, b| {
+        (a.t0, a.seed)
+            .partial_cmp(&(b.t0, b.seed))
+            .unwrap_or(std::cmp::Ordering::Equal)
+    });
+    runs
+}
+
+#[test]
+fn gpu_engine_trains_the_same_runs_as_the_cpu_engine() {
+    for est in ["full", "stl"] {
+        let cpu = sweep("cpu", est);
+        let gpu = sweep("gpu_emulator", est);
+        assert_eq!(cpu.len(), 6);
+        assert_eq!(gpu.len(), 6);
+        for (a, b) in cpu.iter().zip(&gpu) {
+            assert_eq!((a.beta_i, a.t0, a.seed), (b.beta_i, b.t0, b.seed));
+            assert_eq!(a.steps, b.steps);
+            assert_eq!(a.outcome, b.outcome, "{a:?} vs {b:?}");
+            let (ma, mb) = (a.light_mode_mass.unwrap(), b.light_mode_mass.unwrap());
+            let (ka, kb) = (a.kl.unwrap(), b.kl.unwrap());
+            eprintln!(
+                "{est} seed {} t0 {}: light mass {ma} / {mb}, KL {ka} / {kb}",
+                a.seed, a.t0
+            );
+            assert!((ma - mb).abs() <= 0.002, "{est}: light mass {ma} vs {mb}");
+            assert!(
+                (ka - kb).abs() <= 1e-4 * ka.abs().max(0.1),
+                "{est}: KL {ka} vs {kb}"
+            );
+        }
+    }
+}
+
+#[test]
+fn gpu_engine_refuses_what_the_device_does_not_do() {
+    let text = CONFIG.replace("ESTIMATOR", "full");
+    let base: SweepConfig = toml::from_str(&text).unwrap();
+    let mut cfg = base.clone();
+    cfg.grid.engine = toml::Value::String("gpu_emulator".into())
+        .try_into()
+        .unwrap();
+    cfg.validate().unwrap();
+    for (field, edit) in [
+        (
+            "run.student.family",
+            (|c: &mut SweepConfig| c.run.student.family = annealvi::config::FamilyKind::Gmm)
+                as fn(&mut SweepConfig),
+        ),
+        ("run.optim.kind", |c| {
+            c.run.optim.kind = annealvi::config::OptimKind::Sgd
+        }),
+        ("run.optim.max_grad_norm", |c| {
+            c.run.optim.max_grad_norm = 1.0
+        }),
+        ("run.objective.loss_scale", |c| {
+            c.run.objective.loss_scale = annealvi::config::LossScale::PerDim
+        }),
+    ] {
+        let mut bad = cfg.clone();
+        edit(&mut bad);
+        let e = bad.validate().unwrap_err().to_string();
+        assert!(e.contains(field) && e.contains("gpu_emulator"), "{e}");
+    }
+}
+
+#[test]
+fn gpu_engine_without_a_device_is_an_error_not_a_panic() {
+    let text = CONFIG.replace("ESTIMATOR", "full");
+    let mut cfg: SweepConfig = toml::from_str(&text).unwrap();
+    cfg.grid.engine = toml::Value::String("gpu".into()).try_into().unwrap();
+    let out = std::env::temp_dir().join(format!("annealvi-sweep-nogpu-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let opts = SweepOptions {
+        out: out.clone(),
+        resume: false,
+        shard: None,
+        threads: 1,
+        max_runs: None,
+    };
+    let r = run_sweep(&cfg, &opts);
+    let _ = std::fs::remove_dir_all(&out);
+    match r {
+        // a machine with a CUDA device trains the sweep
+        Ok(rep) => assert_eq!(rep.ran, 6),
+        Err(e) => eprintln!("no device, as expected here: {e}"),
+    }
+}
