@@ -11,12 +11,12 @@ beta_i = { start = 0.01, stop = 0.3, num = 3, log = true }
 t0 = [20, 60, 150]
 no_annealing = true
 seeds = 6
-extra_steps = 60
+extra_steps = 400
 
 [run]
 seed = 7
 [run.target]
-d = 16
+d = 64
 [run.student]
 sigma0 = "schedule"
 [run.objective]
@@ -72,7 +72,12 @@ fn killed_and_resumed_sweep_equals_uninterrupted_sweep() {
     let dir = tmp("kill");
     let cfg = config_file(&dir);
     let full = dir.join("full");
+    let t = std::time::Instant::now();
     let o = sweep(&cfg, &full, &["--threads", "2"]);
+    // kill times are fractions of the uninterrupted sweep's duration, so the test interrupts
+    // runs however fast the build is
+    let total_ms = t.elapsed().as_millis() as u64;
+    eprintln!("uninterrupted sweep: {total_ms} ms");
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let want = lines(&full);
     assert_eq!(want.len(), 60);
@@ -81,7 +86,8 @@ fn killed_and_resumed_sweep_equals_uninterrupted_sweep() {
     let part = dir.join("part");
     // kill at several moments, resuming each time
     let mut killed_midway = 0;
-    for (i, ms) in [30u64, 90, 60, 150, 40, 250].iter().enumerate() {
+    for (i, pct) in [15u64, 45, 30, 75, 20, 60].iter().enumerate() {
+        let ms = total_ms * pct / 100;
         let mut args = vec![
             "sweep".to_string(),
             "--config".into(),
@@ -102,7 +108,7 @@ fn killed_and_resumed_sweep_equals_uninterrupted_sweep() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        std::thread::sleep(Duration::from_millis(*ms));
+        std::thread::sleep(Duration::from_millis(ms));
         if child.try_wait().unwrap().is_none() {
             child.kill().unwrap(); // SIGKILL
             killed_midway += 1;
