@@ -111,6 +111,7 @@ if [ "${SKIP_SWEEP:-0}" != 1 ]; then
   t2=$(date +%s.%N)
   log "## GPU sweep engine"
   log ""
+  [ "$src" -ne 0 ] && log "- GPU engine FAILED (exit $src): $(tail -n 1 "$sw/sweep-gpu.log")"
   log "- quick Figure 4 grid, 4 seeds/cell (84 runs): GPU engine exit $src in $(python3 -c "print(f'{$t1-$t0:.1f}')") s; CPU engine ($(nproc) cores) in $(python3 -c "print(f'{$t2-$t1:.1f}')") s"
   log "- $(python3 - "$sw" <<'PY'
 import json, sys
@@ -133,7 +134,11 @@ PY
     --set grid.extra_steps=0 --set grid.seeds=200 --out "$sw/sweep-full-slice" >"$sw/sweep-full.log" 2>&1
   frc=$?
   t4=$(date +%s.%N)
-  log "- paper-scale batch (configs/fig4.toml: 200 flows, d=128/h=512, B=256, 100 steps + outcomes): exit $frc in $(python3 -c "print(f'{$t4-$t3:.1f}')") s; the full Figure 4 has 15.6e6 flow steps = 77800 batch steps of 200 flows: about $(python3 -c "print(f'{($t4-$t3)/100*77800/3600:.1f}')") h at this rate (upper bound: includes start-up and outcomes)"
+  if [ "$frc" -eq 0 ]; then
+    log "- paper-scale batch (configs/fig4.toml: 200 flows, d=128/h=512, B=256, 100 steps + outcomes): $(python3 -c "print(f'{$t4-$t3:.1f}')") s; the full Figure 4 has 15.6e6 flow steps = 77800 batch steps of 200 flows: about $(python3 -c "print(f'{($t4-$t3)/100*77800/3600:.1f}')") h at this rate (upper bound: includes start-up and outcomes)"
+  else
+    log "- paper-scale batch (configs/fig4.toml: 200 flows, 100 steps): FAILED (exit $frc): $(tail -n 1 "$sw/sweep-full.log")"
+  fi
   log ""
 fi
 [ "$status" -eq 0 ] && log "gpu-check: OK" || log "gpu-check: FAILED (see above)"

@@ -66,16 +66,19 @@ pub(super) fn run_batch(
     let schedule = c.build_schedule();
     let settings = TrainSettings::from_config(&c);
     let (b, d, nf) = (c.objective.samples, arch.d, seeds.len());
-    let mut flows: Vec<RealNvp> = seeds
-        .par_iter()
-        .map(|&s| c.init_flow(&mut stream(c.seed, s as u64, Purpose::Init)))
-        .collect::<Result<_>>()?;
+    // the device first: without one, fail before allocating the flows
     let mut dev = match engine {
         Engine::Gpu => GpuFlows::new(&arch, &target, nf, b)?,
         _ => GpuFlows::emulated(&arch, &target, nf, b)?,
     };
-    let thetas: Vec<Vec<f64>> = flows.iter().map(|q| q.params().to_vec()).collect();
-    dev.set_all_params(&thetas)?;
+    let mut flows: Vec<RealNvp> = seeds
+        .par_iter()
+        .map(|&s| c.init_flow(&mut stream(c.seed, s as u64, Purpose::Init)))
+        .collect::<Result<_>>()?;
+    {
+        let thetas: Vec<Vec<f64>> = flows.iter().map(|q| q.params().to_vec()).collect();
+        dev.set_all_params(&thetas)?;
+    }
     let mut rngs: Vec<_> = seeds
         .iter()
         .map(|&s| stream(c.seed, noise_index(&cell, s), Purpose::Sgd))
