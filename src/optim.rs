@@ -39,9 +39,9 @@ pub trait Optimizer: Send {
 
     /// The same update from an f32 gradient scaled by `scale` (∇ = scale · grad, computed in
     /// f64), also writing θ rounded to f32 into `theta32` (the copy an f32 engine computes
-    /// with; every parameter of `groups`, which partition θ). Returns whether every parameter is finite afterwards. Results equal
-    /// [`Self::step`] on the f64 gradient followed by the rounding, bit for bit; optimisers
-    /// may fuse the passes (Adam does: one pass over memory instead of four, which matters
+    /// with; every parameter of `groups`, which partition θ). Returns whether every parameter
+    /// is finite afterwards. Results equal [`Self::step`] on the f64 gradient followed by the
+    /// rounding, bit for bit; optimisers may fuse the passes (Adam does: one pass over memory instead of four, which matters
     /// for flows with millions of parameters).
     fn step_mixed(
         &mut self,

@@ -185,14 +185,7 @@ pub trait Student: VariationalFamily + Sized {
         groups: &[ParamGroup],
         scale: f64,
     ) -> bool {
-        if grad.iter().any(|g| !g.is_finite()) {
-            return false;
-        }
-        if scale != 1.0 {
-            grad.iter_mut().for_each(|g| *g *= scale);
-        }
-        opt.step(self.params_mut(), grad, groups);
-        true
+        plain_update(self, opt, grad, groups, scale)
     }
     /// Whether every parameter is finite.
     fn params_finite(&self) -> bool;
@@ -226,6 +219,24 @@ pub trait Student: VariationalFamily + Sized {
         settings: &TrainSettings,
         eval_rng: &mut R,
     ) -> RunResult<Self::Stats>;
+}
+
+/// [`Student::update`]'s default: refuse a non-finite gradient, scale it, [`Optimizer::step`].
+fn plain_update<S: VariationalFamily>(
+    q: &mut S,
+    opt: &mut dyn Optimizer,
+    grad: &mut [f64],
+    groups: &[ParamGroup],
+    scale: f64,
+) -> bool {
+    if grad.iter().any(|g| !g.is_finite()) {
+        return false;
+    }
+    if scale != 1.0 {
+        grad.iter_mut().for_each(|g| *g *= scale);
+    }
+    opt.step(q.params_mut(), grad, groups);
+    true
 }
 
 /// Workspace of the Gaussian-mixture student.
@@ -374,19 +385,8 @@ impl Student for RealNvp {
         groups: &[ParamGroup],
         scale: f64,
     ) -> bool {
-        match self.fused_update(opt, groups, scale) {
-            Some(ok) => ok,
-            None => {
-                if grad.iter().any(|g| !g.is_finite()) {
-                    return false;
-                }
-                if scale != 1.0 {
-                    grad.iter_mut().for_each(|g| *g *= scale);
-                }
-                opt.step(self.params_mut(), grad, groups);
-                true
-            }
-        }
+        self.fused_update(opt, groups, scale)
+            .unwrap_or_else(|| plain_update(self, opt, grad, groups, scale))
     }
 
     fn params_finite(&self) -> bool {

@@ -1123,8 +1123,7 @@ impl RealNvp {
         eps: &mut Vec<f64>,
         grad: &mut [f64],
     ) -> f64 {
-        eps.resize(batch * self.arch.d, 0.0);
-        fill_standard_normal(rng, eps);
+        self.draw_noise(batch, rng, eps);
         let defer = matches!(self.engine, AnyEngine::F32(_));
         self.loss_and_grad_inner(target, beta, estimator, eps, (!defer).then_some(grad))
     }
@@ -1168,9 +1167,14 @@ impl RealNvp {
         eps: &mut Vec<f64>,
         grad: &mut [f64],
     ) -> f64 {
+        self.draw_noise(batch, rng, eps);
+        self.loss_and_grad_from_noise(target, beta, estimator, eps, grad)
+    }
+
+    /// ε ~ N(0, I), B × d, into the reusable buffer `eps` (the training loop's noise).
+    fn draw_noise<R: Rng + ?Sized>(&self, batch: usize, rng: &mut R, eps: &mut Vec<f64>) {
         eps.resize(batch * self.arch.d, 0.0);
         fill_standard_normal(rng, eps);
-        self.loss_and_grad_from_noise(target, beta, estimator, eps, grad)
     }
 }
 
