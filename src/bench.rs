@@ -4,9 +4,11 @@
 //! (bimodal target R = 3, w* = 0.8; 2-component student, fixed weights ½; η = 0.05;
 //! σ(0) = 1; means ~ N(0, I_d); no annealing; full reparametrised estimator with B samples
 //! per component), spread over a rayon pool. Reports run-steps per second = S·T / wall time.
-//! `scripts/bench_torch.py` runs the same workload batched in PyTorch for comparison.
+//! `scripts/bench_torch.py` runs the same workload batched in PyTorch for comparison. The
+//! `engine` field selects the d-dimensional engine or the summary-statistics engine
+//! ([`crate::statistics`]), whose cost per step does not depend on d.
 
-use crate::config::Config;
+use crate::config::{Config, Engine};
 use crate::train::{NoObserver, run_config};
 use rayon::prelude::*;
 use std::time::Instant;
@@ -24,6 +26,9 @@ pub struct GmmBench {
     pub steps: usize,
     /// Worker threads (0 = all cores).
     pub threads: usize,
+    /// The SGD engine (`vector`: d-dimensional samples; `statistics`: exact simulation in the
+    /// summary statistics).
+    pub engine: Engine,
 }
 
 /// What the benchmark measured.
@@ -45,6 +50,7 @@ impl GmmBench {
         c.objective.samples = self.samples;
         c.optim.steps = self.steps;
         c.record.every = 0;
+        c.objective.engine = self.engine;
         c
     }
 

@@ -252,10 +252,25 @@ pub enum LossScale {
     PerDim,
 }
 
+/// How SGD of the Gaussian-mixture student is simulated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Engine {
+    /// d-dimensional vectors: every sample drawn in R^d (cost ∝ B·d per step).
+    Vector,
+    /// Exactly in the summary statistics ([`crate::statistics`]): the same law of every
+    /// statistic and outcome at a cost per step independent of d (SGD, full or STL
+    /// estimator, isotropic targets).
+    Statistics,
+}
+
 /// Objective settings.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ObjectiveConfig {
+    /// SGD engine of the Gaussian-mixture student: `vector` (d-dimensional samples, the
+    /// default) or `statistics` (exact simulation in the summary statistics).
+    pub engine: Engine,
     /// `full`, `stl` (sticking the landing) or `exact`.
     pub estimator: Estimator,
     /// Reparametrised samples per component B ≥ 1 (Monte-Carlo estimators).
@@ -267,6 +282,7 @@ pub struct ObjectiveConfig {
 impl Default for ObjectiveConfig {
     fn default() -> Self {
         Self {
+            engine: Engine::Vector,
             estimator: Estimator::Full,
             samples: 32,
             loss_scale: LossScale::None,
@@ -600,6 +616,26 @@ impl Config {
                 ));
             }
         }
+        if o.engine == Engine::Statistics {
+            let why = if s.family != FamilyKind::Gmm {
+                Some("student.family = \"gmm\"")
+            } else if o.estimator == Estimator::Exact {
+                Some("objective.estimator = \"full\" or \"stl\" (exact gradients need no engine)")
+            } else if self.optim.kind != OptimKind::Sgd {
+                Some(
+                    "optim.kind = \"sgd\" (Adam's per-coordinate steps are not rotation invariant)",
+                )
+            } else {
+                None
+            };
+            if let Some(why) = why {
+                return Err(Error::config(
+                    "objective.engine",
+                    "\"statistics\"",
+                    &format!("\"vector\", or \"statistics\" with {why}"),
+                ));
+            }
+        }
         let op = &self.optim;
         finite_in(
             "optim.lr",
@@ -888,6 +924,18 @@ impl Config {
         } else {
             s.means.iter().map(|m| pad(m, d)).collect()
         };
+        self.student_with_means(&means)
+    }
+
+    /// The initial student's shape (σ_k, weights, trainability) with zero means of length 1:
+    /// what the statistics engine needs besides the means it draws itself.
+    pub fn init_student_shape(&self) -> GmmStudent {
+        self.student_with_means(&vec![vec![0.0]; self.student.components])
+    }
+
+    fn student_with_means(&self, means: &[Vec<f64>]) -> GmmStudent {
+        let s = &self.student;
+        let k = s.components;
         let sigma0 = match &s.sigma0 {
             NumberOr::Number(v) => *v,
             NumberOr::Name(_) => 1.0 / self.build_schedule().beta(0.0).sqrt(),
@@ -897,7 +945,7 @@ impl Config {
         } else {
             s.weights.clone()
         };
-        GmmStudent::new(&means, &vec![sigma0; k], &weights, s.trainable_weights)
+        GmmStudent::new(means, &vec![sigma0; k], &weights, s.trainable_weights)
     }
 
     /// The optimiser, with group rates κ_mean = 1, κ_σ = c_σ/d, κ_logit = c_w.

@@ -12,6 +12,8 @@
 //! - [`schedule`]: annealing schedules β(t);
 //! - [`optim`]: SGD and Adam with per-group learning rates;
 //! - [`train`]: the loop and its observer;
+//! - [`statistics`]: the same SGD simulated exactly in the summary statistics (cost
+//!   independent of d);
 //! - [`metrics`]: outcomes (covered / collapsed / diverged) and the light-mode mass;
 //! - [`config`]: validated TOML configuration;
 //! - [`figure`], [`plot`]: the paper's figures;
@@ -40,6 +42,7 @@ pub mod progress;
 pub mod quadrature;
 pub mod schedule;
 pub mod seed;
+pub mod statistics;
 pub mod sweep;
 pub mod target;
 pub mod theory;

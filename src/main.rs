@@ -1,7 +1,7 @@
 //! The `annealvi` command line: a thin layer over the library.
 
 use annealvi::bench::{FlowBench, GmmBench};
-use annealvi::config::Config;
+use annealvi::config::{Config, Engine};
 use annealvi::error::{Error, Result};
 use annealvi::family::realnvp::Precision;
 use annealvi::figure;
@@ -180,6 +180,14 @@ enum Command {
     },
 }
 
+/// Engines for `bench gmm`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum BenchEngine {
+    Vector,
+    Statistics,
+    Both,
+}
+
 #[derive(Subcommand, Debug)]
 enum BenchCommand {
     /// SGD on the paper's problem (no annealing): prints `run-steps/s: <number>` last.
@@ -199,6 +207,11 @@ enum BenchCommand {
         /// Worker threads (0 = all cores).
         #[arg(long, default_value_t = 0)]
         threads: usize,
+        /// SGD engine: `vector` (d-dimensional samples), `statistics` (exact simulation in the
+        /// summary statistics, cost independent of d) or `both` (vector, then statistics, in
+        /// one process, and their ratio).
+        #[arg(long, default_value = "vector")]
+        engine: BenchEngine,
     },
     /// RealNVP reverse-KL training steps (8 couplings, depth-4 ReLU MLPs, Adam, β = 1):
     /// prints `steps/s: <number>` last (steps per second of one flow).
@@ -493,6 +506,7 @@ fn run(cli: Cli) -> Result<()> {
                     samples,
                     steps,
                     threads,
+                    engine,
                 },
         } => {
             check_range("--d", d, 1, 1 << 20)?;
@@ -500,12 +514,10 @@ fn run(cli: Cli) -> Result<()> {
             check_range("--samples", samples, 1, 1 << 20)?;
             check_range("--steps", steps, 1, 1 << 30)?;
             check_threads(threads)?;
-            let b = GmmBench {
-                d,
-                seeds,
-                samples,
-                steps,
-                threads,
+            let engines: &[Engine] = match engine {
+                BenchEngine::Vector => &[Engine::Vector],
+                BenchEngine::Statistics => &[Engine::Statistics],
+                BenchEngine::Both => &[Engine::Vector, Engine::Statistics],
             };
             println!(
                 "bench gmm: d={d} seeds={seeds} samples/component={samples} steps={steps} threads={}",
@@ -515,12 +527,27 @@ fn run(cli: Cli) -> Result<()> {
                     threads
                 }
             );
-            let r = b.run()?;
-            println!(
-                "wall: {:.3} s; mean light-mode mass {:.4}",
-                r.seconds, r.mean_light_mass
-            );
-            println!("run-steps/s: {:.1}", r.run_steps_per_sec);
+            let mut rates = Vec::new();
+            for &engine in engines {
+                let b = GmmBench {
+                    d,
+                    seeds,
+                    samples,
+                    steps,
+                    threads,
+                    engine,
+                };
+                let r = b.run()?;
+                println!(
+                    "engine {engine:?}: wall {:.3} s; mean light-mode mass {:.4}; {:.1} run-steps/s",
+                    r.seconds, r.mean_light_mass, r.run_steps_per_sec
+                );
+                rates.push(r.run_steps_per_sec);
+            }
+            if let [v, s] = rates[..] {
+                println!("statistics / vector: {:.2}x", s / v);
+            }
+            println!("run-steps/s: {:.1}", rates[rates.len() - 1]);
             Ok(())
         }
         Command::Bench {

@@ -364,6 +364,234 @@ fn accumulate<const NB: usize>(isa: Isa, acc: &mut [f64], d: usize, c: &[f64], z
     }
 }
 
+/// The per-sample formulas of the Monte-Carlo gradient, shared by the d-dimensional kernel
+/// ([`mc_gradient`]) and the summary-statistics engine ([`crate::statistics`]).
+///
+/// A sample x = μ_k + σ_k z of component k enters the estimator only through the projections
+/// a_l = z·μ_l (student means), c_j = z·ν_j (target means) and ‖z‖²: every squared distance is
+/// ‖x − μ_l‖² = ‖μ_k − μ_l‖² + 2σ_k(a_k − a_l) + σ_k²‖z‖² (and likewise for ν_j). The gradient
+/// with respect to the means is then Σ_l coef_m[k,l] μ_l + Σ_j coef_n[k,j] ν_j + Σ_i cz_i z_i,
+/// with scalar coefficients from [`SampleTerms::sample`]; the scale and weight gradients are
+/// scalars too. `gmm[k·K+l]` = μ_k·μ_l, `gmt[k·J+j]` = μ_k·ν_j and `nn[j]` = ν_j·ν_j are the
+/// Gram quantities, computed by the caller in whatever coordinates it has.
+pub(crate) struct SampleTerms {
+    kc: usize,
+    jc: usize,
+    full: bool,
+    beta: f64,
+    w: Vec<f64>,
+    sig: Vec<f64>,
+    s2: Vec<f64>,
+    gmm: Vec<f64>,
+    gmt: Vec<f64>,
+    nn: Vec<f64>,
+    inv_s2: Vec<f64>,
+    half_inv_s2: Vec<f64>,
+    inv_s3: Vec<f64>,
+    dn_inv_s: Vec<f64>,
+    lq0: Vec<f64>,
+    lnorm_t: Vec<f64>,
+    half_inv_vt: Vec<f64>,
+    mbeta_inv_vt: Vec<f64>,
+    // per-component constants (set by `component`) and per-sample scratch
+    dkl0: Vec<f64>,
+    dkj0: Vec<f64>,
+    tq: Vec<f64>,
+    dq: Vec<f64>,
+    tp: Vec<f64>,
+    /// Σ over samples of scale·α: the coefficient of μ_l in ∇_{μ_k} (row-major K×K).
+    pub coef_m: Vec<f64>,
+    /// The coefficient of ν_j in ∇_{μ_k} (row-major K×J).
+    pub coef_n: Vec<f64>,
+    /// ∂/∂σ_k of the loss estimate.
+    pub gsig: Vec<f64>,
+    /// The score part of ∂/∂a_k (full estimator).
+    pub glogit: Vec<f64>,
+    /// Per component: the running sum, then (after [`SampleTerms::finish`]) the mean, of
+    /// ln q − β ln π over its samples.
+    pub fbar: Vec<f64>,
+}
+
+impl SampleTerms {
+    /// Constants for a student with weights `w` and scales `sig` in dimension `d`, the Gram
+    /// quantities `gmm`, `gmt`, `nn` (see the type's docs), and a target with log-weights
+    /// `log_wt` and variances `v_t`, tempered at β.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        d: usize,
+        w: Vec<f64>,
+        sig: Vec<f64>,
+        gmm: Vec<f64>,
+        gmt: Vec<f64>,
+        nn: Vec<f64>,
+        log_wt: &[f64],
+        v_t: &[f64],
+        beta: f64,
+        estimator: Estimator,
+    ) -> Self {
+        let kc = w.len();
+        let jc = v_t.len();
+        let dn = d as f64;
+        let ln2pi = (2.0 * std::f64::consts::PI).ln();
+        let logw: Vec<f64> = w.iter().map(|v| v.ln()).collect();
+        let s2: Vec<f64> = sig.iter().map(|s| s * s).collect();
+        let lnorm_q: Vec<f64> = s2.iter().map(|v| -0.5 * dn * (ln2pi + v.ln())).collect();
+        let lnorm_t: Vec<f64> = (0..jc)
+            .map(|j| log_wt[j] - 0.5 * dn * (ln2pi + v_t[j].ln()))
+            .collect();
+        // Reciprocals and constant parts of the per-sample formulas.
+        let inv_s2: Vec<f64> = s2.iter().map(|v| 1.0 / v).collect();
+        let half_inv_s2: Vec<f64> = inv_s2.iter().map(|v| 0.5 * v).collect();
+        let inv_s3: Vec<f64> = (0..kc).map(|l| 1.0 / (sig[l] * s2[l])).collect();
+        let dn_inv_s: Vec<f64> = sig.iter().map(|s| dn / s).collect();
+        let lq0: Vec<f64> = (0..kc).map(|l| logw[l] + lnorm_q[l]).collect();
+        let half_inv_vt: Vec<f64> = v_t.iter().map(|v| 0.5 / v).collect();
+        let mbeta_inv_vt: Vec<f64> = v_t.iter().map(|v| -beta / v).collect();
+        Self {
+            kc,
+            jc,
+            full: estimator == Estimator::Full,
+            beta,
+            w,
+            sig,
+            s2,
+            gmm,
+            gmt,
+            nn,
+            inv_s2,
+            half_inv_s2,
+            inv_s3,
+            dn_inv_s,
+            lq0,
+            lnorm_t,
+            half_inv_vt,
+            mbeta_inv_vt,
+            dkl0: vec![0.0; kc],
+            dkj0: vec![0.0; jc],
+            tq: vec![0.0; kc],
+            dq: vec![0.0; kc],
+            tp: vec![0.0; jc],
+            coef_m: vec![0.0; kc * kc],
+            coef_n: vec![0.0; kc * jc],
+            gsig: vec![0.0; kc],
+            glogit: vec![0.0; kc],
+            fbar: vec![0.0; kc],
+        }
+    }
+
+    /// Per-component constants: squared distances between the means (clamped at 0). Call
+    /// before the samples of component k.
+    #[inline(always)]
+    pub(crate) fn component(&mut self, k: usize) {
+        let (kc, jc) = (self.kc, self.jc);
+        for l in 0..kc {
+            self.dkl0[l] =
+                (self.gmm[k * kc + k] + self.gmm[l * kc + l] - 2.0 * self.gmm[k * kc + l]).max(0.0);
+        }
+        for j in 0..jc {
+            self.dkj0[j] =
+                (self.gmm[k * kc + k] + self.nn[j] - 2.0 * self.gmt[k * jc + j]).max(0.0);
+        }
+    }
+
+    /// Adds one sample of component k (weight `scale` = w_k/B) with projections `a` (K),
+    /// `c` (J) and ‖z‖² = `zz`; writes into `cz` (K) the coefficients of this sample's z in
+    /// ∇_{μ_l}.
+    #[inline(always)]
+    pub(crate) fn sample(
+        &mut self,
+        k: usize,
+        scale: f64,
+        a: &[f64],
+        c: &[f64],
+        zz: f64,
+        cz: &mut [f64],
+    ) {
+        let (kc, jc) = (self.kc, self.jc);
+        let sk = self.sig[k];
+        let (tq, dq, tp) = (&mut self.tq, &mut self.dq, &mut self.tp);
+        // ln q(x) with x = μ_k + σ_k z
+        let s2zz = self.s2[k] * zz;
+        for l in 0..kc {
+            dq[l] = self.dkl0[l] + 2.0 * sk * (a[k] - a[l]) + s2zz;
+            tq[l] = self.lq0[l] - self.half_inv_s2[l] * dq[l];
+        }
+        // responsibilities r_l = e_l / Σ e, ln q = max + ln Σ e with e_l = exp(t_l − max)
+        let lq = softmax_in_place(tq);
+        // ln π(x)
+        for j in 0..jc {
+            let dist = self.dkj0[j] + 2.0 * sk * (a[k] - c[j]) + s2zz;
+            tp[j] = self.lnorm_t[j] - self.half_inv_vt[j] * dist;
+        }
+        let lp = softmax_in_place(tp);
+        self.fbar[k] += lq - self.beta * lp;
+
+        // ∇_x f = Σ_l α_l μ_l + Σ_j γ_j ν_j + A x
+        let mut big_a = 0.0;
+        let mut dsig = 0.0;
+        for l in 0..kc {
+            let alpha = tq[l] * self.inv_s2[l];
+            big_a -= alpha;
+            self.coef_m[k * kc + l] += scale * alpha;
+            dsig += alpha * a[l];
+        }
+        for j in 0..jc {
+            let gamma = tp[j] * self.mbeta_inv_vt[j];
+            big_a -= gamma;
+            self.coef_n[k * jc + j] += scale * gamma;
+            dsig += gamma * c[j];
+        }
+        self.coef_m[k * kc + k] += scale * big_a;
+        dsig += big_a * (a[k] + sk * zz);
+        self.gsig[k] += scale * dsig;
+        cz.iter_mut().for_each(|v| *v = 0.0);
+        cz[k] = scale * big_a * sk;
+
+        if self.full {
+            // score: ∂_θ ln q(x)|_x
+            for l in 0..kc {
+                let r = tq[l];
+                let alpha = r * self.inv_s2[l];
+                self.coef_m[l * kc + k] += scale * alpha;
+                self.coef_m[l * kc + l] -= scale * alpha;
+                cz[l] += scale * alpha * sk;
+                self.gsig[l] += scale * r * (dq[l] * self.inv_s3[l] - self.dn_inv_s[l]);
+                self.glogit[l] += scale * (r - self.w[l]);
+            }
+        }
+    }
+
+    /// Ends the samples of component k (B of them): fbar_k becomes their mean.
+    #[inline(always)]
+    pub(crate) fn end_component(&mut self, k: usize, samples: usize) {
+        self.fbar[k] /= samples as f64;
+    }
+
+    /// The loss estimate Σ_k w_k fbar_k; writes ∂/∂ln σ_k (= σ_k ∂/∂σ_k) into `grad_log_sigma`
+    /// and ∂/∂a_k into `grad_logit` (zeros when the weights are fixed).
+    pub(crate) fn finish(
+        &self,
+        trainable_weights: bool,
+        grad_log_sigma: &mut [f64],
+        grad_logit: &mut [f64],
+    ) -> f64 {
+        let kc = self.kc;
+        let w = &self.w;
+        let loss: f64 = (0..kc).map(|k| w[k] * self.fbar[k]).sum();
+        for k in 0..kc {
+            grad_log_sigma[k] = self.sig[k] * self.gsig[k];
+        }
+        if trainable_weights {
+            for j in 0..kc {
+                grad_logit[j] = self.glogit[j] + w[j] * (self.fbar[j] - loss);
+            }
+        } else {
+            grad_logit.iter_mut().for_each(|g| *g = 0.0);
+        }
+        loss
+    }
+}
+
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn mc_kernel(
@@ -379,19 +607,6 @@ fn mc_kernel(
     let d = target.dim();
     let kc = q.components();
     let jc = target.means().len();
-    let full = estimator == Estimator::Full;
-    let dn = d as f64;
-    let ln2pi = (2.0 * std::f64::consts::PI).ln();
-
-    let w = q.weights();
-    let logw: Vec<f64> = w.iter().map(|v| v.ln()).collect();
-    let sig: Vec<f64> = (0..kc).map(|k| q.sigma(k)).collect();
-    let s2: Vec<f64> = sig.iter().map(|s| s * s).collect();
-    let lnorm_q: Vec<f64> = s2.iter().map(|v| -0.5 * dn * (ln2pi + v.ln())).collect();
-    let v_t = target.variances();
-    let lnorm_t: Vec<f64> = (0..jc)
-        .map(|j| target.log_weights()[j] - 0.5 * dn * (ln2pi + v_t[j].ln()))
-        .collect();
     let nu = target.means();
     // the bimodal shortcut reduces a sample to s = x_1: only valid for mu* along e_1
     let bimodal_r = target
@@ -413,6 +628,20 @@ fn mc_kernel(
         }
     }
     let nn: Vec<f64> = nu.iter().map(|v| dot(v, v)).collect();
+    let w = q.weights();
+    let sig: Vec<f64> = (0..kc).map(|k| q.sigma(k)).collect();
+    let mut terms = SampleTerms::new(
+        d,
+        w.clone(),
+        sig,
+        gmm,
+        gmt,
+        nn,
+        target.log_weights(),
+        target.variances(),
+        beta,
+        estimator,
+    );
 
     // The vectors z is projected on: the student means, then (general targets) the target's.
     let mut vecs: Vec<&[f64]> = (0..kc).map(|l| q.mean(l)).collect();
@@ -425,39 +654,13 @@ fn mc_kernel(
     ws.z.resize(BLOCK * d, 0.0);
     ws.acc.clear();
     ws.acc.resize(kc * d, 0.0);
-    let mut coef_m = vec![0.0; kc * kc];
-    let mut coef_n = vec![0.0; kc * jc];
-    let mut gsig = vec![0.0; kc];
-    let mut glogit = vec![0.0; kc];
-    let mut fbar = vec![0.0; kc];
-
     let mut c = vec![0.0; jc];
-    let mut tq = vec![0.0; kc];
-    let mut dq = vec![0.0; kc];
-    let mut tp = vec![0.0; jc];
     let mut cz = vec![0.0; BLOCK * kc];
-    // Reciprocals and constant parts of the per-sample formulas.
-    let inv_s2: Vec<f64> = s2.iter().map(|v| 1.0 / v).collect();
-    let half_inv_s2: Vec<f64> = inv_s2.iter().map(|v| 0.5 * v).collect();
-    let inv_s3: Vec<f64> = (0..kc).map(|l| 1.0 / (sig[l] * s2[l])).collect();
-    let dn_inv_s: Vec<f64> = sig.iter().map(|s| dn / s).collect();
-    let lq0: Vec<f64> = (0..kc).map(|l| logw[l] + lnorm_q[l]).collect();
-    let half_inv_vt: Vec<f64> = v_t.iter().map(|v| 0.5 / v).collect();
-    let mbeta_inv_vt: Vec<f64> = v_t.iter().map(|v| -beta / v).collect();
-    let mut dkl0 = vec![0.0; kc];
-    let mut dkj0 = vec![0.0; jc];
     let bf = samples as f64;
 
     for k in 0..kc {
         let scale = w[k] / bf;
-        let sk = sig[k];
-        // Per-component constants: squared distances between the means (clamped at 0).
-        for l in 0..kc {
-            dkl0[l] = (gmm[k * kc + k] + gmm[l * kc + l] - 2.0 * gmm[k * kc + l]).max(0.0);
-        }
-        for j in 0..jc {
-            dkj0[j] = (gmm[k * kc + k] + nn[j] - 2.0 * gmt[k * jc + j]).max(0.0);
-        }
+        terms.component(k);
         let mut b0 = 0;
         while b0 < samples {
             let nb = BLOCK.min(samples - b0);
@@ -465,9 +668,7 @@ fn mc_kernel(
                 let z = &mut ws.z[jb * d..(jb + 1) * d];
                 normals.fill(z);
                 let z = &*z;
-                let cz = &mut cz[jb * kc..(jb + 1) * kc];
                 let zz = multi_dot(isa, z, &vecs, &mut proj);
-                let a = &proj[..kc];
                 match bimodal_r {
                     Some(r) => {
                         c[0] = r * z[0];
@@ -475,55 +676,14 @@ fn mc_kernel(
                     }
                     None => c.copy_from_slice(&proj[kc..]),
                 }
-                // ln q(x) with x = μ_k + σ_k z
-                let s2zz = s2[k] * zz;
-                for l in 0..kc {
-                    dq[l] = dkl0[l] + 2.0 * sk * (a[k] - a[l]) + s2zz;
-                    tq[l] = lq0[l] - half_inv_s2[l] * dq[l];
-                }
-                // responsibilities r_l = e_l / Σ e, ln q = max + ln Σ e with e_l = exp(t_l − max)
-                let lq = softmax_in_place(&mut tq);
-                // ln π(x)
-                for j in 0..jc {
-                    let dist = dkj0[j] + 2.0 * sk * (a[k] - c[j]) + s2zz;
-                    tp[j] = lnorm_t[j] - half_inv_vt[j] * dist;
-                }
-                let lp = softmax_in_place(&mut tp);
-                fbar[k] += lq - beta * lp;
-
-                // ∇_x f = Σ_l α_l μ_l + Σ_j γ_j ν_j + A x
-                let mut big_a = 0.0;
-                let mut dsig = 0.0;
-                for l in 0..kc {
-                    let alpha = tq[l] * inv_s2[l];
-                    big_a -= alpha;
-                    coef_m[k * kc + l] += scale * alpha;
-                    dsig += alpha * a[l];
-                }
-                for j in 0..jc {
-                    let gamma = tp[j] * mbeta_inv_vt[j];
-                    big_a -= gamma;
-                    coef_n[k * jc + j] += scale * gamma;
-                    dsig += gamma * c[j];
-                }
-                coef_m[k * kc + k] += scale * big_a;
-                dsig += big_a * (a[k] + sk * zz);
-                gsig[k] += scale * dsig;
-                cz.iter_mut().for_each(|v| *v = 0.0);
-                cz[k] = scale * big_a * sk;
-
-                if full {
-                    // score: ∂_θ ln q(x)|_x
-                    for l in 0..kc {
-                        let r = tq[l];
-                        let alpha = r * inv_s2[l];
-                        coef_m[l * kc + k] += scale * alpha;
-                        coef_m[l * kc + l] -= scale * alpha;
-                        cz[l] += scale * alpha * sk;
-                        gsig[l] += scale * r * (dq[l] * inv_s3[l] - dn_inv_s[l]);
-                        glogit[l] += scale * (r - w[l]);
-                    }
-                }
+                terms.sample(
+                    k,
+                    scale,
+                    &proj[..kc],
+                    &c,
+                    zz,
+                    &mut cz[jb * kc..(jb + 1) * kc],
+                );
             }
             if nb == BLOCK {
                 accumulate::<BLOCK>(isa, &mut ws.acc, d, &cz, &ws.z);
@@ -534,11 +694,12 @@ fn mc_kernel(
             }
             b0 += nb;
         }
-        fbar[k] /= bf;
+        terms.end_component(k, samples);
     }
 
     // assemble
-    let loss: f64 = (0..kc).map(|k| w[k] * fbar[k]).sum();
+    let coef_m = &terms.coef_m;
+    let coef_n = &terms.coef_n;
     for k in 0..kc {
         let g = &mut grad[k * d..(k + 1) * d];
         g.copy_from_slice(&ws.acc[k * d..(k + 1) * d]);
@@ -561,18 +722,9 @@ fn mc_kernel(
         }
     }
     let off = q.log_sigma_offset();
-    for k in 0..kc {
-        grad[off + k] = sig[k] * gsig[k];
-    }
     let offw = q.logit_offset();
-    if q.trainable_weights() {
-        for j in 0..kc {
-            grad[offw + j] = glogit[j] + w[j] * (fbar[j] - loss);
-        }
-    } else {
-        grad[offw..offw + kc].iter_mut().for_each(|g| *g = 0.0);
-    }
-    loss
+    let (gs, gw) = grad[off..offw + kc].split_at_mut(kc);
+    terms.finish(q.trainable_weights(), gs, gw)
 }
 
 /// Replaces t by softmax(t) and returns ln Σ exp(t) (one exp per entry; one exp and one ln_1p

@@ -9,7 +9,7 @@
 //! Gaussian-mixture student ([`GmmStudent`]) and the RealNVP flow ([`RealNvp`]) run through the
 //! same code (targets, schedules, optimisers, observers, outcomes).
 
-use crate::config::{Config, LossScale};
+use crate::config::{Config, Engine, LossScale};
 use crate::family::gmm::Stats;
 use crate::family::realnvp::FlowStats;
 use crate::family::{GmmStudent, ParamGroup, RealNvp, VariationalFamily};
@@ -18,6 +18,7 @@ use crate::objective::{Estimator, ExactObjective, McWorkspace, mc_gradient};
 use crate::optim::Optimizer;
 use crate::schedule::Schedule;
 use crate::seed::{Purpose, Stream, stream};
+use crate::statistics::StatsStudent;
 use crate::target::{IsotropicMixture, LogDensity};
 use rand::Rng;
 use serde::Serialize;
@@ -636,15 +637,38 @@ pub fn run_config(cfg: &Config, run: u64, observer: &mut dyn Observer) -> (GmmSt
 
 /// Like [`run_config`], with separate stream indices for the initialisation and for the SGD
 /// noise (sweeps share the initialisation of seed i across cells: common random numbers).
+///
+/// With `objective.engine = "statistics"` the run is simulated in the summary statistics
+/// ([`crate::statistics`]), random initial means are drawn directly as statistics (same law,
+/// other numbers than the vector engine's), and the returned student is the final one in
+/// frame coordinates (dimension p ≤ d, first axis μ̂): its statistics relative to e_1 are the
+/// run's.
 pub fn run_with_streams(
     cfg: &Config,
     (init_run, noise_run): (u64, u64),
     observer: &mut dyn Observer,
 ) -> (GmmStudent, RunResult) {
     let mut init: Stream = stream(cfg.seed, init_run, Purpose::Init);
-    let mut q = cfg.init_student(&mut init);
-    let res = run_student(cfg, &mut q, noise_run, observer);
-    (q, res)
+    match (cfg.objective.engine, cfg.init_scale()) {
+        (Engine::Statistics, Some(scale)) => {
+            // random means drawn directly in frame coordinates (O(K²) draws, not O(K d))
+            let proto = cfg.init_student_shape();
+            let mut s = StatsStudent::random(&cfg.build_target(), &proto, scale, &mut init);
+            let res = run_student(cfg, &mut s, noise_run, observer);
+            (s.frame_student().clone(), res)
+        }
+        (Engine::Statistics, None) => {
+            let q = cfg.init_student(&mut init);
+            let mut s = StatsStudent::from_student(&q, &cfg.build_target());
+            let res = run_student(cfg, &mut s, noise_run, observer);
+            (s.frame_student().clone(), res)
+        }
+        (Engine::Vector, _) => {
+            let mut q = cfg.init_student(&mut init);
+            let res = run_student(cfg, &mut q, noise_run, observer);
+            (q, res)
+        }
+    }
 }
 
 /// A complete single run of the RealNVP student (`student.family = "realnvp"`): weights drawn

@@ -1,0 +1,755 @@
+//! SGD of the Gaussian-mixture student simulated exactly in its summary statistics, at a cost
+//! per step that does not depend on the dimension d (`objective.engine = "statistics"`).
+//!
+//! # Why it is exact
+//! Target π = Σ_j ω_j N(ν_j, v_j I_d) (isotropic), student q = Σ_k w_k N(μ_k, σ_k² I_d). One
+//! Monte-Carlo SGD step draws n = K·B noise vectors z_i ~ N(0, I_d) and moves each mean by
+//! μ_k ← μ_k − η [Σ_l A_kl μ_l + Σ_j C_kj ν_j + Σ_i c_ik z_i], where every coefficient is a
+//! function of the projections z_i·μ_l, z_i·ν_j and of ‖z_i‖² (see
+//! the per-sample formulas of `objective`); σ_k and the logits move by scalars of the same kind.
+//! Let V be a subspace that contains the axis μ̂, the ν_j and the μ_k, with an orthonormal
+//! basis (the *frame*, dimension p ≤ 1 + J + K) fixed by the past. By rotation invariance,
+//! given the past, z_i = ξ_i + z_i^⊥ with ξ_i ~ N(0, I_p) (coordinates in the frame) and z_i^⊥
+//! isotropic Gaussian in the (d − p)-dimensional complement, all independent. The Gram matrix
+//! W of the z_i^⊥ is Wishart_n(d − p, I); by the Bartlett decomposition W = L Lᵀ with L lower
+//! triangular (n × min(n, d − p)), L_ii² ~ χ²_{d−p−i} (rows from 0), L_ij ~ N(0, 1) below the
+//! diagonal — and the rows of L are the coordinates of the z_i^⊥ in an orthonormal basis of
+//! their span, so the orthogonal part of the step, Σ_i c_ik z_i^⊥, has the coordinates
+//! (Cᵀ L)_k. When n > d − p the same construction (L of n × (d − p)) gives the rank-(d − p)
+//! Gram matrix, so no case is approximated. ‖z_i‖² = ‖ξ_i‖² + W_ii.
+//!
+//! The new means therefore live in the frame plus at most K new directions; re-orthonormalising
+//! (axis and target means first, so their coordinates never change) gives the next frame. The
+//! coordinates of (μ̂, ν_j, μ_k) in the frame determine every summary statistic
+//! (m_k = μ_k·μ̂, q_kl = μ_k·μ_l, σ_k, w_k), the loss, the outcome and the light-mode mass, and
+//! their law after each step is exactly the law under d-dimensional SGD with the same
+//! estimator, optimiser and schedule: the chain of statistics is Markov. Cost per step:
+//! n(n − 1)/2 + n·p normals, min(n, d − p) chi-squares and O(K n²) arithmetic, whatever d is.
+//! Derivation: docs/theory.md §11.
+//!
+//! The optimiser must act linearly and coordinate-free on the means: plain SGD (per-group
+//! rates, the ln σ trust region) qualifies; Adam does not (its per-coordinate scaling is not
+//! rotation invariant) and is refused by [`crate::config`].
+
+use crate::family::gmm::{Stats, dot};
+use crate::family::{GmmStudent, GroupKind, ParamGroup, VariationalFamily};
+use crate::metrics::{classify, light_mode_mass};
+use crate::normal::NormalGen;
+use crate::objective::{Estimator, ExactObjective, SampleTerms};
+use crate::optim::Optimizer;
+use crate::target::{IsotropicMixture, LogDensity, log_sum_exp};
+use crate::train::{MarginalSnapshot, Observer, Record, RunResult, Student, TrainSettings};
+use rand::Rng;
+use rand_distr::{ChiSquared, Distribution};
+
+/// Relative size below which a Gram–Schmidt residual counts as zero (the direction is
+/// already in the span).
+const GS_TOL: f64 = 1e-12;
+
+/// Deliberate errors, for showing that the two-sample tests can detect a wrong engine. Never
+/// set outside tests.
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PlantedError {
+    /// Added to the Wishart degrees of freedom d − p.
+    pub wishart_df_shift: i64,
+    /// Multiplies every noise coordinate (ξ and L).
+    pub noise_scale: f64,
+}
+
+impl Default for PlantedError {
+    fn default() -> Self {
+        Self {
+            wishart_df_shift: 0,
+            noise_scale: 1.0,
+        }
+    }
+}
+
+/// The Gaussian-mixture student in frame coordinates: the state of the statistics engine.
+///
+/// The frame is an orthonormal basis (e_1 = μ̂, then the target means, then student
+/// directions) of a p-dimensional subspace of R^d holding μ̂, every ν_j and every μ_k; only
+/// coordinates are stored. `params()` is θ of the student in those coordinates (K·p means,
+/// then ln σ_k, then the logits).
+#[derive(Clone, Debug)]
+pub struct StatsStudent {
+    d: usize,
+    /// Frame directions fixed for the whole run (μ̂ and the target means).
+    a: usize,
+    /// Frame dimension p = min(d, a + K).
+    p: usize,
+    /// The student with p-dimensional means (its coordinates).
+    q: GmmStudent,
+    /// The target with its means in frame coordinates (geometry only: outcomes, axis).
+    frame_target: IsotropicMixture,
+    /// Coordinates of the target means, J × p.
+    nu: Vec<f64>,
+    /// The last gradient in extended coordinates: K·(p + K) means, then ln σ, then logits.
+    grad_ext: Vec<f64>,
+    theta_ext: Vec<f64>,
+    planted: PlantedError,
+}
+
+/// Gram–Schmidt step: orthogonalises `v` against the orthonormal `basis` (twice, for
+/// stability); returns the unit residual if it is not negligible against `norm0`.
+fn residual_direction(basis: &[Vec<f64>], v: &[f64], norm0: f64) -> Option<Vec<f64>> {
+    let mut r = v.to_vec();
+    for _ in 0..2 {
+        for b in basis {
+            let t = dot(b, &r);
+            r.iter_mut().zip(b).for_each(|(x, y)| *x -= t * y);
+        }
+    }
+    let n = dot(&r, &r).sqrt();
+    if norm0 > 0.0 && n > GS_TOL * norm0 {
+        r.iter_mut().for_each(|x| *x /= n);
+        Some(r)
+    } else {
+        None
+    }
+}
+
+/// Cholesky factor of the K × K positive semi-definite `gram` (lower triangle read), written
+/// into `chol` (row-major, lower triangular); a pivot that is not positive against the
+/// diagonal's scale marks its column inactive (zero). Returns the number of active columns.
+/// Over-counting a direction that rounding leaves behind is harmless: any orthonormal set
+/// fixed by the past may carry the projections.
+fn cholesky(gram: &[f64], k: usize, chol: &mut [f64], active: &mut [bool]) -> usize {
+    let scale = (0..k).map(|r| gram[r * k + r]).fold(0.0, f64::max);
+    let mut rank = 0;
+    for col in 0..k {
+        let mut piv = gram[col * k + col];
+        for t in 0..col {
+            piv -= chol[col * k + t] * chol[col * k + t];
+        }
+        if piv > 1e-14 * scale && piv > 0.0 {
+            let lc = piv.sqrt();
+            chol[col * k + col] = lc;
+            for row in col + 1..k {
+                let mut v = gram[row * k + col];
+                for t in 0..col {
+                    v -= chol[row * k + t] * chol[col * k + t];
+                }
+                chol[row * k + col] = v / lc;
+            }
+            active[col] = true;
+            rank += 1;
+        } else {
+            for row in col..k {
+                chol[row * k + col] = 0.0;
+            }
+            active[col] = false;
+        }
+    }
+    rank
+}
+
+/// Σ a_i b_i for short vectors (frame coordinates).
+#[inline(always)]
+fn sdot(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+impl StatsStudent {
+    /// The fixed part of the frame: an orthonormal basis (μ̂ first) of span{μ̂, ν_j}, built
+    /// from the target's d-vectors (O(J d), once per run).
+    fn target_basis(target: &IsotropicMixture) -> Vec<Vec<f64>> {
+        let mut basis: Vec<Vec<f64>> = vec![target.axis().to_vec()];
+        for nu in target.means() {
+            if let Some(b) = residual_direction(&basis, nu, dot(nu, nu).sqrt()) {
+                basis.push(b);
+            }
+        }
+        basis
+    }
+
+    /// The state from frame coordinates of the means (K rows of length p) and the target's
+    /// frame basis; σ_k, logits and trainability from `q0` (any dimension).
+    fn assemble(
+        target: &IsotropicMixture,
+        fixed: &[Vec<f64>],
+        means: Vec<Vec<f64>>,
+        p: usize,
+        q0: &GmmStudent,
+    ) -> Self {
+        let d = target.dim();
+        let k = q0.components();
+        let a = fixed.len();
+        let nu: Vec<Vec<f64>> = target
+            .means()
+            .iter()
+            .map(|v| {
+                let mut c: Vec<f64> = fixed.iter().map(|b| dot(b, v)).collect();
+                c.resize(p, 0.0);
+                c
+            })
+            .collect();
+        let sigma: Vec<f64> = (0..k).map(|l| q0.sigma(l)).collect();
+        let mut fq = GmmStudent::new(&means, &sigma, &q0.weights(), q0.trainable_weights());
+        // keep the logits bit-identical (weights() → ln would round)
+        let (off, src) = (fq.logit_offset(), q0.logit_offset());
+        fq.params_mut()[off..off + k].copy_from_slice(&q0.params()[src..src + k]);
+        let frame_target = match target.as_bimodal() {
+            Some(b) => IsotropicMixture::bimodal(p, b.r, b.w_star),
+            None => IsotropicMixture::new(
+                nu.clone(),
+                target.weights().to_vec(),
+                target.variances().to_vec(),
+            ),
+        };
+        Self {
+            d,
+            a,
+            p,
+            q: fq,
+            frame_target,
+            nu: nu.concat(),
+            grad_ext: Vec::new(),
+            theta_ext: Vec::new(),
+            planted: PlantedError::default(),
+        }
+    }
+
+    /// The statistics-engine state of a d-dimensional student `q` against `target` (both in
+    /// R^d): builds the frame from the actual vectors (O((J + K) d), once per run).
+    pub fn from_student(q: &GmmStudent, target: &IsotropicMixture) -> Self {
+        let d = target.dim();
+        let k = q.components();
+        let mut basis = Self::target_basis(target);
+        let a = basis.len();
+        for l in 0..k {
+            let m = q.mean(l);
+            if let Some(b) = residual_direction(&basis, m, dot(m, m).sqrt()) {
+                basis.push(b);
+            }
+        }
+        let p = d.min(a + k);
+        let means: Vec<Vec<f64>> = (0..k)
+            .map(|l| {
+                let mut c: Vec<f64> = basis.iter().map(|b| dot(b, q.mean(l))).collect();
+                c.resize(p, 0.0);
+                c
+            })
+            .collect();
+        Self::assemble(target, &basis[..a], means, p, q)
+    }
+
+    /// A student whose K means are drawn i.i.d. N(0, s² I_d), drawn directly in frame
+    /// coordinates: N(0, s²) along the a fixed directions, and for the orthogonal parts the
+    /// Bartlett factor of their Gram matrix (Wishart_K(d − a, s² I)): mean k has N(0, s²)
+    /// coordinates on the k earlier directions and s·√χ²_{d−a−k} on a new one. O(K(a + K))
+    /// draws, whatever d; σ_k and weights from `q0` (its means are ignored).
+    pub fn random<R: Rng + ?Sized>(
+        target: &IsotropicMixture,
+        q0: &GmmStudent,
+        scale: f64,
+        rng: &mut R,
+    ) -> Self {
+        let d = target.dim();
+        let k = q0.components();
+        let fixed = Self::target_basis(target);
+        let a = fixed.len();
+        let p = d.min(a + k);
+        let m = d - a.min(d);
+        let means: Vec<Vec<f64>> = (0..k)
+            .map(|l| {
+                let mut c = vec![0.0; p];
+                crate::family::fill_standard_normal(rng, &mut c[..a.min(p)]);
+                for t in 0..l.min(m) {
+                    c[a + t] = rng.sample(rand_distr::StandardNormal);
+                }
+                if l < m {
+                    c[a + l] = ChiSquared::new((m - l) as f64)
+                        .map_or(0.0, |x| x.sample(rng))
+                        .sqrt();
+                }
+                c.iter_mut().for_each(|v| *v *= scale);
+                c
+            })
+            .collect();
+        Self::assemble(target, &fixed, means, p, q0)
+    }
+
+    /// With a deliberate error (tests of the tests only).
+    #[doc(hidden)]
+    pub fn with_planted_error(mut self, e: PlantedError) -> Self {
+        self.planted = e;
+        self
+    }
+
+    /// Dimension p of the frame.
+    pub fn frame_dim(&self) -> usize {
+        self.p
+    }
+
+    /// The student in frame coordinates (p-dimensional means, same σ_k and weights).
+    pub fn frame_student(&self) -> &GmmStudent {
+        &self.q
+    }
+
+    /// Summary statistics (m_k = μ_k·μ̂, q_kl, σ_k, w_k): the same as the d-dimensional
+    /// student's [`GmmStudent::stats`] with μ̂ = the target's axis.
+    pub fn stats(&self) -> Stats {
+        self.q.stats(self.frame_target.axis())
+    }
+
+    fn jc(&self) -> usize {
+        self.frame_target.means().len()
+    }
+
+    /// Gram quantities μ_k·μ_l, μ_k·ν_j, ν_j·ν_j in frame coordinates.
+    fn grams(&self) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+        let (k, jc, p) = (self.q.components(), self.jc(), self.p);
+        let mut gmm = vec![0.0; k * k];
+        let mut gmt = vec![0.0; k * jc];
+        for i in 0..k {
+            for l in 0..k {
+                gmm[i * k + l] = dot(self.q.mean(i), self.q.mean(l));
+            }
+            for j in 0..jc {
+                gmt[i * jc + j] = dot(self.q.mean(i), &self.nu[j * p..(j + 1) * p]);
+            }
+        }
+        let nn = (0..jc)
+            .map(|j| {
+                let v = &self.nu[j * p..(j + 1) * p];
+                dot(v, v)
+            })
+            .collect();
+        (gmm, gmt, nn)
+    }
+
+    fn terms(&self, target: &IsotropicMixture, beta: f64, estimator: Estimator) -> SampleTerms {
+        let k = self.q.components();
+        let (gmm, gmt, nn) = self.grams();
+        SampleTerms::new(
+            self.d,
+            self.q.weights(),
+            (0..k).map(|l| self.q.sigma(l)).collect(),
+            gmm,
+            gmt,
+            nn,
+            target.log_weights(),
+            target.variances(),
+            beta,
+            estimator,
+        )
+    }
+
+    /// Projections a_l = ξ·μ_l and c_j = ξ·ν_j of frame coordinates ξ.
+    fn project(&self, xi: &[f64], a: &mut [f64], c: &mut [f64]) {
+        let p = self.p;
+        for (l, al) in a.iter_mut().enumerate() {
+            *al = sdot(xi, self.q.mean(l));
+        }
+        for (j, cj) in c.iter_mut().enumerate() {
+            *cj = sdot(&xi[..self.a], &self.nu[j * p..j * p + self.a]);
+        }
+    }
+
+    /// Monte-Carlo (KL(q‖π), E_q[ln q − β ln π]) from `n` samples per component, each drawn
+    /// exactly through its frame coordinates and ‖z^⊥‖² ~ χ²_{d−p}.
+    fn mc_kl<R: Rng + ?Sized>(
+        &self,
+        target: &IsotropicMixture,
+        beta: f64,
+        n: usize,
+        rng: &mut R,
+    ) -> (f64, f64) {
+        let (k, jc, p) = (self.q.components(), self.jc(), self.p);
+        let mut t1 = self.terms(target, 1.0, Estimator::Stl);
+        let mut tb = self.terms(target, beta, Estimator::Stl);
+        let perp = if self.d > p {
+            ChiSquared::new((self.d - p) as f64).ok()
+        } else {
+            None
+        };
+        let (mut xi, mut a, mut c, mut cz) =
+            (vec![0.0; p], vec![0.0; k], vec![0.0; jc], vec![0.0; k]);
+        for l in 0..k {
+            t1.component(l);
+            tb.component(l);
+            for _ in 0..n {
+                crate::family::fill_standard_normal(rng, &mut xi);
+                let zz = dot(&xi, &xi) + perp.as_ref().map_or(0.0, |c| c.sample(rng));
+                self.project(&xi, &mut a, &mut c);
+                t1.sample(l, 0.0, &a, &c, zz, &mut cz);
+                tb.sample(l, 0.0, &a, &c, zz, &mut cz);
+            }
+            t1.end_component(l, n);
+            tb.end_component(l, n);
+        }
+        let w = self.q.weights();
+        let kl = (0..k).map(|l| w[l] * t1.fbar[l]).sum();
+        let ne = (0..k).map(|l| w[l] * tb.fbar[l]).sum();
+        (kl, ne)
+    }
+}
+
+/// Coordinates of a point of the frame's span in the full-d density: ln q at the point whose
+/// frame coordinates are `x` (length p).
+impl VariationalFamily for StatsStudent {
+    fn dim(&self) -> usize {
+        self.d
+    }
+    fn params(&self) -> &[f64] {
+        self.q.params()
+    }
+    fn params_mut(&mut self) -> &mut [f64] {
+        self.q.params_mut()
+    }
+    fn groups(&self) -> Vec<ParamGroup> {
+        self.q.groups()
+    }
+    /// ln q(x) for the point of the frame's span with frame coordinates `x` (length p), with
+    /// the d-dimensional normalisation.
+    fn log_density(&self, x: &[f64]) -> f64 {
+        let w = self.q.weights();
+        let dn = self.d as f64;
+        let terms: Vec<f64> = (0..self.q.components())
+            .map(|l| {
+                let s2 = self.q.sigma(l).powi(2);
+                let m = self.q.mean(l);
+                let dist2: f64 = x.iter().zip(m).map(|(a, b)| (a - b) * (a - b)).sum();
+                w[l].ln() - 0.5 * dn * (2.0 * std::f64::consts::PI * s2).ln() - 0.5 * dist2 / s2
+            })
+            .collect();
+        log_sum_exp(&terms)
+    }
+    /// Draws the frame coordinates (length p) of a sample of q: its orthogonal projection on
+    /// the frame's span (the rest is isotropic noise of the complement, not represented).
+    fn sample(&self, rng: &mut dyn rand::RngCore, x: &mut [f64]) {
+        self.q.sample(rng, x)
+    }
+}
+
+/// Buffers of the statistics engine, and the exact objective for records.
+pub struct StatsWorkspace {
+    exact: Option<ExactObjective>,
+    normals: Option<NormalGen>,
+    /// ξ: n × p frame coordinates of the noise.
+    xi: Vec<f64>,
+    /// Per sample, K normals for its projections on the orthogonal parts' span (n × K).
+    eta: Vec<f64>,
+    /// Per sample, its coefficients c_ik (n × K).
+    cz: Vec<f64>,
+    /// χ²_{m−s} for s = 0..=K, and the m they were built for.
+    chi: Vec<Option<ChiSquared<f64>>>,
+    chi_df: usize,
+}
+
+impl Student for StatsStudent {
+    type Workspace = StatsWorkspace;
+    type Stats = Stats;
+
+    fn workspace(&self, target: &IsotropicMixture, settings: &TrainSettings) -> StatsWorkspace {
+        let exact = (target.as_bimodal().is_some()
+            && self.q.components() <= 2
+            && settings.record_every > 0)
+            .then(|| ExactObjective::new(self.d));
+        StatsWorkspace {
+            exact,
+            normals: None,
+            xi: Vec::new(),
+            eta: Vec::new(),
+            cz: Vec::new(),
+            chi: Vec::new(),
+            chi_df: 0,
+        }
+    }
+
+    fn loss_and_grad<R: Rng + ?Sized>(
+        &mut self,
+        ws: &mut StatsWorkspace,
+        target: &IsotropicMixture,
+        beta: f64,
+        settings: &TrainSettings,
+        rng: &mut R,
+        grad: &mut [f64],
+    ) -> f64 {
+        let (k, jc, p, d) = (self.q.components(), self.jc(), self.p, self.d);
+        let b = settings.samples;
+        let n = k * b;
+        let m = ((d - p) as i64 + self.planted.wishart_df_shift).max(0) as usize;
+        ws.cz.resize(n * k, 0.0);
+
+        // the frame part of the noise: ξ (n × p)
+        let mut normals = match ws.normals.take() {
+            Some(mut g) => {
+                g.reseed(rng);
+                g
+            }
+            None => NormalGen::from_rng(rng),
+        };
+        let ns = self.planted.noise_scale;
+        ws.xi.resize(n * p, 0.0);
+        normals.fill(&mut ws.xi);
+        ws.eta.resize(n * k, 0.0);
+        normals.fill(&mut ws.eta);
+        if ns != 1.0 {
+            ws.xi.iter_mut().for_each(|v| *v *= ns);
+            ws.eta.iter_mut().for_each(|v| *v *= ns);
+        }
+        if ws.chi.len() != k + 1 || ws.chi_df != m {
+            // χ²_{m−s} for s = 0..=K (None where m − s ≤ 0)
+            ws.chi = (0..=k)
+                .map(|s| (m > s).then(|| ChiSquared::new((m - s) as f64).ok()).flatten())
+                .collect();
+            ws.chi_df = m;
+        }
+
+        // The orthogonal part, sample by sample. Y_l = Σ_i c_il z_i^⊥ (l = 1..K) is carried
+        // by its Gram matrix G = Y Yᵀ and the Cholesky factor T (G = T Tᵀ, s = rank): the
+        // rows of T are the coordinates of the Y_l in an orthonormal basis f of their span.
+        // Given the past, z_i^⊥ = Σ_t η_t f_t + rest with η ~ N(0, I_s) and
+        // ‖rest‖² ~ χ²_{m−s} independent; then Y z_i^⊥ = T η, ‖z_i^⊥‖² = ‖η‖² + ‖rest‖², and
+        // G ← G + c uᵀ + u cᵀ + ‖z_i^⊥‖² c cᵀ with u = T η.
+        let mut terms = self.terms(target, beta, settings.estimator);
+        let (mut a, mut c) = (vec![0.0; k], vec![0.0; jc]);
+        let mut cz = vec![0.0; k];
+        let mut gram = vec![0.0; k * k];
+        let mut chol = vec![0.0; k * k];
+        let mut active = vec![false; k];
+        let mut u = vec![0.0; k];
+        let mut s = 0usize;
+        let w = self.q.weights();
+        for l in 0..k {
+            let scale = w[l] / b as f64;
+            terms.component(l);
+            for j in 0..b {
+                let i = l * b + j;
+                let xi = &ws.xi[i * p..(i + 1) * p];
+                let eta = &ws.eta[i * k..(i + 1) * k];
+                let rho2 = ws.chi[s].as_ref().map_or(0.0, |c| c.sample(rng)) * (ns * ns);
+                // u = T η over the active columns (η_t for the t-th active column)
+                u.iter_mut().for_each(|v| *v = 0.0);
+                let mut eta2 = 0.0;
+                let mut t = 0;
+                for col in 0..k {
+                    if active[col] {
+                        let e = eta[t];
+                        eta2 += e * e;
+                        for row in col..k {
+                            u[row] += chol[row * k + col] * e;
+                        }
+                        t += 1;
+                    }
+                }
+                self.project(xi, &mut a, &mut c);
+                let nz = eta2 + rho2;
+                let zz = sdot(xi, xi) + nz;
+                terms.sample(l, scale, &a, &c, zz, &mut cz);
+                ws.cz[i * k..(i + 1) * k].copy_from_slice(&cz);
+                for r in 0..k {
+                    for q in 0..=r {
+                        gram[r * k + q] += cz[r] * u[q] + u[r] * cz[q] + nz * cz[r] * cz[q];
+                    }
+                }
+                s = cholesky(&gram, k, &mut chol, &mut active);
+            }
+            terms.end_component(l, b);
+        }
+        ws.normals = Some(normals);
+
+        // gradient of the means: frame part and orthogonal part
+        let e = p + k;
+        self.grad_ext.clear();
+        self.grad_ext.resize(k * e + 2 * k, 0.0);
+        for l in 0..k {
+            let g = &mut self.grad_ext[l * e..l * e + p];
+            for l2 in 0..k {
+                let cm = terms.coef_m[l * k + l2];
+                g.iter_mut()
+                    .zip(self.q.mean(l2))
+                    .for_each(|(gi, mi)| *gi += cm * mi);
+            }
+            for j in 0..jc {
+                let cn = terms.coef_n[l * jc + j];
+                g.iter_mut()
+                    .zip(&self.nu[j * p..(j + 1) * p])
+                    .for_each(|(gi, ni)| *gi += cn * ni);
+            }
+            for i in 0..n {
+                let ci = ws.cz[i * k + l];
+                g.iter_mut()
+                    .zip(&ws.xi[i * p..(i + 1) * p])
+                    .for_each(|(gi, x)| *gi += ci * x);
+            }
+            let g = &mut self.grad_ext[l * e + p..(l + 1) * e];
+            let mut t = 0;
+            for col in 0..k {
+                if active[col] {
+                    g[t] = chol[l * k + col];
+                    t += 1;
+                }
+            }
+        }
+        let off = k * e;
+        let (gs, gw) = self.grad_ext[off..].split_at_mut(k);
+        let loss = terms.finish(self.q.trainable_weights(), gs, gw);
+
+        // the frame part, for anyone reading `grad`
+        for l in 0..k {
+            grad[l * p..(l + 1) * p].copy_from_slice(&self.grad_ext[l * e..l * e + p]);
+        }
+        grad[k * p..].copy_from_slice(&self.grad_ext[off..]);
+        loss
+    }
+
+    fn update(
+        &mut self,
+        opt: &mut dyn Optimizer,
+        _grad: &mut [f64],
+        _groups: &[ParamGroup],
+        scale: f64,
+    ) -> bool {
+        if self.grad_ext.iter().any(|g| !g.is_finite()) {
+            return false;
+        }
+        if scale != 1.0 {
+            self.grad_ext.iter_mut().for_each(|g| *g *= scale);
+        }
+        let (k, p, a) = (self.q.components(), self.p, self.a);
+        let e = p + k;
+        // θ in extended coordinates (frame, then the new orthogonal directions)
+        self.theta_ext.clear();
+        for l in 0..k {
+            self.theta_ext.extend_from_slice(self.q.mean(l));
+            self.theta_ext.extend(std::iter::repeat_n(0.0, k));
+        }
+        let off = self.q.log_sigma_offset();
+        self.theta_ext.extend_from_slice(&self.q.params()[off..]);
+        let groups = vec![
+            ParamGroup {
+                kind: GroupKind::Mean,
+                range: 0..k * e,
+                trainable: true,
+            },
+            ParamGroup {
+                kind: GroupKind::LogScale,
+                range: k * e..k * e + k,
+                trainable: true,
+            },
+            ParamGroup {
+                kind: GroupKind::Logit,
+                range: k * e + k..k * e + 2 * k,
+                trainable: self.q.trainable_weights(),
+            },
+        ];
+        opt.step(&mut self.theta_ext, &self.grad_ext, &groups);
+
+        // the next frame: μ̂ and the ν_j keep their a coordinates; the means' residuals
+        // beyond them are re-orthonormalised into p − a coordinates
+        let mut basis: Vec<Vec<f64>> = Vec::with_capacity(p - a);
+        for l in 0..k {
+            let res = &self.theta_ext[l * e + a..(l + 1) * e];
+            if basis.len() < p - a
+                && let Some(f) = residual_direction(&basis, res, dot(res, res).sqrt())
+            {
+                basis.push(f);
+            }
+        }
+        let theta = self.q.params_mut();
+        for l in 0..k {
+            let res = &self.theta_ext[l * e + a..(l + 1) * e];
+            let out = &mut theta[l * p..(l + 1) * p];
+            out[..a].copy_from_slice(&self.theta_ext[l * e..l * e + a]);
+            for (i, o) in out[a..].iter_mut().enumerate() {
+                *o = basis.get(i).map_or(0.0, |f| dot(f, res));
+            }
+        }
+        theta[off..].copy_from_slice(&self.theta_ext[k * e..]);
+        true
+    }
+
+    fn params_finite(&self) -> bool {
+        self.q.is_finite()
+    }
+
+    fn record<R: Rng + ?Sized>(
+        &mut self,
+        ws: &mut StatsWorkspace,
+        target: &IsotropicMixture,
+        beta: f64,
+        step: usize,
+        loss: f64,
+        settings: &TrainSettings,
+        eval_rng: &mut R,
+        observer: &mut dyn Observer,
+    ) {
+        let stats = self.stats();
+        let exact = match (ws.exact.as_ref(), target.as_bimodal()) {
+            (Some(e), Some(b)) if self.q.is_finite() => {
+                ExactObjective::reduce(&self.q, self.frame_target.axis())
+                    .ok()
+                    .map(|st| {
+                        let v = e.evaluate_reduced(&st, b, beta);
+                        (v.entropy_term - v.cross_term, v.neg_elbo)
+                    })
+            }
+            _ => None,
+        };
+        let (kl, neg_elbo) =
+            exact.unwrap_or_else(|| self.mc_kl(target, beta, settings.kl_samples, eval_rng));
+        observer.on_record(&Record {
+            step,
+            beta,
+            loss,
+            kl,
+            neg_elbo,
+            stats,
+        });
+    }
+
+    fn marginal(
+        &self,
+        target: &IsotropicMixture,
+        beta: f64,
+        step: usize,
+        (range, n): (f64, usize),
+    ) -> Option<MarginalSnapshot> {
+        let s: Vec<f64> = (0..n)
+            .map(|i| -range + 2.0 * range * i as f64 / (n - 1) as f64)
+            .collect();
+        let axis = target.axis();
+        Some(MarginalSnapshot {
+            step,
+            beta,
+            q: s.iter()
+                .map(|&x| self.q.axis_density(self.frame_target.axis(), x))
+                .collect(),
+            target: s.iter().map(|&x| target.axis_density(axis, x)).collect(),
+            target_tempered: target
+                .as_bimodal()
+                .map(|b| b.tempered_axis_densities(beta, &s)),
+            s,
+        })
+    }
+
+    fn finish<R: Rng + ?Sized>(
+        &mut self,
+        _target: &IsotropicMixture,
+        step: usize,
+        diverged: bool,
+        _settings: &TrainSettings,
+        _eval_rng: &mut R,
+    ) -> RunResult {
+        let stats = self.stats();
+        if diverged {
+            RunResult {
+                outcome: crate::metrics::Outcome::Diverged { step },
+                final_step: step,
+                light_mode_mass: f64::NAN,
+                stats,
+            }
+        } else {
+            RunResult {
+                outcome: classify(&self.q, &self.frame_target),
+                final_step: step,
+                light_mode_mass: light_mode_mass(&self.q, &self.frame_target),
+                stats,
+            }
+        }
+    }
+}
