@@ -419,64 +419,117 @@ impl SampleTerms {
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         d: usize,
-        w: Vec<f64>,
-        sig: Vec<f64>,
-        gmm: Vec<f64>,
-        gmt: Vec<f64>,
-        nn: Vec<f64>,
+        w: &[f64],
+        sig: &[f64],
+        gmm: &[f64],
+        gmt: &[f64],
+        nn: &[f64],
         log_wt: &[f64],
         v_t: &[f64],
         beta: f64,
         estimator: Estimator,
     ) -> Self {
+        let mut t = Self {
+            kc: 0,
+            jc: 0,
+            full: false,
+            beta,
+            w: Vec::new(),
+            sig: Vec::new(),
+            s2: Vec::new(),
+            gmm: Vec::new(),
+            gmt: Vec::new(),
+            nn: Vec::new(),
+            inv_s2: Vec::new(),
+            half_inv_s2: Vec::new(),
+            inv_s3: Vec::new(),
+            dn_inv_s: Vec::new(),
+            lq0: Vec::new(),
+            lnorm_t: Vec::new(),
+            half_inv_vt: Vec::new(),
+            mbeta_inv_vt: Vec::new(),
+            dkl0: Vec::new(),
+            dkj0: Vec::new(),
+            tq: Vec::new(),
+            dq: Vec::new(),
+            tp: Vec::new(),
+            coef_m: Vec::new(),
+            coef_n: Vec::new(),
+            gsig: Vec::new(),
+            glogit: Vec::new(),
+            fbar: Vec::new(),
+        };
+        t.reset(d, w, sig, gmm, gmt, nn, log_wt, v_t, beta, estimator);
+        t
+    }
+
+    /// Recomputes every constant and zeroes the sums, as [`SampleTerms::new`] would, reusing
+    /// the allocations.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn reset(
+        &mut self,
+        d: usize,
+        w: &[f64],
+        sig: &[f64],
+        gmm: &[f64],
+        gmt: &[f64],
+        nn: &[f64],
+        log_wt: &[f64],
+        v_t: &[f64],
+        beta: f64,
+        estimator: Estimator,
+    ) {
+        fn set(v: &mut Vec<f64>, it: impl Iterator<Item = f64>) {
+            v.clear();
+            v.extend(it);
+        }
         let kc = w.len();
         let jc = v_t.len();
         let dn = d as f64;
         let ln2pi = (2.0 * std::f64::consts::PI).ln();
-        let logw: Vec<f64> = w.iter().map(|v| v.ln()).collect();
-        let s2: Vec<f64> = sig.iter().map(|s| s * s).collect();
-        let lnorm_q: Vec<f64> = s2.iter().map(|v| -0.5 * dn * (ln2pi + v.ln())).collect();
-        let lnorm_t: Vec<f64> = (0..jc)
-            .map(|j| log_wt[j] - 0.5 * dn * (ln2pi + v_t[j].ln()))
-            .collect();
+        self.kc = kc;
+        self.jc = jc;
+        self.full = estimator == Estimator::Full;
+        self.beta = beta;
+        set(&mut self.w, w.iter().copied());
+        set(&mut self.sig, sig.iter().copied());
+        set(&mut self.s2, sig.iter().map(|s| s * s));
+        set(&mut self.gmm, gmm.iter().copied());
+        set(&mut self.gmt, gmt.iter().copied());
+        set(&mut self.nn, nn.iter().copied());
+        // ln w_l − (d/2) ln(2π σ_l²), and the target's normalisations
+        set(
+            &mut self.lq0,
+            (0..kc).map(|l| w[l].ln() + -0.5 * dn * (ln2pi + self.s2[l].ln())),
+        );
+        set(
+            &mut self.lnorm_t,
+            (0..jc).map(|j| log_wt[j] - 0.5 * dn * (ln2pi + v_t[j].ln())),
+        );
         // Reciprocals and constant parts of the per-sample formulas.
-        let inv_s2: Vec<f64> = s2.iter().map(|v| 1.0 / v).collect();
-        let half_inv_s2: Vec<f64> = inv_s2.iter().map(|v| 0.5 * v).collect();
-        let inv_s3: Vec<f64> = (0..kc).map(|l| 1.0 / (sig[l] * s2[l])).collect();
-        let dn_inv_s: Vec<f64> = sig.iter().map(|s| dn / s).collect();
-        let lq0: Vec<f64> = (0..kc).map(|l| logw[l] + lnorm_q[l]).collect();
-        let half_inv_vt: Vec<f64> = v_t.iter().map(|v| 0.5 / v).collect();
-        let mbeta_inv_vt: Vec<f64> = v_t.iter().map(|v| -beta / v).collect();
-        Self {
-            kc,
-            jc,
-            full: estimator == Estimator::Full,
-            beta,
-            w,
-            sig,
-            s2,
-            gmm,
-            gmt,
-            nn,
-            inv_s2,
-            half_inv_s2,
-            inv_s3,
-            dn_inv_s,
-            lq0,
-            lnorm_t,
-            half_inv_vt,
-            mbeta_inv_vt,
-            dkl0: vec![0.0; kc],
-            dkj0: vec![0.0; jc],
-            tq: vec![0.0; kc],
-            dq: vec![0.0; kc],
-            tp: vec![0.0; jc],
-            coef_m: vec![0.0; kc * kc],
-            coef_n: vec![0.0; kc * jc],
-            gsig: vec![0.0; kc],
-            glogit: vec![0.0; kc],
-            fbar: vec![0.0; kc],
+        set(&mut self.inv_s2, self.s2.iter().map(|v| 1.0 / v));
+        set(&mut self.half_inv_s2, self.inv_s2.iter().map(|v| 0.5 * v));
+        set(
+            &mut self.inv_s3,
+            (0..kc).map(|l| 1.0 / (self.sig[l] * self.s2[l])),
+        );
+        set(&mut self.dn_inv_s, self.sig.iter().map(|s| dn / s));
+        set(&mut self.half_inv_vt, v_t.iter().map(|v| 0.5 / v));
+        set(&mut self.mbeta_inv_vt, v_t.iter().map(|v| -beta / v));
+        for v in [
+            &mut self.dkl0,
+            &mut self.tq,
+            &mut self.dq,
+            &mut self.gsig,
+            &mut self.glogit,
+            &mut self.fbar,
+        ] {
+            set(v, std::iter::repeat_n(0.0, kc));
         }
+        set(&mut self.dkj0, std::iter::repeat_n(0.0, jc));
+        set(&mut self.tp, std::iter::repeat_n(0.0, jc));
+        set(&mut self.coef_m, std::iter::repeat_n(0.0, kc * kc));
+        set(&mut self.coef_n, std::iter::repeat_n(0.0, kc * jc));
     }
 
     /// Per-component constants: squared distances between the means (clamped at 0). Call
@@ -507,21 +560,62 @@ impl SampleTerms {
         zz: f64,
         cz: &mut [f64],
     ) {
-        let (kc, jc) = (self.kc, self.jc);
+        // the paper's case (two components, two modes) with constant loop bounds: the same
+        // operations in the same order, unrolled by the compiler
+        if self.kc == 2 && self.jc == 2 {
+            self.sample_sized::<2, 2>(k, scale, a, c, zz, cz)
+        } else {
+            self.sample_sized::<0, 0>(k, scale, a, c, zz, cz)
+        }
+    }
+
+    /// [`SampleTerms::sample`] for K = `KC`, J = `JC` known at compile time (0: read from
+    /// `self`).
+    #[inline(always)]
+    fn sample_sized<const KC: usize, const JC: usize>(
+        &mut self,
+        k: usize,
+        scale: f64,
+        a: &[f64],
+        c: &[f64],
+        zz: f64,
+        cz: &mut [f64],
+    ) {
+        let kc = if KC > 0 { KC } else { self.kc };
+        let jc = if JC > 0 { JC } else { self.jc };
+        // slices of exactly K or J entries, so that the loops below need no bounds checks
+        let (a, c, cz) = (&a[..kc], &c[..jc], &mut cz[..kc]);
+        let tq = &mut self.tq[..kc];
+        let dq = &mut self.dq[..kc];
+        let tp = &mut self.tp[..jc];
+        let (dkl0, lq0, half_inv_s2, inv_s2) = (
+            &self.dkl0[..kc],
+            &self.lq0[..kc],
+            &self.half_inv_s2[..kc],
+            &self.inv_s2[..kc],
+        );
+        let (dkj0, lnorm_t, half_inv_vt, mbeta_inv_vt) = (
+            &self.dkj0[..jc],
+            &self.lnorm_t[..jc],
+            &self.half_inv_vt[..jc],
+            &self.mbeta_inv_vt[..jc],
+        );
+        let coef_m = &mut self.coef_m[..kc * kc];
+        let coef_n_row = &mut self.coef_n[k * jc..(k + 1) * jc];
         let sk = self.sig[k];
-        let (tq, dq, tp) = (&mut self.tq, &mut self.dq, &mut self.tp);
+        let ak = a[k];
         // ln q(x) with x = μ_k + σ_k z
         let s2zz = self.s2[k] * zz;
         for l in 0..kc {
-            dq[l] = self.dkl0[l] + 2.0 * sk * (a[k] - a[l]) + s2zz;
-            tq[l] = self.lq0[l] - self.half_inv_s2[l] * dq[l];
+            dq[l] = dkl0[l] + 2.0 * sk * (ak - a[l]) + s2zz;
+            tq[l] = lq0[l] - half_inv_s2[l] * dq[l];
         }
         // responsibilities r_l = e_l / Σ e, ln q = max + ln Σ e with e_l = exp(t_l − max)
         let lq = softmax_in_place(tq);
         // ln π(x)
         for j in 0..jc {
-            let dist = self.dkj0[j] + 2.0 * sk * (a[k] - c[j]) + s2zz;
-            tp[j] = self.lnorm_t[j] - self.half_inv_vt[j] * dist;
+            let dist = dkj0[j] + 2.0 * sk * (ak - c[j]) + s2zz;
+            tp[j] = lnorm_t[j] - half_inv_vt[j] * dist;
         }
         let lp = softmax_in_place(tp);
         self.fbar[k] += lq - self.beta * lp;
@@ -529,34 +623,39 @@ impl SampleTerms {
         // ∇_x f = Σ_l α_l μ_l + Σ_j γ_j ν_j + A x
         let mut big_a = 0.0;
         let mut dsig = 0.0;
-        for l in 0..kc {
-            let alpha = tq[l] * self.inv_s2[l];
-            big_a -= alpha;
-            self.coef_m[k * kc + l] += scale * alpha;
-            dsig += alpha * a[l];
+        {
+            let cm_row = &mut coef_m[k * kc..(k + 1) * kc];
+            for l in 0..kc {
+                let alpha = tq[l] * inv_s2[l];
+                big_a -= alpha;
+                cm_row[l] += scale * alpha;
+                dsig += alpha * a[l];
+            }
         }
         for j in 0..jc {
-            let gamma = tp[j] * self.mbeta_inv_vt[j];
+            let gamma = tp[j] * mbeta_inv_vt[j];
             big_a -= gamma;
-            self.coef_n[k * jc + j] += scale * gamma;
+            coef_n_row[j] += scale * gamma;
             dsig += gamma * c[j];
         }
-        self.coef_m[k * kc + k] += scale * big_a;
-        dsig += big_a * (a[k] + sk * zz);
+        coef_m[k * kc + k] += scale * big_a;
+        dsig += big_a * (ak + sk * zz);
         self.gsig[k] += scale * dsig;
         cz.iter_mut().for_each(|v| *v = 0.0);
         cz[k] = scale * big_a * sk;
 
         if self.full {
             // score: ∂_θ ln q(x)|_x
+            let (inv_s3, dn_inv_s, w) = (&self.inv_s3[..kc], &self.dn_inv_s[..kc], &self.w[..kc]);
+            let (gsig, glogit) = (&mut self.gsig[..kc], &mut self.glogit[..kc]);
             for l in 0..kc {
                 let r = tq[l];
-                let alpha = r * self.inv_s2[l];
-                self.coef_m[l * kc + k] += scale * alpha;
-                self.coef_m[l * kc + l] -= scale * alpha;
+                let alpha = r * inv_s2[l];
+                coef_m[l * kc + k] += scale * alpha;
+                coef_m[l * kc + l] -= scale * alpha;
                 cz[l] += scale * alpha * sk;
-                self.gsig[l] += scale * r * (dq[l] * self.inv_s3[l] - self.dn_inv_s[l]);
-                self.glogit[l] += scale * (r - self.w[l]);
+                gsig[l] += scale * r * (dq[l] * inv_s3[l] - dn_inv_s[l]);
+                glogit[l] += scale * (r - w[l]);
             }
         }
     }
@@ -632,11 +731,11 @@ fn mc_kernel(
     let sig: Vec<f64> = (0..kc).map(|k| q.sigma(k)).collect();
     let mut terms = SampleTerms::new(
         d,
-        w.clone(),
-        sig,
-        gmm,
-        gmt,
-        nn,
+        &w,
+        &sig,
+        &gmm,
+        &gmt,
+        &nn,
         target.log_weights(),
         target.variances(),
         beta,

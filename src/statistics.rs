@@ -116,6 +116,36 @@ fn residual_direction(basis: &[Vec<f64>], v: &[f64], norm0: f64) -> Option<Vec<f
 /// Over-counting a direction that rounding leaves behind is harmless: any orthonormal set
 /// fixed by the past may carry the projections.
 fn cholesky(gram: &[f64], k: usize, chol: &mut [f64], active: &mut [bool]) -> usize {
+    if k == 2 {
+        // the same arithmetic, unrolled
+        let (g00, g10, g11) = (gram[0], gram[2], gram[3]);
+        let scale = g00.max(g11);
+        let tol = 1e-14 * scale;
+        let mut rank = 0;
+        let (l00, l10) = if g00 > tol && g00 > 0.0 {
+            let l = g00.sqrt();
+            active[0] = true;
+            rank += 1;
+            (l, g10 / l)
+        } else {
+            active[0] = false;
+            (0.0, 0.0)
+        };
+        let piv = g11 - l10 * l10;
+        let l11 = if piv > tol && piv > 0.0 {
+            active[1] = true;
+            rank += 1;
+            piv.sqrt()
+        } else {
+            active[1] = false;
+            0.0
+        };
+        chol[0] = l00;
+        chol[1] = 0.0;
+        chol[2] = l10;
+        chol[3] = l11;
+        return rank;
+    }
     let scale = (0..k).map(|r| gram[r * k + r]).fold(0.0, f64::max);
     let mut rank = 0;
     for col in 0..k {
@@ -143,6 +173,58 @@ fn cholesky(gram: &[f64], k: usize, chol: &mut [f64], active: &mut [bool]) -> us
         }
     }
     rank
+}
+
+/// χ²_k sampler: Marsaglia & Tsang's squeeze for the Gamma(k/2, 2) law when k ≥ 2 (one
+/// normal and one uniform per draw, ~2% rejections), rand_distr's sampler for k = 1, and 0
+/// for k = 0.
+#[derive(Clone, Debug)]
+pub(crate) enum ChiSq {
+    Zero,
+    One(ChiSquared<f64>),
+    Large {
+        /// a − 1/3 with a = k/2.
+        dm: f64,
+        /// 1/√(9 dm).
+        c: f64,
+    },
+}
+
+impl ChiSq {
+    pub(crate) fn new(k: usize) -> Self {
+        match k {
+            0 => ChiSq::Zero,
+            1 => ChiSq::One(ChiSquared::new(1.0).expect("1 > 0")),
+            _ => {
+                let dm = k as f64 / 2.0 - 1.0 / 3.0;
+                ChiSq::Large {
+                    dm,
+                    c: 1.0 / (9.0 * dm).sqrt(),
+                }
+            }
+        }
+    }
+
+    #[inline]
+    pub(crate) fn sample<R: Rng + ?Sized>(&self, rng: &mut R) -> f64 {
+        match *self {
+            ChiSq::Zero => 0.0,
+            ChiSq::One(ref d) => d.sample(rng),
+            ChiSq::Large { dm, c } => loop {
+                let x: f64 = rng.sample(rand_distr::StandardNormal);
+                let v = 1.0 + c * x;
+                if v <= 0.0 {
+                    continue;
+                }
+                let v = v * v * v;
+                let u: f64 = rng.r#gen();
+                let x2 = x * x;
+                if u < 1.0 - 0.0331 * x2 * x2 || u.ln() < 0.5 * x2 + dm * (1.0 - v + v.ln()) {
+                    return 2.0 * dm * v;
+                }
+            },
+        }
+    }
 }
 
 /// Σ a_i b_i for short vectors (frame coordinates).
@@ -323,18 +405,49 @@ impl StatsStudent {
     fn terms(&self, target: &IsotropicMixture, beta: f64, estimator: Estimator) -> SampleTerms {
         let k = self.q.components();
         let (gmm, gmt, nn) = self.grams();
+        let sig: Vec<f64> = (0..k).map(|l| self.q.sigma(l)).collect();
         SampleTerms::new(
             self.d,
-            self.q.weights(),
-            (0..k).map(|l| self.q.sigma(l)).collect(),
-            gmm,
-            gmt,
-            nn,
+            &self.q.weights(),
+            &sig,
+            &gmm,
+            &gmt,
+            &nn,
             target.log_weights(),
             target.variances(),
             beta,
             estimator,
         )
+    }
+
+    /// [`Self::terms`] into an existing value (no allocation after the first step).
+    fn reset_terms(
+        &self,
+        t: &mut Option<SampleTerms>,
+        target: &IsotropicMixture,
+        beta: f64,
+        estimator: Estimator,
+    ) {
+        match t {
+            Some(t) => {
+                let k = self.q.components();
+                let (gmm, gmt, nn) = self.grams();
+                let sig: Vec<f64> = (0..k).map(|l| self.q.sigma(l)).collect();
+                t.reset(
+                    self.d,
+                    &self.q.weights(),
+                    &sig,
+                    &gmm,
+                    &gmt,
+                    &nn,
+                    target.log_weights(),
+                    target.variances(),
+                    beta,
+                    estimator,
+                );
+            }
+            None => *t = Some(self.terms(target, beta, estimator)),
+        }
     }
 
     /// Projections a_l = ξ·μ_l and c_j = ξ·ν_j of frame coordinates ξ.
@@ -434,9 +547,81 @@ pub struct StatsWorkspace {
     eta: Vec<f64>,
     /// Per sample, its coefficients c_ik (n × K).
     cz: Vec<f64>,
+    /// The per-sample formulas' constants and sums (reused from step to step).
+    terms: Option<SampleTerms>,
     /// χ²_{m−s} for s = 0..=K, and the m they were built for.
-    chi: Vec<Option<ChiSquared<f64>>>,
+    chi: Vec<ChiSq>,
     chi_df: usize,
+}
+
+impl StatsStudent {
+    /// The samples of one step (see [`Student::loss_and_grad`]): the per-sample formulas
+    /// into `terms` and `ws.cz`, and the Cholesky factor (with its active columns) of the
+    /// orthogonal parts' Gram matrix. `KC` = K when known at compile time (0: read it).
+    #[inline(always)]
+    fn noise_pass<const KC: usize, R: Rng + ?Sized>(
+        &self,
+        ws: &mut StatsWorkspace,
+        terms: &mut SampleTerms,
+        rng: &mut R,
+        b: usize,
+        ns: f64,
+    ) -> (Vec<f64>, Vec<bool>) {
+        let k = if KC > 0 { KC } else { self.q.components() };
+        let (jc, p) = (self.jc(), self.p);
+        let (mut a, mut c) = (vec![0.0; k], vec![0.0; jc]);
+        let mut cz = vec![0.0; k];
+        let mut gram = vec![0.0; k * k];
+        let mut chol = vec![0.0; k * k];
+        let mut active = vec![false; k];
+        let mut u = vec![0.0; k];
+        let mut s = 0usize;
+        let w = self.q.weights();
+        let means = &self.q.means_flat()[..k * p];
+        let fixed = self.a;
+        for l in 0..k {
+            let scale = w[l] / b as f64;
+            terms.component(l);
+            for j in 0..b {
+                let i = l * b + j;
+                let xi = &ws.xi[i * p..(i + 1) * p];
+                let eta = &ws.eta[i * k..(i + 1) * k];
+                let rho2 = ws.chi[s].sample(rng) * (ns * ns);
+                // u = T η over the active columns (η_t for the t-th active column)
+                u.iter_mut().for_each(|v| *v = 0.0);
+                let mut eta2 = 0.0;
+                let mut t = 0;
+                for col in 0..k {
+                    if active[col] {
+                        let e = eta[t];
+                        eta2 += e * e;
+                        for row in col..k {
+                            u[row] += chol[row * k + col] * e;
+                        }
+                        t += 1;
+                    }
+                }
+                for (l2, al) in a.iter_mut().enumerate() {
+                    *al = sdot(xi, &means[l2 * p..(l2 + 1) * p]);
+                }
+                for (j2, cj) in c.iter_mut().enumerate() {
+                    *cj = sdot(&xi[..fixed], &self.nu[j2 * p..j2 * p + fixed]);
+                }
+                let nz = eta2 + rho2;
+                let zz = sdot(xi, xi) + nz;
+                terms.sample(l, scale, &a, &c, zz, &mut cz);
+                ws.cz[i * k..(i + 1) * k].copy_from_slice(&cz);
+                for r in 0..k {
+                    for q in 0..=r {
+                        gram[r * k + q] += cz[r] * u[q] + u[r] * cz[q] + nz * cz[r] * cz[q];
+                    }
+                }
+                s = cholesky(&gram, k, &mut chol, &mut active);
+            }
+            terms.end_component(l, b);
+        }
+        (chol, active)
+    }
 }
 
 impl Student for StatsStudent {
@@ -454,6 +639,7 @@ impl Student for StatsStudent {
             xi: Vec::new(),
             eta: Vec::new(),
             cz: Vec::new(),
+            terms: None,
             chi: Vec::new(),
             chi_df: 0,
         }
@@ -493,9 +679,7 @@ impl Student for StatsStudent {
         }
         if ws.chi.len() != k + 1 || ws.chi_df != m {
             // χ²_{m−s} for s = 0..=K (None where m − s ≤ 0)
-            ws.chi = (0..=k)
-                .map(|s| (m > s).then(|| ChiSquared::new((m - s) as f64).ok()).flatten())
-                .collect();
+            ws.chi = (0..=k).map(|s| ChiSq::new(m.saturating_sub(s))).collect();
             ws.chi_df = m;
         }
 
@@ -505,51 +689,16 @@ impl Student for StatsStudent {
         // Given the past, z_i^⊥ = Σ_t η_t f_t + rest with η ~ N(0, I_s) and
         // ‖rest‖² ~ χ²_{m−s} independent; then Y z_i^⊥ = T η, ‖z_i^⊥‖² = ‖η‖² + ‖rest‖², and
         // G ← G + c uᵀ + u cᵀ + ‖z_i^⊥‖² c cᵀ with u = T η.
-        let mut terms = self.terms(target, beta, settings.estimator);
-        let (mut a, mut c) = (vec![0.0; k], vec![0.0; jc]);
-        let mut cz = vec![0.0; k];
-        let mut gram = vec![0.0; k * k];
-        let mut chol = vec![0.0; k * k];
-        let mut active = vec![false; k];
-        let mut u = vec![0.0; k];
-        let mut s = 0usize;
-        let w = self.q.weights();
-        for l in 0..k {
-            let scale = w[l] / b as f64;
-            terms.component(l);
-            for j in 0..b {
-                let i = l * b + j;
-                let xi = &ws.xi[i * p..(i + 1) * p];
-                let eta = &ws.eta[i * k..(i + 1) * k];
-                let rho2 = ws.chi[s].as_ref().map_or(0.0, |c| c.sample(rng)) * (ns * ns);
-                // u = T η over the active columns (η_t for the t-th active column)
-                u.iter_mut().for_each(|v| *v = 0.0);
-                let mut eta2 = 0.0;
-                let mut t = 0;
-                for col in 0..k {
-                    if active[col] {
-                        let e = eta[t];
-                        eta2 += e * e;
-                        for row in col..k {
-                            u[row] += chol[row * k + col] * e;
-                        }
-                        t += 1;
-                    }
-                }
-                self.project(xi, &mut a, &mut c);
-                let nz = eta2 + rho2;
-                let zz = sdot(xi, xi) + nz;
-                terms.sample(l, scale, &a, &c, zz, &mut cz);
-                ws.cz[i * k..(i + 1) * k].copy_from_slice(&cz);
-                for r in 0..k {
-                    for q in 0..=r {
-                        gram[r * k + q] += cz[r] * u[q] + u[r] * cz[q] + nz * cz[r] * cz[q];
-                    }
-                }
-                s = cholesky(&gram, k, &mut chol, &mut active);
-            }
-            terms.end_component(l, b);
-        }
+        let mut terms_slot = ws.terms.take();
+        self.reset_terms(&mut terms_slot, target, beta, settings.estimator);
+        let Some(mut terms) = terms_slot else {
+            unreachable!("reset_terms fills the slot")
+        };
+        let (chol, active) = if k == 2 {
+            self.noise_pass::<2, R>(ws, &mut terms, rng, b, ns)
+        } else {
+            self.noise_pass::<0, R>(ws, &mut terms, rng, b, ns)
+        };
         ws.normals = Some(normals);
 
         // gradient of the means: frame part and orthogonal part
@@ -594,6 +743,7 @@ impl Student for StatsStudent {
             grad[l * p..(l + 1) * p].copy_from_slice(&self.grad_ext[l * e..l * e + p]);
         }
         grad[k * p..].copy_from_slice(&self.grad_ext[off..]);
+        ws.terms = Some(terms);
         loss
     }
 
