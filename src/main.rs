@@ -718,7 +718,7 @@ fn check_engine(engine: EngineArg) -> Result<()> {
         return Err(Error::config(
             "--engine",
             "gpu",
-            "cpu in this build (the GPU engine needs `cargo build --release --features gpu`)",
+            "cpu in this build (the GPU engine, grid.engine = \"gpu\", needs `cargo build --release --features gpu`)",
         ));
     }
     Ok(())

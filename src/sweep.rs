@@ -9,6 +9,8 @@
 //!   `write` and flushed, so a SIGKILL loses at most the run in flight;
 //! * `--resume` reads `runs.jsonl`, drops a torn last line (no trailing newline or not JSON),
 //!   skips the runs already there, and appends the rest: no duplicates;
+//! * a failed append (full disk) stops the sweep and is cut back, so the file holds only whole
+//!   lines; one process at a time writes a directory (an exclusive lock, [`lock_dir`]);
 //! * runs are keyed by (β_i, t0, seed index), and their random streams are derived from
 //!   (base seed, seed index) for the initialisation (shared across cells: common random
 //!   numbers) and from (base seed, cell, seed index) for the SGD noise, so results do not
@@ -903,7 +905,8 @@ impl CellStats {
     /// Runs that ended `partial` (covering some but not all modes of a target with more than
     /// two): n − collapsed − diverged − covered.
     pub fn partial(&self) -> usize {
-        self.n - self.collapsed - self.diverged - self.covered
+        self.n
+            .saturating_sub(self.collapsed + self.diverged + self.covered)
     }
 
     /// P(collapse) = collapsed / n.
