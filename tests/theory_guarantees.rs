@@ -229,18 +229,16 @@ fn a_large_gaussian_mixture_is_not_refused_for_the_unused_flow_section() {
 #[test]
 fn command_line_inputs_are_checked_before_any_work() {
     let dir = tmp("cli");
+    let x_path = dir.join("x");
+    let x = x_path.to_str().unwrap();
     // a --set value with a line break
-    let o = annealvi_within(
-        60,
-        &["train", "--set", "optim.steps=3\nseed=4", "--out", "x"],
-    )
-    .unwrap();
+    let o = annealvi_within(60, &["train", "--set", "optim.steps=3\nseed=4", "--out", x]).unwrap();
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("line break"), "{}", stderr(&o));
     // a seed above 2^63 - 1: named, with its range
     let o = annealvi_within(
         60,
-        &["train", "--set", "seed=9223372036854775808", "--out", "x"],
+        &["train", "--set", "seed=9223372036854775808", "--out", x],
     )
     .unwrap();
     assert_eq!(o.status.code(), Some(2));
