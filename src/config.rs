@@ -789,7 +789,8 @@ impl Config {
         )?;
         let mut arch = self.flow_arch_with_sigma0(1.0);
         if !flow {
-            arch.d = arch.d.max(2);
+            // unused section: check its own fields, not their combination with target.d
+            arch.d = 2;
         }
         arch.validate("student.realnvp")?;
         if flow && self.objective.estimator == Estimator::Exact {
@@ -1095,6 +1096,22 @@ pub fn apply_set(table: &mut toml::Table, set: &str) -> Result<()> {
             source_name: format!("--set {set}"),
             message: "the key must be a dotted path such as target.d".into(),
         });
+    }
+    if value.contains(['\n', '\r']) {
+        return Err(Error::Parse {
+            source_name: format!("--set {}", key.trim()),
+            message: "the value contains a line break; give one key=value per --set".into(),
+        });
+    }
+    let v = value.trim();
+    let digits = v.strip_prefix('+').unwrap_or(v);
+    if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) && v.parse::<i64>().is_err()
+    {
+        return Err(Error::config(
+            key.trim(),
+            v,
+            "an integer in [0, 9223372036854775807] (TOML integers are signed 64-bit)",
+        ));
     }
     let parsed: toml::Value = match format!("v = {}", value.trim()).parse::<toml::Table>() {
         Ok(mut t) => t

@@ -325,8 +325,11 @@ fn run(cli: Cli) -> Result<()> {
             seed,
             threads,
         } => {
-            let engine = engine.engine();
             check_threads(threads)?;
+            if number == 4 || (number == 5 && flow != FlowScale::None) {
+                check_engine(engine)?;
+            }
+            let engine = engine.engine();
             match number {
                 1 => figure::figure1(&out, quick, seed, threads),
                 2 => figure::figure2(&out, quick, threads),
@@ -407,6 +410,14 @@ fn run(cli: Cli) -> Result<()> {
             let start = Instant::now();
             let cells = sweep::theory_grid(&cfg, n, threads, method)?;
             sweep::write_theory(&out, &cells)?;
+            let failed = cells.iter().filter(|c| c.n > 0 && c.failed >= c.n).count();
+            if failed > 0 {
+                eprintln!(
+                    "warning: in {failed} of {} cells every ODE integration failed; their \
+                     p_ode is NaN in theory.csv (column `failed` counts the failures)",
+                    cells.len()
+                );
+            }
             figure::theory_map(&out, &cells)?;
             if let Some(model) = annealvi::theory::formula::FormulaModel::from_sweep(&cfg) {
                 let logs: Vec<f64> = cells
@@ -454,12 +465,24 @@ fn run(cli: Cli) -> Result<()> {
             }
             check_range("--ics", ics, 100, 1 << 22)?;
             check_range("--check-seeds", check_seeds, 0, 1 << 20)?;
-            for &t in &compare {
+            for (i, &t) in compare.iter().enumerate() {
                 if !(t.is_finite() && (1.0..=1e7).contains(&t)) {
                     return Err(Error::config("--compare", t, "steps in [1, 1e7]"));
                 }
+                if compare[..i].contains(&t) {
+                    return Err(Error::config(
+                        "--compare",
+                        t,
+                        "distinct lengths (given twice)",
+                    ));
+                }
             }
             let cfg = SweepConfig::load(config.as_deref(), &sets)?;
+            sweep::check_theory_applies(&cfg)?;
+            if let Some(p) = &out {
+                // before the work: the report must have somewhere to go
+                check_writable_file(p)?;
+            }
             let start = Instant::now();
             let report = annealvi::design::run(
                 &cfg,
@@ -479,9 +502,13 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Merge { dirs, out } => {
-            let n = sweep::merge(&dirs, &out)?;
+            let rep = sweep::merge(&dirs, &out)?;
+            for w in &rep.warnings {
+                eprintln!("warning: {w}");
+            }
             println!(
-                "merged {n} runs from {} directories into {}",
+                "merged {} runs from {} directories into {}",
+                rep.runs,
                 dirs.len(),
                 out.display()
             );
@@ -496,6 +523,9 @@ fn run(cli: Cli) -> Result<()> {
             threads,
         } => {
             check_threads(threads)?;
+            if flow != FlowScale::None {
+                check_engine(engine)?;
+            }
             figure::reproduce(&out, !full, flow.quick(), threads, engine.engine())
         }
         Command::Bench {
@@ -709,8 +739,36 @@ fn check_range(name: &str, v: usize, lo: usize, hi: usize) -> Result<()> {
     Ok(())
 }
 
+/// Refuses `--engine gpu` in a build without the `gpu` feature, before any work.
+fn check_engine(engine: EngineArg) -> Result<()> {
+    if engine == EngineArg::Gpu && !cfg!(feature = "gpu") {
+        return Err(Error::config(
+            "--engine",
+            "gpu",
+            "cpu in this build (the GPU engine, grid.engine = \"gpu\", needs `cargo build --release --features gpu`)",
+        ));
+    }
+    Ok(())
+}
+
 fn check_threads(t: usize) -> Result<()> {
     check_range("--threads", t, 0, 1024)
+}
+
+/// Checks, before any work, that a report can be written at `p`: its directory is created
+/// if missing and must be writable, and `p` must not be a directory.
+fn check_writable_file(p: &std::path::Path) -> Result<()> {
+    if p.is_dir() {
+        return Err(Error::config(
+            "--out",
+            p.display(),
+            "a file path (it is a directory)",
+        ));
+    }
+    match p.parent().filter(|d| !d.as_os_str().is_empty()) {
+        Some(d) => output::ensure_dir(d),
+        None => output::ensure_dir(std::path::Path::new(".")),
+    }
 }
 
 fn train(config: Option<PathBuf>, sets: &[String], out: &std::path::Path) -> Result<()> {

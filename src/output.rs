@@ -19,9 +19,27 @@ pub fn ensure_dir(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Writes `text` to `path`.
+/// Writes `text` to `path` atomically: into a temporary file beside it, then renamed over
+/// `path`. A failed or interrupted write (full disk, SIGKILL) leaves `path` as it was (absent
+/// or the previous complete version), never a truncated file; the temporary is removed on
+/// failure.
 pub fn write_text(path: &Path, text: &str) -> Result<()> {
-    std::fs::write(path, text).map_err(|e| Error::io(path, "write", e))
+    let name = path
+        .file_name()
+        .map_or_else(|| "out".into(), |n| n.to_string_lossy().into_owned());
+    let tmp = path.with_file_name(format!(".{name}.tmp{}", std::process::id()));
+    let res = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        std::io::Write::write_all(&mut f, text.as_bytes())?;
+        f.sync_data()?;
+        drop(f);
+        std::fs::rename(&tmp, path)
+    })();
+    if let Err(e) = res {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(Error::io(path, "write", e));
+    }
+    Ok(())
 }
 
 /// The header of `trajectory.csv` for K components.

@@ -9,6 +9,8 @@
 //!   `write` and flushed, so a SIGKILL loses at most the run in flight;
 //! * `--resume` reads `runs.jsonl`, drops a torn last line (no trailing newline or not JSON),
 //!   skips the runs already there, and appends the rest: no duplicates;
+//! * a failed append (full disk) stops the sweep and is cut back, so the file holds only whole
+//!   lines; one process at a time writes a directory (an exclusive lock, [`lock_dir`]);
 //! * runs are keyed by (β_i, t0, seed index), and their random streams are derived from
 //!   (base seed, seed index) for the initialisation (shared across cells: common random
 //!   numbers) and from (base seed, cell, seed index) for the SGD noise, so results do not
@@ -40,7 +42,11 @@ use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Instant;
+
+/// The most runs (cells × seeds) one sweep may hold: its run list lives in memory.
+pub const MAX_RUNS: usize = 10_000_000;
 
 /// A sweep configuration file.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -307,6 +313,20 @@ impl SweepConfig {
                 "an integer in [1, 1000000]",
             ));
         }
+        // the run list is held in memory: cap its length before anything builds it
+        let cells = usize::from(g.no_annealing) + g.beta_i.values().len() * g.t0.values().len();
+        if (cells as u128) * (g.seeds as u128) > MAX_RUNS as u128 {
+            return Err(Error::config(
+                "grid.seeds",
+                g.seeds,
+                &format!(
+                    "at most {MAX_RUNS} runs in all: {cells} cells x {} seeds = {} runs \
+                     (use fewer cells or seeds, or split the grid into several sweeps)",
+                    g.seeds,
+                    cells as u128 * g.seeds as u128
+                ),
+            ));
+        }
         if g.extra_steps > 100_000_000 {
             return Err(Error::config(
                 "grid.extra_steps",
@@ -384,18 +404,26 @@ impl SweepConfig {
         Ok(())
     }
 
-    /// The cells, in order: the no-annealing cell first (if any), then β_i-major.
+    /// The cells, in order: the no-annealing cell first (if any), then β_i-major. A cell that
+    /// occurs twice (a repeated β_i, or t0 values that round to the same step) is kept once,
+    /// at its first position, so that no run is repeated.
     pub fn cells(&self) -> Vec<Cell> {
         let mut cells = Vec::new();
+        let mut seen = HashSet::new();
+        let mut push = |c: Cell| {
+            if seen.insert((c.beta_i.to_bits(), c.t0.to_bits())) {
+                cells.push(c);
+            }
+        };
         if self.grid.no_annealing {
-            cells.push(Cell {
+            push(Cell {
                 beta_i: 1.0,
                 t0: 0.0,
             });
         }
         for &b in &self.grid.beta_i.values() {
             for &t in &self.grid.t0.values() {
-                cells.push(Cell {
+                push(Cell {
                     beta_i: b,
                     t0: t.round(),
                 });
@@ -578,6 +606,15 @@ fn key_of(line: &RunLine) -> RunKey {
 /// Reads runs.jsonl. A last line without its newline, or that is not valid JSON, is torn: it is
 /// dropped and, when `repair` is set, cut from the file. A malformed line elsewhere is an error.
 pub fn read_runs(path: &Path, repair: bool) -> Result<Vec<RunLine>> {
+    Ok(read_runs_raw(path, repair)?
+        .into_iter()
+        .map(|(l, _)| l)
+        .collect())
+}
+
+/// As [`read_runs`], with each run's line as written (without its newline), so that it can be
+/// copied bit for bit.
+pub fn read_runs_raw(path: &Path, repair: bool) -> Result<Vec<(RunLine, String)>> {
     let text = match std::fs::read(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -595,7 +632,7 @@ pub fn read_runs(path: &Path, repair: bool) -> Result<Vec<RunLine>> {
         let slice = &text[pos..end];
         if !slice.iter().all(|b| b.is_ascii_whitespace()) {
             match serde_json::from_slice::<RunLine>(slice) {
-                Ok(l) => lines.push(l),
+                Ok(l) => lines.push((l, String::from_utf8_lossy(slice).into_owned())),
                 Err(e) => {
                     if end + 1 >= text.len() {
                         break; // torn last line
@@ -651,6 +688,37 @@ pub struct SweepOptions {
 
 const META: &str = "sweep.toml";
 
+/// The lock file of a sweep directory (held while a sweep or a merge writes into it).
+pub const LOCK: &str = ".annealvi.lock";
+
+/// Takes the exclusive lock of directory `dir` (an advisory lock on `dir/.annealvi.lock`:
+/// `flock` on Unix, `LockFileEx` on Windows), released when the returned file is dropped or
+/// the process ends, however it ends. Refuses, without waiting, when another process holds it.
+pub fn lock_dir(dir: &Path) -> Result<std::fs::File> {
+    let p = dir.join(LOCK);
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&p)
+        .map_err(|e| Error::io(&p, "open the lock file", e))?;
+    match f.try_lock() {
+        Ok(()) => Ok(f),
+        Err(std::fs::TryLockError::WouldBlock) => Err(Error::Invalid(format!(
+            "{} is in use by another annealvi sweep or merge (it holds the lock {}); wait for it \
+             to finish, or choose another --out",
+            dir.display(),
+            p.display()
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => Err(Error::io(&p, "lock", e)),
+    }
+}
+
+/// Whether `dir/runs.jsonl` exists and is not empty.
+fn has_runs(dir: &Path) -> bool {
+    std::fs::metadata(dir.join("runs.jsonl")).is_ok_and(|m| m.len() > 0)
+}
+
 fn meta_text(cfg: &SweepConfig, shard: Option<Shard>) -> String {
     let mut s = String::new();
     if let Some(sh) = shard {
@@ -671,6 +739,8 @@ fn meta_config(text: &str) -> String {
 /// Runs (or resumes) a sweep; writes runs.jsonl, cells.csv and sweep.toml into `opts.out`.
 pub fn run_sweep(cfg: &SweepConfig, opts: &SweepOptions) -> Result<SweepReport> {
     output::ensure_dir(&opts.out)?;
+    // one writer per directory: a second sweep (or merge) on it is refused
+    let _lock = lock_dir(&opts.out)?;
     let meta_path = opts.out.join(META);
     let runs_path = opts.out.join("runs.jsonl");
     let meta = meta_text(cfg, opts.shard);
@@ -684,13 +754,28 @@ pub fn run_sweep(cfg: &SweepConfig, opts: &SweepOptions) -> Result<SweepReport> 
             }
             if meta_config(&old) != meta_config(&meta) || old.lines().next() != meta.lines().next()
             {
+                if has_runs(&opts.out) {
+                    return Err(Error::Invalid(format!(
+                        "{} holds a sweep of a different configuration (or shard); it cannot be resumed with this one",
+                        opts.out.display()
+                    )));
+                }
+                // no run recorded yet (e.g. a sweep.toml torn by an older version): nothing
+                // to protect, start afresh with this configuration
+                output::write_text(&meta_path, &meta)?;
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if has_runs(&opts.out) {
                 return Err(Error::Invalid(format!(
-                    "{} holds a sweep of a different configuration (or shard); it cannot be resumed with this one",
+                    "{} holds runs.jsonl but no sweep.toml, so the configuration of its runs is \
+                     unknown; refusing to add to it (move runs.jsonl away, or choose another --out)",
                     opts.out.display()
                 )));
             }
+            output::write_text(&meta_path, &meta)?
         }
-        Err(_) => output::write_text(&meta_path, &meta)?,
+        Err(e) => return Err(Error::io(&meta_path, "read", e)),
     }
     let done: HashSet<RunKey> = read_runs(&runs_path, true)?.iter().map(key_of).collect();
     let cells = cfg.cells();
@@ -723,20 +808,52 @@ pub fn run_sweep(cfg: &SweepConfig, opts: &SweepOptions) -> Result<SweepReport> 
     let bar = crate::progress::bar(todo.len() as u64, "sweep");
     let start = Instant::now();
     let write_err: Mutex<Option<Error>> = Mutex::new(None);
+    // set at the first failed append: no new run starts, and nothing more is written
+    let stop = AtomicBool::new(false);
+    let written = AtomicUsize::new(0);
     let append = |line: &RunLine| {
         let mut text = serde_json::to_string(line).unwrap_or_default();
         text.push('\n');
         let mut f = writer.lock().unwrap_or_else(|p| p.into_inner());
-        if let Err(e) = f.write_all(text.as_bytes()).and_then(|_| f.flush()) {
-            let mut we = write_err.lock().unwrap_or_else(|p| p.into_inner());
-            we.get_or_insert(Error::io(&runs_path, "append to", e));
+        if stop.load(Ordering::SeqCst) {
+            return;
+        }
+        let res = f.metadata().map(|m| m.len()).and_then(|len| {
+            f.write_all(text.as_bytes())
+                .and_then(|_| f.flush())
+                // cut a partly written line, so that the file stays a sequence of whole lines
+                .map_err(|e| match f.set_len(len) {
+                    Ok(()) => e,
+                    Err(e2) => std::io::Error::other(format!(
+                        "{e}; and cutting the partial line failed too: {e2}"
+                    )),
+                })
+        });
+        match res {
+            Ok(()) => {
+                written.fetch_add(1, Ordering::SeqCst);
+            }
+            Err(e) => {
+                stop.store(true, Ordering::SeqCst);
+                let mut we = write_err.lock().unwrap_or_else(|p| p.into_inner());
+                we.get_or_insert(Error::Invalid(format!(
+                    "cannot append to `{}`: {e}; the sweep stopped at this first failed write \
+                     ({} runs of this sweep written, the file holds only whole lines); free \
+                     space and continue with --resume",
+                    runs_path.display(),
+                    written.load(Ordering::SeqCst)
+                )));
+            }
         }
         bar.inc(1);
     };
     match cfg.grid.engine {
         Engine::Cpu => pool.install(|| {
-            todo.par_iter()
-                .for_each(|spec| append(&cfg.run_one(*spec, &cells)))
+            todo.par_iter().for_each(|spec| {
+                if !stop.load(Ordering::SeqCst) {
+                    append(&cfg.run_one(*spec, &cells))
+                }
+            })
         }),
         #[cfg(feature = "gpu")]
         engine => pool.install(|| gpu::run(cfg, engine, &cells, &todo, &append))?,
@@ -785,17 +902,26 @@ pub struct CellStats {
 }
 
 impl CellStats {
+    /// Runs that ended `partial` (covering some but not all modes of a target with more than
+    /// two): n − collapsed − diverged − covered.
+    pub fn partial(&self) -> usize {
+        self.n
+            .saturating_sub(self.collapsed + self.diverged + self.covered)
+    }
+
     /// P(collapse) = collapsed / n.
     pub fn p_collapse(&self) -> f64 {
         self.collapsed as f64 / self.n.max(1) as f64
     }
 }
 
-/// Aggregates runs per cell, ordered by (β_i, t0).
+/// Aggregates runs per cell, ordered by (β_i, t0). A run key (β_i, t0, seed) that occurs more
+/// than once counts once (its first occurrence).
 pub fn aggregate(runs: &[RunLine]) -> Vec<CellStats> {
     // a canonical order, so that floating-point sums do not depend on the order in which
     // runs finished (thread count, interruptions)
-    let mut sorted: Vec<&RunLine> = runs.iter().collect();
+    let mut seen = HashSet::new();
+    let mut sorted: Vec<&RunLine> = runs.iter().filter(|r| seen.insert(key_of(r))).collect();
     sorted.sort_by_key(|r| key_of(r));
     let mut map: BTreeMap<(u64, u64), CellStats> = BTreeMap::new();
     // sums and counts of light-mode mass, mode-weight error, ESS fraction, KL
@@ -853,7 +979,7 @@ pub fn aggregate(runs: &[RunLine]) -> Vec<CellStats> {
 
 /// The header of cells.csv.
 pub const CELLS_HEADER: &str =
-    "beta_i,t0,rate,n,collapsed,diverged,covered,p_collapse,ci_low,ci_high,mean_light_mass";
+    "beta_i,t0,rate,n,collapsed,diverged,covered,partial,p_collapse,ci_low,ci_high,mean_light_mass";
 
 /// The extra columns of cells.csv for flow students (means over the cell's finished runs).
 pub const FLOW_CELLS_COLUMNS: &str = "mean_mode_weight_error,mean_ess_fraction,mean_kl";
@@ -873,7 +999,7 @@ pub fn write_cells(dir: &Path, runs: &[RunLine]) -> Result<Vec<CellStats>> {
         let (lo, hi) = wilson_interval(c.collapsed, c.n);
         let _ = writeln!(
             s,
-            "{},{},{},{},{},{},{},{},{},{},{}",
+            "{},{},{},{},{},{},{},{},{},{},{},{}",
             c.cell.beta_i,
             c.cell.t0,
             c.cell.rate(),
@@ -881,6 +1007,7 @@ pub fn write_cells(dir: &Path, runs: &[RunLine]) -> Result<Vec<CellStats>> {
             c.collapsed,
             c.diverged,
             c.covered,
+            c.partial(),
             c.p_collapse(),
             lo,
             hi,
@@ -899,19 +1026,45 @@ pub fn write_cells(dir: &Path, runs: &[RunLine]) -> Result<Vec<CellStats>> {
     Ok(stats)
 }
 
-/// Merges shard directories into `out` (runs.jsonl sorted by cell and seed, cells.csv,
-/// sweep.toml). Refuses shards whose configurations differ; drops duplicate runs.
-pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<usize> {
+/// What `merge` did.
+#[derive(Clone, Debug, Default)]
+pub struct MergeReport {
+    /// Distinct runs written.
+    pub runs: usize,
+    /// Things worth a warning: an incomplete shard set, shards of different counts N.
+    pub warnings: Vec<String>,
+}
+
+/// The shard "K/N" recorded in the first line of a sweep.toml, if any.
+fn meta_shard(text: &str) -> Option<Shard> {
+    let first = text.lines().next()?;
+    Shard::parse(first.strip_prefix("# shard ")?).ok()
+}
+
+/// Merges shard directories into `out` (runs.jsonl sorted by cell and seed, each line copied
+/// byte for byte; cells.csv; sweep.toml). Refuses shards whose configurations differ and an
+/// `out` that already holds a sweep; drops duplicate runs; warns when the shards do not make a
+/// whole set (a shard K/N missing, or shards of different N).
+pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<MergeReport> {
     if dirs.is_empty() {
         return Err(Error::Invalid(
             "merge needs at least one sweep directory".into(),
         ));
     }
+    if out.join(META).exists() || has_runs(out) {
+        return Err(Error::Invalid(format!(
+            "{} already holds a sweep; merge writes into a new or empty directory (choose \
+             another --out)",
+            out.display()
+        )));
+    }
     let mut config: Option<(String, PathBuf)> = None;
-    let mut runs: BTreeMap<RunKey, RunLine> = BTreeMap::new();
+    let mut runs: BTreeMap<RunKey, (RunLine, String)> = BTreeMap::new();
+    let mut shards: Vec<Option<Shard>> = Vec::new();
     for d in dirs {
         let p = d.join(META);
         let text = std::fs::read_to_string(&p).map_err(|e| Error::io(&p, "read", e))?;
+        shards.push(meta_shard(&text));
         let c = meta_config(&text);
         match &config {
             None => config = Some((c, d.clone())),
@@ -924,28 +1077,62 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<usize> {
             }
             _ => {}
         }
-        for r in read_runs(&d.join("runs.jsonl"), false)? {
-            runs.entry(key_of(&r)).or_insert(r);
+        for r in read_runs_raw(&d.join("runs.jsonl"), false)? {
+            runs.entry(key_of(&r.0)).or_insert(r);
+        }
+    }
+    let mut warnings = Vec::new();
+    if shards.iter().all(Option::is_some) {
+        let counts: std::collections::BTreeSet<usize> =
+            shards.iter().flatten().map(|s| s.count).collect();
+        if counts.len() > 1 {
+            warnings.push(format!(
+                "the shards split the grid in different numbers of parts (N = {}): some runs \
+                 may be missing",
+                counts
+                    .iter()
+                    .map(|c| c.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        } else if let Some(&n) = counts.iter().next() {
+            let have: HashSet<usize> = shards.iter().flatten().map(|s| s.index).collect();
+            let missing: Vec<String> = (1..=n)
+                .filter(|k| !have.contains(k))
+                .map(|k| format!("{k}/{n}"))
+                .collect();
+            if !missing.is_empty() {
+                warnings.push(format!(
+                    "incomplete shard set: shard{} {} not given; the merged sweep lacks their runs",
+                    if missing.len() > 1 { "s" } else { "" },
+                    missing.join(", ")
+                ));
+            }
         }
     }
     output::ensure_dir(out)?;
+    let _lock = lock_dir(out)?;
     let (cfg_text, _) = config.unwrap_or_default();
-    output::write_text(&out.join(META), &(cfg_text + "\n"))?;
-    let mut lines: Vec<&RunLine> = runs.values().collect();
-    lines.sort_by(|a, b| {
+    let mut lines: Vec<&(RunLine, String)> = runs.values().collect();
+    lines.sort_by(|(a, _), (b, _)| {
         (a.beta_i, a.t0, a.seed)
             .partial_cmp(&(b.beta_i, b.t0, b.seed))
             .unwrap_or(std::cmp::Ordering::Equal)
     });
     let mut text = String::new();
-    for l in &lines {
-        text.push_str(&serde_json::to_string(l).unwrap_or_default());
+    for (_, raw) in &lines {
+        text.push_str(raw);
         text.push('\n');
     }
     output::write_text(&out.join("runs.jsonl"), &text)?;
-    let all: Vec<RunLine> = lines.into_iter().cloned().collect();
+    let all: Vec<RunLine> = lines.into_iter().map(|(l, _)| l.clone()).collect();
     write_cells(out, &all)?;
-    Ok(all.len())
+    // last: a directory with sweep.toml is a finished merge
+    output::write_text(&out.join(META), &(cfg_text + "\n"))?;
+    Ok(MergeReport {
+        runs: all.len(),
+        warnings,
+    })
 }
 
 /// P(collapse) of one cell predicted by theory.
@@ -961,6 +1148,39 @@ pub struct TheoryCell {
     pub failed: usize,
     /// The analytical formula's P(collapse) (NaN where it does not apply).
     pub p_formula: f64,
+}
+
+/// Refuses run settings whose dynamics the summary-statistics ODE does not describe: it is the
+/// gradient flow of plain SGD on the raw KL of a Gaussian-mixture student, so Adam, the
+/// per-dimension loss scale and the RealNVP student would make `theory` and `design` predict
+/// for another training than the one configured.
+pub fn check_theory_applies(cfg: &SweepConfig) -> Result<()> {
+    use crate::config::{LossScale, OptimKind};
+    let why = "(the theory's ODE is the gradient flow of plain SGD on the raw KL of a \
+               Gaussian-mixture student)";
+    let r = &cfg.run;
+    if r.student.family == FamilyKind::Realnvp {
+        return Err(Error::config(
+            "run.student.family",
+            "\"realnvp\"",
+            &format!("\"gmm\" for theory and design {why}"),
+        ));
+    }
+    if r.optim.kind != OptimKind::Sgd {
+        return Err(Error::config(
+            "run.optim.kind",
+            "\"adam\"",
+            &format!("\"sgd\" for theory and design {why}"),
+        ));
+    }
+    if r.objective.loss_scale != LossScale::None {
+        return Err(Error::config(
+            "run.objective.loss_scale",
+            "\"per_dim\"",
+            &format!("\"none\" for theory and design {why}"),
+        ));
+    }
+    Ok(())
 }
 
 /// How the ODE Monte Carlo gets its initial conditions.
@@ -994,6 +1214,7 @@ pub fn theory_grid(
     use crate::theory::quasi_static::{QuasiStatic, collapses, draw_initial};
     use crate::theory::tables::EntropyTable;
     use crate::theory::{Dynamics, ode_collapses, to_vec};
+    check_theory_applies(cfg)?;
     let target = cfg.run.build_target();
     // fail early, with the reason, rather than count every initial condition as failed
     let probe = Exponential {
@@ -1022,6 +1243,38 @@ pub fn theory_grid(
         .num_threads(threads)
         .build()
         .map_err(|e| Error::Invalid(format!("cannot start {threads} threads: {e}")))?;
+    // one paired integration: initial means of seed i, classified at the end of cell c's run
+    let paired = |c: usize, i: usize| -> std::result::Result<bool, String> {
+        let cell = cells[c];
+        let cc = cfg.cell_config(&cell);
+        let sched = Exponential {
+            beta_i: cell.beta_i,
+            t0: cell.t0,
+        };
+        let tau_end = cc.optim.lr * cc.optim.steps as f64;
+        let q = cc.init_student(&mut stream(cc.seed, i as u64, Purpose::Init));
+        let x = to_vec(&ExactObjective::reduce(&q, target.axis()).map_err(|e| e.to_string())?);
+        match entropy.as_ref() {
+            Some(tab) => {
+                let flow = QuasiStatic::new(bimodal, &sched, cc.optim.lr, tab);
+                let x5 = [x[0], x[1], x[2], x[3], x[4]];
+                collapses(&flow, x5, cc.optim.lr * cell.t0, tau_end)
+            }
+            None => ode_collapses(&Dynamics::from_config(&cc, &sched, true)?, x, tau_end),
+        }
+    };
+    // fail early when the integrator cannot reach the end of the longest run within its step
+    // budget (an absurd learning rate or target scale): every other cell would fail the same
+    // way, slowly
+    if let Some(longest) = (0..cells.len()).max_by_key(|&c| cfg.cell_config(&cells[c]).optim.steps)
+        && let Err(e) = paired(longest, 0)
+        && e.contains("budget")
+    {
+        return Err(Error::Invalid(format!(
+            "theory: the ODE of cell (beta_i = {}, t0 = {}) cannot be integrated: {e}",
+            cells[longest].beta_i, cells[longest].t0
+        )));
+    }
     let jobs: Vec<(usize, usize)> = match method {
         IcMethod::Paired => (0..cells.len())
             .flat_map(|c| (0..n).map(move |i| (c, i)))
@@ -1056,35 +1309,11 @@ pub fn theory_grid(
                             Err(_) => (c, 0, n, n),
                         }
                     }
-                    (_, tab) => {
-                        let q = cc.init_student(&mut stream(cc.seed, i as u64, Purpose::Init));
-                        let r = ExactObjective::reduce(&q, target.axis())
-                            .ok()
-                            .and_then(|st| {
-                                let x = to_vec(&st);
-                                match tab {
-                                    Some(tab) => {
-                                        let flow =
-                                            QuasiStatic::new(bimodal, &sched, cc.optim.lr, tab);
-                                        collapses(
-                                            &flow,
-                                            [x[0], x[1], x[2], x[3], x[4]],
-                                            tau_kink,
-                                            tau_end,
-                                        )
-                                        .ok()
-                                    }
-                                    None => Dynamics::from_config(&cc, &sched, true)
-                                        .ok()
-                                        .and_then(|dy| ode_collapses(&dy, x, tau_end).ok()),
-                                }
-                            });
-                        match r {
-                            Some(true) => (c, 1, 0, 1),
-                            Some(false) => (c, 0, 0, 1),
-                            None => (c, 0, 1, 1),
-                        }
-                    }
+                    _ => match paired(c, i) {
+                        Ok(true) => (c, 1, 0, 1),
+                        Ok(false) => (c, 0, 0, 1),
+                        Err(_) => (c, 0, 1, 1),
+                    },
                 };
                 bar.inc(1);
                 out
@@ -1112,11 +1341,16 @@ pub fn theory_grid(
     Ok(out)
 }
 
-/// Writes DIR/theory.csv: `beta_i,t0,rate,n,p_ode,ci_low,ci_high,failed,p_formula`.
+/// Writes DIR/theory.csv: `beta_i,t0,rate,n,p_ode,ci_low,ci_high,failed,p_formula`. A cell
+/// whose every integration failed has p_ode, ci_low and ci_high NaN (nothing was classified).
 pub fn write_theory(dir: &Path, cells: &[TheoryCell]) -> Result<()> {
     let mut s = String::from("beta_i,t0,rate,n,p_ode,ci_low,ci_high,failed,p_formula\n");
     for c in cells {
-        let (lo, hi) = wilson_interval(c.collapsed, c.n);
+        let (lo, hi) = if c.failed >= c.n {
+            (f64::NAN, f64::NAN)
+        } else {
+            wilson_interval(c.collapsed, c.n)
+        };
         let _ = writeln!(
             s,
             "{},{},{},{},{},{},{},{},{}",
@@ -1124,7 +1358,11 @@ pub fn write_theory(dir: &Path, cells: &[TheoryCell]) -> Result<()> {
             c.cell.t0,
             c.cell.rate(),
             c.n,
-            c.collapsed as f64 / c.n.max(1) as f64,
+            if c.failed >= c.n {
+                f64::NAN
+            } else {
+                c.collapsed as f64 / c.n as f64
+            },
             lo,
             hi,
             c.failed,

@@ -465,10 +465,11 @@ impl Student for RealNvp {
 }
 
 /// Runs SGD from the student's current state. `rng` supplies the reparametrisation noise and
-/// `eval_rng` the Monte-Carlo estimates of records and outcomes (kept apart so that recording
-/// never changes the training trajectory).
+/// `eval_rng` the Monte-Carlo estimate of the outcome; records draw from a stream seeded from
+/// a copy of `eval_rng` (all kept apart, so that recording changes neither the training
+/// trajectory nor the final evaluation).
 #[allow(clippy::too_many_arguments)]
-pub fn train<S: Student, R: Rng + ?Sized>(
+pub fn train<S: Student, R: Rng + Clone>(
     q: &mut S,
     target: &IsotropicMixture,
     schedule: &dyn Schedule,
@@ -479,6 +480,10 @@ pub fn train<S: Student, R: Rng + ?Sized>(
     observer: &mut dyn Observer,
 ) -> RunResult<S::Stats> {
     let mut ws = q.workspace(target, settings);
+    let mut record_rng = {
+        use rand::SeedableRng;
+        Stream::seed_from_u64(eval_rng.clone().next_u64() ^ 0x7265_636f_7264_7321)
+    };
     let groups = q.groups();
     let mut grad = vec![0.0; q.params().len()];
     let t_end = settings.steps;
@@ -499,7 +504,7 @@ pub fn train<S: Student, R: Rng + ?Sized>(
                     step,
                     f64::NAN,
                     settings,
-                    eval_rng,
+                    &mut record_rng,
                     observer,
                 );
             }
@@ -508,7 +513,14 @@ pub fn train<S: Student, R: Rng + ?Sized>(
         let loss = q.loss_and_grad(&mut ws, target, beta, settings, rng, &mut grad);
         if due {
             q.record(
-                &mut ws, target, beta, step, loss, settings, eval_rng, observer,
+                &mut ws,
+                target,
+                beta,
+                step,
+                loss,
+                settings,
+                &mut record_rng,
+                observer,
             );
         }
         if !loss.is_finite() || !q.update(opt, &mut grad, &groups, settings.loss_scale) {

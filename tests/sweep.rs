@@ -288,8 +288,8 @@ lr = 0.01
     );
     for row in cells.lines().skip(1) {
         let cols: Vec<&str> = row.split(',').collect();
-        assert_eq!(cols.len(), 14, "{row}");
-        let ess: f64 = cols[12].parse().unwrap();
+        assert_eq!(cols.len(), 15, "{row}");
+        let ess: f64 = cols[13].parse().unwrap();
         assert!(ess > 0.0 && ess <= 1.0, "{row}");
     }
     let _ = std::fs::remove_dir_all(dir);

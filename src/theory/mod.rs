@@ -179,16 +179,67 @@ impl Default for Tolerance {
     }
 }
 
+/// The most steps (accepted or rejected) one call of [`integrate`] may take. Normal
+/// integrations of the paper's grids take a few thousand; a call that needs more (an absurd
+/// learning rate or target scale) ends with [`IntegrateError::StepBudget`] instead of running
+/// for hours.
+pub const MAX_STEPS: usize = 20_000;
+
+/// Why an ODE integration failed.
+#[derive(Clone, Debug, PartialEq)]
+pub enum IntegrateError {
+    /// The state became non-finite at time τ and no smaller step helped.
+    NonFinite {
+        /// Time reached.
+        tau: f64,
+    },
+    /// The step size fell below 1e-12 at time τ.
+    StepUnderflow {
+        /// Time reached.
+        tau: f64,
+    },
+    /// [`MAX_STEPS`] steps were taken before reaching `target`.
+    StepBudget {
+        /// Time reached.
+        tau: f64,
+        /// Time asked for.
+        target: f64,
+    },
+}
+
+impl std::fmt::Display for IntegrateError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            IntegrateError::NonFinite { tau } => write!(f, "non-finite state at τ = {tau}"),
+            IntegrateError::StepUnderflow { tau } => write!(f, "step size underflow at τ = {tau}"),
+            IntegrateError::StepBudget { tau, target } => write!(
+                f,
+                "the ODE integrator took its budget of {MAX_STEPS} steps and reached only \
+                 τ = {tau:.4e} of τ = {target:.4e} (τ = learning rate × steps; check \
+                 run.optim.lr, run.target.r and the schedule lengths)"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for IntegrateError {}
+
+impl From<IntegrateError> for String {
+    fn from(e: IntegrateError) -> String {
+        e.to_string()
+    }
+}
+
 /// Integrates from (τ0, x0) to each time in `times` (ascending, ≥ τ0) with Dormand–Prince
-/// 5(4); returns the state at each. Errors if a state becomes non-finite or the step
-/// underflows.
+/// 5(4); returns the state at each. Errors if a state becomes non-finite, the step underflows
+/// or more than [`MAX_STEPS`] steps are needed.
 pub fn integrate<S: OdeSystem<N> + ?Sized, const N: usize>(
     dy: &S,
     tau0: f64,
     x0: [f64; N],
     times: &[f64],
     tol: Tolerance,
-) -> Result<Vec<[f64; N]>, String> {
+) -> Result<Vec<[f64; N]>, IntegrateError> {
     // Dormand–Prince coefficients
     const C: [f64; 7] = [0.0, 0.2, 0.3, 0.8, 8.0 / 9.0, 1.0, 1.0];
     const A: [[f64; 6]; 7] = [
@@ -244,8 +295,13 @@ pub fn integrate<S: OdeSystem<N> + ?Sized, const N: usize>(
     let mut x = x0;
     dy.project(t, &mut x);
     let mut h = 0.01f64.min(tol.max_step);
+    let mut taken = 0usize;
     for &target in times {
         while t < target {
+            taken += 1;
+            if taken > MAX_STEPS {
+                return Err(IntegrateError::StepBudget { tau: t, target });
+            }
             let hh = h.min(target - t).min(tol.max_step);
             let mut k = [[0.0; N]; 7];
             for s in 0..7 {
@@ -271,7 +327,7 @@ pub fn integrate<S: OdeSystem<N> + ?Sized, const N: usize>(
             }
             if !err.is_finite() || x5.iter().any(|v| !v.is_finite()) {
                 if hh < 1e-12 {
-                    return Err(format!("non-finite state at τ = {t}"));
+                    return Err(IntegrateError::NonFinite { tau: t });
                 }
                 h = hh * 0.25;
                 continue;
@@ -288,7 +344,7 @@ pub fn integrate<S: OdeSystem<N> + ?Sized, const N: usize>(
             };
             h = hh * factor;
             if h < 1e-12 {
-                return Err(format!("step size underflow at τ = {t}"));
+                return Err(IntegrateError::StepUnderflow { tau: t });
             }
         }
         out.push(x);
