@@ -125,8 +125,10 @@ fn assert_caught(label: &str, ps: [f64; 4]) {
 }
 
 fn plain(d: usize) -> Config {
-    let mut c = Config::default();
-    c.seed = 11;
+    let mut c = Config {
+        seed: 11,
+        ..Config::default()
+    };
     c.target.d = d;
     c.optim.steps = 60;
     c.record.every = 0;
