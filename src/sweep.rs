@@ -1252,8 +1252,8 @@ pub fn theory_grid(
             t0: cell.t0,
         };
         let tau_end = cc.optim.lr * cc.optim.steps as f64;
-        let q = cc.init_student(&mut stream(cc.seed, i as u64, Purpose::Init));
-        let x = to_vec(&ExactObjective::reduce(&q, target.axis()).map_err(|e| e.to_string())?);
+        let (q, axis) = crate::train::initial_student(&cc, i as u64);
+        let x = to_vec(&ExactObjective::reduce(&q, &axis).map_err(|e| e.to_string())?);
         match entropy.as_ref() {
             Some(tab) => {
                 let flow = QuasiStatic::new(bimodal, &sched, cc.optim.lr, tab);

@@ -661,25 +661,47 @@ pub fn run_with_streams(
     observer: &mut dyn Observer,
 ) -> (GmmStudent, RunResult) {
     let mut init: Stream = stream(cfg.seed, init_run, Purpose::Init);
-    match (cfg.objective.engine, cfg.init_scale()) {
-        (Engine::Statistics, Some(scale)) => {
-            // random means drawn directly in frame coordinates (O(K²) draws, not O(K d))
-            let proto = cfg.init_student_shape();
-            let mut s = StatsStudent::random(&cfg.build_target(), &proto, scale, &mut init);
+    match cfg.objective.engine {
+        Engine::Statistics => {
+            let mut s = initial_stats_student(cfg, &mut init);
             let res = run_student(cfg, &mut s, noise_run, observer);
             (s.frame_student().clone(), res)
         }
-        (Engine::Statistics, None) => {
-            let q = cfg.init_student(&mut init);
-            let mut s = StatsStudent::from_student(&q, &cfg.build_target());
-            let res = run_student(cfg, &mut s, noise_run, observer);
-            (s.frame_student().clone(), res)
-        }
-        (Engine::Vector, _) => {
+        Engine::Vector => {
             let mut q = cfg.init_student(&mut init);
             let res = run_student(cfg, &mut q, noise_run, observer);
             (q, res)
         }
+    }
+}
+
+/// The statistics engine's initial student: random means drawn directly in frame
+/// coordinates (O(K²) draws, not O(K d)); explicit means projected on a frame built from them.
+fn initial_stats_student<R: Rng + ?Sized>(cfg: &Config, init: &mut R) -> StatsStudent {
+    let target = cfg.build_target();
+    match cfg.init_scale() {
+        Some(scale) => StatsStudent::random(&target, &cfg.init_student_shape(), scale, init),
+        None => StatsStudent::from_student(&cfg.init_student(init), &target),
+    }
+}
+
+/// The initial student of run `init_run` as its engine draws it, with the unit axis μ̂ in the
+/// student's coordinates: d-dimensional (axis = the target's) for the vector engine, frame
+/// coordinates (axis e_1) for the statistics engine. Their statistics have the same law; the
+/// theory pairs its initial conditions with a sweep's seeds through this.
+pub fn initial_student(cfg: &Config, init_run: u64) -> (GmmStudent, Vec<f64>) {
+    let mut init: Stream = stream(cfg.seed, init_run, Purpose::Init);
+    match cfg.objective.engine {
+        Engine::Statistics => {
+            let s = initial_stats_student(cfg, &mut init);
+            let mut axis = vec![0.0; s.frame_dim()];
+            axis[0] = 1.0;
+            (s.frame_student().clone(), axis)
+        }
+        Engine::Vector => (
+            cfg.init_student(&mut init),
+            cfg.build_target().axis().to_vec(),
+        ),
     }
 }
 
