@@ -40,7 +40,8 @@ use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::Instant;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 /// A sweep configuration file.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -632,6 +633,8 @@ pub struct SweepReport {
     pub ran: usize,
     /// Wall time.
     pub seconds: f64,
+    /// Runs of this shard still missing (the budget ran out, or `max_runs`; 0: complete).
+    pub remaining: usize,
 }
 
 /// Options of `annealvi sweep`.
@@ -647,6 +650,10 @@ pub struct SweepOptions {
     pub threads: usize,
     /// Stop after this many new runs (for tests of interruption; None = all).
     pub max_runs: Option<usize>,
+    /// Wall-time budget (`--max-minutes`): no run (CPU engine) or batch (GPU engines) starts
+    /// once it is spent, nor a GPU batch that the time per flow-step measured so far says
+    /// would overrun it; runs in flight finish and are written. None = no limit.
+    pub budget: Option<Duration>,
 }
 
 const META: &str = "sweep.toml";
@@ -701,15 +708,15 @@ pub fn run_sweep(cfg: &SweepConfig, opts: &SweepOptions) -> Result<SweepReport> 
         .filter(|(i, _)| opts.shard.is_none_or(|s| s.contains(*i)))
         .map(|(_, r)| *r)
         .collect();
-    let todo: Vec<RunSpec> = mine
+    let missing: Vec<RunSpec> = mine
         .iter()
         .filter(|r| {
             let c = cells[r.cell];
             !done.contains(&(c.beta_i.to_bits(), c.t0.to_bits(), r.seed))
         })
         .copied()
-        .take(opts.max_runs.unwrap_or(usize::MAX))
         .collect();
+    let todo = &missing[..missing.len().min(opts.max_runs.unwrap_or(usize::MAX))];
     let file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -722,6 +729,8 @@ pub fn run_sweep(cfg: &SweepConfig, opts: &SweepOptions) -> Result<SweepReport> 
         .map_err(|e| Error::Invalid(format!("cannot start {} threads: {e}", opts.threads)))?;
     let bar = crate::progress::bar(todo.len() as u64, "sweep");
     let start = Instant::now();
+    let deadline = opts.budget.map(|b| start + b);
+    let written = AtomicUsize::new(0);
     let write_err: Mutex<Option<Error>> = Mutex::new(None);
     let append = |line: &RunLine| {
         let mut text = serde_json::to_string(line).unwrap_or_default();
@@ -731,15 +740,19 @@ pub fn run_sweep(cfg: &SweepConfig, opts: &SweepOptions) -> Result<SweepReport> 
             let mut we = write_err.lock().unwrap_or_else(|p| p.into_inner());
             we.get_or_insert(Error::io(&runs_path, "append to", e));
         }
+        written.fetch_add(1, Ordering::Relaxed);
         bar.inc(1);
     };
     match cfg.grid.engine {
         Engine::Cpu => pool.install(|| {
-            todo.par_iter()
-                .for_each(|spec| append(&cfg.run_one(*spec, &cells)))
+            todo.par_iter().for_each(|spec| {
+                if deadline.is_none_or(|d| Instant::now() < d) {
+                    append(&cfg.run_one(*spec, &cells))
+                }
+            })
         }),
         #[cfg(feature = "gpu")]
-        engine => pool.install(|| gpu::run(cfg, engine, &cells, &todo, &append))?,
+        engine => pool.install(|| gpu::run(cfg, engine, &cells, todo, deadline, &append))?,
         #[cfg(not(feature = "gpu"))]
         _ => {
             // refused by validate(); kept as an error rather than a panic
@@ -753,11 +766,13 @@ pub fn run_sweep(cfg: &SweepConfig, opts: &SweepOptions) -> Result<SweepReport> 
         return Err(e);
     }
     write_cells(&opts.out, &read_runs(&runs_path, false)?)?;
+    let ran = written.into_inner();
     Ok(SweepReport {
         planned: mine.len(),
-        skipped: mine.len() - todo.len().min(mine.len()),
-        ran: todo.len(),
+        skipped: mine.len() - missing.len(),
+        ran,
         seconds: start.elapsed().as_secs_f64(),
+        remaining: missing.len() - ran.min(missing.len()),
     })
 }
 

@@ -52,6 +52,7 @@ fn sweep(engine: &str, estimator: &str) -> Vec<annealvi::sweep::RunLine> {
         shard: None,
         threads: 2,
         max_runs: None,
+        budget: None,
     };
     run_sweep(&cfg, &opts).unwrap();
     let mut runs = read_runs(&out.join("runs.jsonl"), false).unwrap();
@@ -135,6 +136,7 @@ fn gpu_engine_without_a_device_is_an_error_not_a_panic() {
         shard: None,
         threads: 1,
         max_runs: None,
+        budget: None,
     };
     let r = run_sweep(&cfg, &opts);
     let _ = std::fs::remove_dir_all(&out);
