@@ -334,14 +334,16 @@ fn run(cli: Cli) -> Result<()> {
                 }
                 let p = figure::figure4_from(&dir, &out)?;
                 println!(
-                    "Figure 4 from {}: {}/{} runs ({:.1}%), {}/{} cells, {:.1}% of the training \
-                     steps done; wrote {}",
+                    "Figure 4 from {}: {}/{} runs ({:.1}%), {}/{} cells, {}/{} training steps \
+                     ({:.1}%) done; wrote {}",
                     dir.display(),
                     p.runs_done,
                     p.runs_planned,
                     100.0 * p.fraction(),
                     p.cells_done,
                     p.cells_planned,
+                    p.steps_done,
+                    p.steps_planned,
                     100.0 * p.steps_done as f64 / p.steps_planned.max(1) as f64,
                     out.join("fig4.png").display()
                 );

@@ -174,10 +174,11 @@ pub fn figure4_from(dir: &Path, out: &Path) -> Result<SweepProgress> {
         },
         None => String::new(),
     };
-    let mut isolines = vec![(
-        "P = 0.5 (RealNVP runs)".to_string(),
-        isoline_t0(&complete_cols, 0.5),
-    )];
+    let iso = isoline_t0(&complete_cols, 0.5);
+    let mut isolines = Vec::new();
+    if !iso.is_empty() {
+        isolines.push(("P = 0.5 (RealNVP runs)".to_string(), iso));
+    }
     mark(&mut isolines);
     let hm = Heatmap {
         title: format!("{head}{no_anneal}"),
