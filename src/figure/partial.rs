@@ -1,5 +1,5 @@
 //! `annealvi figure 4 --from DIR`: Figure 4 drawn from the runs of a RealNVP sweep that are
-//! finished so far (a sweep built up in pieces, e.g. over several short GPU sessions).
+//! finished so far (a sweep built up in pieces, e.g. over several short GPU jobs).
 //!
 //! A cell is *finished* when all `grid.seeds` of its runs are in DIR/runs.jsonl; only finished
 //! cells are coloured, unfinished ones are crossed out and the 0.5 isoline is drawn only along
