@@ -24,6 +24,9 @@ use rayon::prelude::*;
 use std::fmt::Write as _;
 use std::path::Path;
 
+mod partial;
+pub use partial::{SweepProgress, figure4_from};
+
 /// Row (iii)'s annealing: β_i.
 pub const FIG1_BETA_I: f64 = 0.05;
 /// Row (iii)'s annealing: t0 in SGD steps.
@@ -252,6 +255,7 @@ fn builtin_sweep(
         shard: None,
         threads,
         max_runs: None,
+        budget: None,
     };
     let rep = run_sweep(&cfg, &opts)?;
     println!(

@@ -62,6 +62,10 @@ enum Command {
         /// Worker threads (0 = all cores).
         #[arg(long, default_value_t = 0)]
         threads: usize,
+        /// Figure 4 only: draw from the finished runs of the RealNVP sweep in DIR (sweep.toml,
+        /// runs.jsonl) instead of running a sweep; unfinished cells are crossed out.
+        #[arg(long, value_name = "DIR")]
+        from: Option<PathBuf>,
     },
     /// Collapse-probability sweep over (β_i, t0) × seeds; writes runs.jsonl, cells.csv.
     Sweep {
@@ -86,6 +90,11 @@ enum Command {
         /// Worker threads (0 = all cores).
         #[arg(long, default_value_t = 0)]
         threads: usize,
+        /// Wall-time budget in minutes: start no run (GPU engines: no batch, nor one that would
+        /// overrun it at the measured speed) after it; finished runs are kept and the sweep
+        /// exits 0 saying how many runs are left (continue with --resume).
+        #[arg(long, value_name = "M")]
+        max_minutes: Option<f64>,
     },
     /// Collapse probability predicted by the quasi-static summary-statistics ODE on a sweep's
     /// grid (ODE Monte Carlo, same initial means as the sweep's seeds); writes theory.csv.
@@ -324,12 +333,38 @@ fn run(cli: Cli) -> Result<()> {
             out,
             seed,
             threads,
+            from,
         } => {
             check_threads(threads)?;
             if number == 4 || (number == 5 && flow != FlowScale::None) {
                 check_engine(engine)?;
             }
             let engine = engine.engine();
+            if let Some(dir) = from {
+                if number != 4 {
+                    return Err(Error::config(
+                        "--from",
+                        dir.display(),
+                        "only with figure 4 (a RealNVP sweep directory)",
+                    ));
+                }
+                let p = figure::figure4_from(&dir, &out)?;
+                println!(
+                    "Figure 4 from {}: {}/{} runs ({:.1}%), {}/{} cells, {}/{} training steps \
+                     ({:.1}%) done; wrote {}",
+                    dir.display(),
+                    p.runs_done,
+                    p.runs_planned,
+                    100.0 * p.fraction(),
+                    p.cells_done,
+                    p.cells_planned,
+                    p.steps_done,
+                    p.steps_planned,
+                    100.0 * p.steps_done as f64 / p.steps_planned.max(1) as f64,
+                    out.join("fig4.png").display()
+                );
+                return Ok(());
+            }
             match number {
                 1 => figure::figure1(&out, quick, seed, threads),
                 2 => figure::figure2(&out, quick, threads),
@@ -351,8 +386,10 @@ fn run(cli: Cli) -> Result<()> {
             shard,
             dry_run,
             threads,
+            max_minutes,
         } => {
             check_threads(threads)?;
+            let budget = max_minutes.map(budget_of).transpose()?;
             let cfg = SweepConfig::load(config.as_deref(), &sets)?;
             let shard = shard.as_deref().map(Shard::parse).transpose()?;
             if dry_run {
@@ -366,6 +403,7 @@ fn run(cli: Cli) -> Result<()> {
                     shard,
                     threads,
                     max_runs: None,
+                    budget,
                 },
             )?;
             println!(
@@ -380,6 +418,13 @@ fn run(cli: Cli) -> Result<()> {
                 rep.seconds,
                 out.join("cells.csv").display()
             );
+            if rep.remaining > 0 {
+                println!(
+                    "sweep incomplete: the --max-minutes budget ran out with {} of {} runs left; \
+                     run the same command with --resume to continue",
+                    rep.remaining, rep.planned
+                );
+            }
             Ok(())
         }
         Command::Theory {
@@ -749,6 +794,14 @@ fn check_engine(engine: EngineArg) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// `--max-minutes M` as a duration: M in [0, 525600] (a year).
+fn budget_of(m: f64) -> Result<std::time::Duration> {
+    if !(0.0..=525_600.0).contains(&m) {
+        return Err(Error::config("--max-minutes", m, "minutes in [0, 525600]"));
+    }
+    Ok(std::time::Duration::from_secs_f64(m * 60.0))
 }
 
 fn check_threads(t: usize) -> Result<()> {

@@ -43,7 +43,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// The most runs (cells × seeds) one sweep may hold: its run list lives in memory.
 pub const MAX_RUNS: usize = 10_000_000;
@@ -669,6 +669,8 @@ pub struct SweepReport {
     pub ran: usize,
     /// Wall time.
     pub seconds: f64,
+    /// Runs of this shard still missing (the budget ran out, or `max_runs`; 0: complete).
+    pub remaining: usize,
 }
 
 /// Options of `annealvi sweep`.
@@ -684,6 +686,10 @@ pub struct SweepOptions {
     pub threads: usize,
     /// Stop after this many new runs (for tests of interruption; None = all).
     pub max_runs: Option<usize>,
+    /// Wall-time budget (`--max-minutes`): no run (CPU engine) or batch (GPU engines) starts
+    /// once it is spent, nor a GPU batch that the time per flow-step measured so far says
+    /// would overrun it; runs in flight finish and are written. None = no limit.
+    pub budget: Option<Duration>,
 }
 
 const META: &str = "sweep.toml";
@@ -786,15 +792,15 @@ pub fn run_sweep(cfg: &SweepConfig, opts: &SweepOptions) -> Result<SweepReport> 
         .filter(|(i, _)| opts.shard.is_none_or(|s| s.contains(*i)))
         .map(|(_, r)| *r)
         .collect();
-    let todo: Vec<RunSpec> = mine
+    let missing: Vec<RunSpec> = mine
         .iter()
         .filter(|r| {
             let c = cells[r.cell];
             !done.contains(&(c.beta_i.to_bits(), c.t0.to_bits(), r.seed))
         })
         .copied()
-        .take(opts.max_runs.unwrap_or(usize::MAX))
         .collect();
+    let todo = &missing[..missing.len().min(opts.max_runs.unwrap_or(usize::MAX))];
     let file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -807,6 +813,7 @@ pub fn run_sweep(cfg: &SweepConfig, opts: &SweepOptions) -> Result<SweepReport> 
         .map_err(|e| Error::Invalid(format!("cannot start {} threads: {e}", opts.threads)))?;
     let bar = crate::progress::bar(todo.len() as u64, "sweep");
     let start = Instant::now();
+    let deadline = opts.budget.map(|b| start + b);
     let write_err: Mutex<Option<Error>> = Mutex::new(None);
     // set at the first failed append: no new run starts, and nothing more is written
     let stop = AtomicBool::new(false);
@@ -850,13 +857,13 @@ pub fn run_sweep(cfg: &SweepConfig, opts: &SweepOptions) -> Result<SweepReport> 
     match cfg.grid.engine {
         Engine::Cpu => pool.install(|| {
             todo.par_iter().for_each(|spec| {
-                if !stop.load(Ordering::SeqCst) {
+                if !stop.load(Ordering::SeqCst) && deadline.is_none_or(|d| Instant::now() < d) {
                     append(&cfg.run_one(*spec, &cells))
                 }
             })
         }),
         #[cfg(feature = "gpu")]
-        engine => pool.install(|| gpu::run(cfg, engine, &cells, &todo, &append))?,
+        engine => pool.install(|| gpu::run(cfg, engine, &cells, todo, deadline, &append))?,
         #[cfg(not(feature = "gpu"))]
         _ => {
             // refused by validate(); kept as an error rather than a panic
@@ -870,11 +877,13 @@ pub fn run_sweep(cfg: &SweepConfig, opts: &SweepOptions) -> Result<SweepReport> 
         return Err(e);
     }
     write_cells(&opts.out, &read_runs(&runs_path, false)?)?;
+    let ran = written.into_inner();
     Ok(SweepReport {
         planned: mine.len(),
-        skipped: mine.len() - todo.len().min(mine.len()),
-        ran: todo.len(),
+        skipped: mine.len() - missing.len(),
+        ran,
         seconds: start.elapsed().as_secs_f64(),
+        remaining: missing.len() - ran.min(missing.len()),
     })
 }
 

@@ -47,6 +47,7 @@ fn annealing_prevents_the_flows_collapse() {
         shard: None,
         threads: 0,
         max_runs: None,
+        budget: None,
     };
     run_sweep(&cfg, &opts).unwrap();
     let cells = aggregate(&read_runs(&out.join("runs.jsonl"), false).unwrap());

@@ -52,6 +52,7 @@ fn sweep(engine: &str, estimator: &str) -> Vec<annealvi::sweep::RunLine> {
         shard: None,
         threads: 2,
         max_runs: None,
+        budget: None,
     };
     run_sweep(&cfg, &opts).unwrap();
     let mut runs = read_runs(&out.join("runs.jsonl"), false).unwrap();
@@ -135,6 +136,7 @@ fn gpu_engine_without_a_device_is_an_error_not_a_panic() {
         shard: None,
         threads: 1,
         max_runs: None,
+        budget: None,
     };
     let r = run_sweep(&cfg, &opts);
     let _ = std::fs::remove_dir_all(&out);
@@ -143,4 +145,70 @@ fn gpu_engine_without_a_device_is_an_error_not_a_panic() {
         Ok(rep) => assert_eq!(rep.ran, 6),
         Err(e) => eprintln!("no device, as expected here: {e}"),
     }
+}
+
+/// `--max-minutes` on the GPU engine's code path: the budget stops the sweep between batches
+/// (every written line a whole run), and `--resume` completes it to the uninterrupted runs.
+#[test]
+fn gpu_engine_budget_stops_between_batches() {
+    use std::time::{Duration, Instant};
+    let text = CONFIG.replace("ESTIMATOR", "full");
+    let mut cfg: SweepConfig = toml::from_str(&text).unwrap();
+    cfg.grid.engine = toml::Value::String("gpu_emulator".into())
+        .try_into()
+        .unwrap();
+    cfg.grid.gpu_flows = 1; // 6 batches of 1 flow
+    cfg.validate().unwrap();
+    let dir =
+        std::env::temp_dir().join(format!("annealvi-sweep-gpu-budget-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let opts = |out: &str, resume: bool, budget: Option<Duration>| SweepOptions {
+        out: dir.join(out),
+        resume,
+        shard: None,
+        threads: 1,
+        max_runs: None,
+        budget,
+    };
+    let t = Instant::now();
+    let full = run_sweep(&cfg, &opts("full", false, None)).unwrap();
+    let wall = t.elapsed();
+    assert_eq!((full.ran, full.remaining), (6, 0));
+    let zero = run_sweep(&cfg, &opts("zero", false, Some(Duration::ZERO))).unwrap();
+    assert_eq!((zero.ran, zero.remaining), (0, 6));
+    let part = run_sweep(&cfg, &opts("part", false, Some(wall / 3))).unwrap();
+    eprintln!(
+        "budget {:?} of {wall:?}: {} batches of 1 run, {} left",
+        wall / 3,
+        part.ran,
+        part.remaining
+    );
+    assert!(part.ran >= 1 && part.remaining >= 1, "{part:?}");
+    assert_eq!(
+        read_runs(&dir.join("part/runs.jsonl"), false)
+            .unwrap()
+            .len(),
+        part.ran
+    );
+    let rest = run_sweep(&cfg, &opts("part", true, None)).unwrap();
+    assert_eq!((rest.ran, rest.remaining), (part.remaining, 0));
+    let key = |r: &annealvi::sweep::RunLine| {
+        let mut v = serde_json::to_value(r).unwrap();
+        v.as_object_mut().unwrap().remove("wall_seconds");
+        v.to_string()
+    };
+    let mut a: Vec<String> = read_runs(&dir.join("full/runs.jsonl"), false)
+        .unwrap()
+        .iter()
+        .map(key)
+        .collect();
+    let mut b: Vec<String> = read_runs(&dir.join("part/runs.jsonl"), false)
+        .unwrap()
+        .iter()
+        .map(key)
+        .collect();
+    a.sort();
+    b.sort();
+    assert_eq!(a, b);
+    let _ = std::fs::remove_dir_all(&dir);
 }

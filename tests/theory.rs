@@ -202,6 +202,7 @@ sigma0 = "schedule"
         shard: None,
         threads: 2,
         max_runs: None,
+        budget: None,
     };
     run_sweep(&cfg, &opts).unwrap();
     let sgd = annealvi::sweep::aggregate(&read_runs(&dir.join("runs.jsonl"), false).unwrap());

@@ -27,26 +27,46 @@ use crate::seed::{Purpose, stream};
 use crate::train::{RunResult, Student, TrainSettings};
 use rayon::prelude::*;
 use std::collections::BTreeMap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Trains the runs `todo` (grouped by cell, in batches) and hands each finished line to
-/// `append`.
+/// `append`. With a `deadline`, stops before the first batch that would start after it, or
+/// that would end after it at the time per flow-step of the batches already trained (the
+/// first batch always starts when the deadline has not passed).
 pub(super) fn run(
     cfg: &SweepConfig,
     engine: Engine,
     cells: &[Cell],
     todo: &[RunSpec],
+    deadline: Option<Instant>,
     append: &(dyn Fn(&RunLine) + Sync),
 ) -> Result<()> {
     let mut by_cell: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
     for r in todo {
         by_cell.entry(r.cell).or_default().push(r.seed);
     }
+    // (flow-steps trained, seconds spent) by this call
+    let mut spent = (0.0f64, 0.0f64);
     for (cell, seeds) in by_cell {
+        let steps = cfg.cell_config(&cells[cell]).optim.steps.max(1) as f64;
         for batch in seeds.chunks(cfg.grid.gpu_flows.max(1)) {
+            let work = steps * batch.len() as f64;
+            if let Some(d) = deadline {
+                let now = Instant::now();
+                let need = if spent.0 > 0.0 {
+                    spent.1 / spent.0 * work
+                } else {
+                    0.0
+                };
+                if now >= d || now + Duration::from_secs_f64(need) > d {
+                    return Ok(());
+                }
+            }
+            let t = Instant::now();
             for line in run_batch(cfg, engine, cells[cell], batch)? {
                 append(&line);
             }
+            spent = (spent.0 + work, spent.1 + t.elapsed().as_secs_f64());
         }
     }
     Ok(())
