@@ -24,7 +24,9 @@ use rayon::prelude::*;
 use std::fmt::Write as _;
 use std::path::Path;
 
+mod dim;
 mod partial;
+pub use dim::{DimPoint, figure_dim};
 pub use partial::{SweepProgress, figure4_from};
 
 /// Row (iii)'s annealing: β_i.

@@ -38,8 +38,8 @@ enum Command {
     },
     /// Reproduce a figure of the paper (1 to 5).
     Figure {
-        /// Figure number.
-        number: u32,
+        /// Figure: 1 to 5 (the paper's), or `dim` (P(collapse) against the dimension d).
+        number: String,
         /// Smaller, faster version.
         #[arg(long, conflicts_with = "full")]
         quick: bool,
@@ -336,6 +336,13 @@ fn run(cli: Cli) -> Result<()> {
             from,
         } => {
             check_threads(threads)?;
+            if number == "dim" {
+                figure::figure_dim(&out, quick, threads)?;
+                return Ok(());
+            }
+            let number: u32 = number
+                .parse()
+                .map_err(|_| Error::config("figure", &number, "1, 2, 3, 4, 5 or dim"))?;
             if number == 4 || (number == 5 && flow != FlowScale::None) {
                 check_engine(engine)?;
             }
@@ -375,7 +382,7 @@ fn run(cli: Cli) -> Result<()> {
                     let flow = flow.quick().map(|q| (dir.as_path(), q, engine));
                     figure::figure5(&out, quick, threads, flow)
                 }
-                n => Err(Error::config("figure number", n, "1, 2, 3, 4 or 5")),
+                n => Err(Error::config("figure", n, "1, 2, 3, 4, 5 or dim")),
             }
         }
         Command::Sweep {
