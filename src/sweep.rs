@@ -40,6 +40,7 @@ use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Instant;
 
 /// A sweep configuration file.
@@ -491,12 +492,12 @@ impl SweepConfig {
 }
 
 /// The noise stream index of seed `seed` in `cell` (the initialisation uses the seed index).
-fn noise_index(cell: &Cell, seed: usize) -> u64 {
+pub fn noise_index(cell: &Cell, seed: usize) -> u64 {
     mix(cell.key() ^ mix(seed as u64 + 0x5eed))
 }
 
 /// A runs.jsonl line from a run's result (mixture statistics or flow statistics).
-fn run_line(
+pub fn run_line(
     cell: Cell,
     seed: usize,
     res: RunResult<()>,
@@ -670,6 +671,39 @@ fn meta_config(text: &str) -> String {
 
 /// Runs (or resumes) a sweep; writes runs.jsonl, cells.csv and sweep.toml into `opts.out`.
 pub fn run_sweep(cfg: &SweepConfig, opts: &SweepOptions) -> Result<SweepReport> {
+    run_sweep_cancellable(cfg, opts, &AtomicBool::new(false))
+}
+
+/// [`run_sweep`] that starts no new run once `cancel` is set (from another thread, e.g. on
+/// Ctrl-C in a host language): runs already finished stay in runs.jsonl and cells.csv is
+/// written from them, so the sweep can be resumed. `SweepReport::ran` counts the runs done.
+pub fn run_sweep_cancellable(
+    cfg: &SweepConfig,
+    opts: &SweepOptions,
+    cancel: &AtomicBool,
+) -> Result<SweepReport> {
+    run_sweep_with(cfg, opts, cancel, None)
+}
+
+/// Trains one run of a sweep (the cells are [`SweepConfig::cells`]); `None` = the run failed
+/// and is not recorded (the caller keeps the reason and sets the cancel flag).
+pub type RunFn<'a> = dyn Fn(RunSpec, &[Cell]) -> Option<RunLine> + Sync + 'a;
+
+/// [`run_sweep_cancellable`] with the runs trained by `runner` instead of
+/// [`SweepConfig::run_one`] (e.g. against a target defined in a host language; CPU engine only).
+pub fn run_sweep_with(
+    cfg: &SweepConfig,
+    opts: &SweepOptions,
+    cancel: &AtomicBool,
+    runner: Option<&RunFn>,
+) -> Result<SweepReport> {
+    if runner.is_some() && !cfg.grid.engine.is_cpu() {
+        return Err(Error::config(
+            "grid.engine",
+            format!("{:?}", cfg.grid.engine),
+            "\"cpu\" for runs against a user-defined target",
+        ));
+    }
     output::ensure_dir(&opts.out)?;
     let meta_path = opts.out.join(META);
     let runs_path = opts.out.join("runs.jsonl");
@@ -723,6 +757,7 @@ pub fn run_sweep(cfg: &SweepConfig, opts: &SweepOptions) -> Result<SweepReport> 
     let bar = crate::progress::bar(todo.len() as u64, "sweep");
     let start = Instant::now();
     let write_err: Mutex<Option<Error>> = Mutex::new(None);
+    let ran = AtomicUsize::new(0);
     let append = |line: &RunLine| {
         let mut text = serde_json::to_string(line).unwrap_or_default();
         text.push('\n');
@@ -731,12 +766,23 @@ pub fn run_sweep(cfg: &SweepConfig, opts: &SweepOptions) -> Result<SweepReport> 
             let mut we = write_err.lock().unwrap_or_else(|p| p.into_inner());
             we.get_or_insert(Error::io(&runs_path, "append to", e));
         }
+        ran.fetch_add(1, Ordering::Relaxed);
         bar.inc(1);
     };
     match cfg.grid.engine {
         Engine::Cpu => pool.install(|| {
-            todo.par_iter()
-                .for_each(|spec| append(&cfg.run_one(*spec, &cells)))
+            todo.par_iter().for_each(|spec| {
+                if !cancel.load(Ordering::Relaxed) {
+                    match runner {
+                        None => append(&cfg.run_one(*spec, &cells)),
+                        Some(f) => {
+                            if let Some(line) = f(*spec, &cells) {
+                                append(&line);
+                            }
+                        }
+                    }
+                }
+            })
         }),
         #[cfg(feature = "gpu")]
         engine => pool.install(|| gpu::run(cfg, engine, &cells, &todo, &append))?,
@@ -756,7 +802,7 @@ pub fn run_sweep(cfg: &SweepConfig, opts: &SweepOptions) -> Result<SweepReport> 
     Ok(SweepReport {
         planned: mine.len(),
         skipped: mine.len() - todo.len().min(mine.len()),
-        ran: todo.len(),
+        ran: ran.into_inner(),
         seconds: start.elapsed().as_secs_f64(),
     })
 }
