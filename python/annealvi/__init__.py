@@ -150,7 +150,7 @@ def ode_trajectory(beta_i: float, t0: float, *, steps: Optional[int] = None, eve
 
 
 def train(config: _config.ConfigSource = None, *, run: int = 0,
-          target: Optional[Target] = None, **overrides: Any) -> Dict[str, Any]:
+          user_target: Optional[Target] = None, **overrides: Any) -> Dict[str, Any]:
     """One training run, as ``annealvi train`` (the CLI uses run 0).
 
     Args:
@@ -158,8 +158,9 @@ def train(config: _config.ConfigSource = None, *, run: int = 0,
             file or a TOML string (configs/example.toml lists every field); None = defaults
             (the paper's setting: d = 512, R = 3, w* = 0.8, η = 0.05, no annealing).
         run: run index; the initial student and the noise come from the streams (seed, run).
-        target: a user-defined :class:`Target` instead of the configured one (Gaussian-mixture
-            student; ``target.d`` is set to its dimension).
+        user_target: a user-defined :class:`Target` instead of the configured target
+            (Gaussian-mixture student; ``target.d`` is set to its dimension). The keyword is not
+            ``target`` because ``target=`` overrides the configuration's ``[target]`` table.
         **overrides: fields to change, as ``section__field=value`` (``optim__steps=2000``) or
             ``section={"field": value}``.
 
@@ -177,18 +178,18 @@ def train(config: _config.ConfigSource = None, *, run: int = 0,
             user target that returned a wrong shape or a non-finite value.
         Any exception raised by the target callable.
     """
-    if target is not None:
-        if not isinstance(target, Target):
-            raise TypeError("target must be an annealvi.Target (Target.from_callable(fn, dim))")
+    if user_target is not None:
+        if not isinstance(user_target, Target):
+            raise TypeError("user_target must be an annealvi.Target (Target.from_callable(fn, dim))")
         overrides = dict(overrides)
-        overrides["target__d"] = target.dim
+        overrides["target__d"] = user_target.dim
     kind, text = _config.source(config)
-    return _native.train(kind, text, _config.overrides(overrides), _int("run", run), target)
+    return _native.train(kind, text, _config.overrides(overrides), _int("run", run), user_target)
 
 
 def sweep(config: _config.ConfigSource, out: Union[str, "os.PathLike[str]"], *,
           resume: bool = True, shard: Optional[str] = None, threads: int = 0,
-          target: Optional[Target] = None, **overrides: Any) -> Dict[str, Any]:
+          user_target: Optional[Target] = None, **overrides: Any) -> Dict[str, Any]:
     """A sweep over (β_i, t0) cells, as ``annealvi sweep`` (same files, same runs).
 
     Args:
@@ -199,7 +200,8 @@ def sweep(config: _config.ConfigSource, out: Union[str, "os.PathLike[str]"], *,
             refuses a directory that holds one.
         shard: "K/N" to run only the K-th of N interleaved parts (for clusters).
         threads: worker threads (0 = all cores).
-        target: a user-defined :class:`Target` (with ``modes``) instead of the configured one.
+        user_target: a user-defined :class:`Target` (with ``modes``) instead of the configured
+            target.
         **overrides: as in :func:`train`, with the run's fields under ``run``
             (``run__optim__lr=0.02``, ``grid__seeds=8``).
 
@@ -214,14 +216,14 @@ def sweep(config: _config.ConfigSource, out: Union[str, "os.PathLike[str]"], *,
     Ctrl-C stops the sweep within about a second once the runs in progress finish (with a
     KeyboardInterrupt); the finished runs stay in ``out`` and ``resume=True`` continues.
     """
-    if target is not None:
-        if not isinstance(target, Target):
-            raise TypeError("target must be an annealvi.Target (Target.from_callable(fn, dim))")
+    if user_target is not None:
+        if not isinstance(user_target, Target):
+            raise TypeError("user_target must be an annealvi.Target (Target.from_callable(fn, dim))")
         overrides = dict(overrides)
-        overrides["run__target__d"] = target.dim
+        overrides["run__target__d"] = user_target.dim
     kind, text = _config.source(config)
     return _native.sweep(kind, text, _config.overrides(overrides), os.fspath(out), bool(resume),
-                         shard, _int("threads", threads), target)
+                         shard, _int("threads", threads), user_target)
 
 
 def resolve_config(config: _config.ConfigSource = None, **overrides: Any) -> str:
