@@ -401,7 +401,10 @@ pub fn train<'py>(
             .cloned()
             .fold(f64::NAN, |a: f64, b| if a.is_nan() { b } else { a.min(b) }),
     )?;
-    summary.set_item("mode_masses", PyArray1::from_vec(py, res.mode_masses.clone()))?;
+    summary.set_item(
+        "mode_masses",
+        PyArray1::from_vec(py, res.mode_masses.clone()),
+    )?;
     gmm_summary(py, &summary, &res.student.stats(&axis(&t)))?;
     let traj = PyDict::new(py);
     gmm_columns(py, &traj, &res.records)?;
@@ -469,6 +472,14 @@ pub fn sweep(
     report.map_err(to_py)
 }
 
+/// (loss, gradient) of the callable path, then of the built-in kernel.
+type GradientPair<'py> = (
+    f64,
+    Bound<'py, PyArray1<f64>>,
+    f64,
+    Bound<'py, PyArray1<f64>>,
+);
+
 /// The batched gradient against `target` and the library's fast kernel against the built-in
 /// bimodal target (d, R, w*) for the same student and noise: returns (loss_callable, grad_callable,
 /// loss_builtin, grad_builtin), for the test that a callable reproduces the built-in target.
@@ -482,7 +493,7 @@ pub fn gmm_gradient_check<'py>(
     estimator: &str,
     samples: usize,
     seed: u64,
-) -> PyResult<(f64, Bound<'py, PyArray1<f64>>, f64, Bound<'py, PyArray1<f64>>)> {
+) -> PyResult<GradientPair<'py>> {
     let t = PyTarget::from_py(py, &target)?;
     let mut cfg = Config::default();
     cfg.target.d = t.dim;
@@ -506,9 +517,25 @@ pub fn gmm_gradient_check<'py>(
     let (mut g1, mut g2) = (vec![0.0; n], vec![0.0; n]);
     let mut r1 = stream(seed, 0, Purpose::Sgd);
     let mut r2 = stream(seed, 0, Purpose::Sgd);
-    let l1 = batched_gradient(&q, &t, beta, est, samples, &mut r1, &mut Batch::default(), &mut g1)?;
+    let l1 = batched_gradient(
+        &q,
+        &t,
+        beta,
+        est,
+        samples,
+        &mut r1,
+        &mut Batch::default(),
+        &mut g1,
+    )?;
     let target = cfg.build_target();
     let mut ws = annealvi::objective::McWorkspace::default();
-    let l2 = annealvi::objective::mc_gradient(&q, &target, beta, est, samples, &mut r2, &mut ws, &mut g2);
-    Ok((l1, PyArray1::from_vec(py, g1), l2, PyArray1::from_vec(py, g2)))
+    let l2 = annealvi::objective::mc_gradient(
+        &q, &target, beta, est, samples, &mut r2, &mut ws, &mut g2,
+    );
+    Ok((
+        l1,
+        PyArray1::from_vec(py, g1),
+        l2,
+        PyArray1::from_vec(py, g2),
+    ))
 }

@@ -6,8 +6,9 @@
 //! GIL and polls for signals every 0.2 s (Ctrl-C → `KeyboardInterrupt`; a sweep's finished
 //! runs stay on disk). The Python-facing API, its docstrings and stubs live in `annealvi/`.
 
-// Argument lists mirror the Python signatures one to one.
-#![allow(clippy::too_many_arguments)]
+// Argument lists mirror the Python signatures one to one; numerical loops index several
+// arrays with one variable (as in the library).
+#![allow(clippy::too_many_arguments, clippy::needless_range_loop)]
 
 mod callable;
 
@@ -102,8 +103,7 @@ fn load_table(kind: &str, source: &str, overrides: &str) -> PyResult<toml::Table
             .map_err(|e| PyValueError::new_err(format!("cannot read the config dict: {e}")))?,
         "path" => {
             let p = std::path::Path::new(source);
-            let text = std::fs::read_to_string(p)
-                .map_err(|e| to_py(Error::io(p, "read", e)))?;
+            let text = std::fs::read_to_string(p).map_err(|e| to_py(Error::io(p, "read", e)))?;
             text.parse::<toml::Table>()
                 .map_err(|e| PyValueError::new_err(format!("cannot parse {source}: {e}")))?
         }
@@ -120,7 +120,9 @@ fn load_table(kind: &str, source: &str, overrides: &str) -> PyResult<toml::Table
         .map_err(|e| PyValueError::new_err(format!("cannot read the overrides: {e}")))?;
     for (key, value) in ov {
         let v = toml::Value::try_from(&value).map_err(|e| {
-            PyValueError::new_err(format!("override `{key}`: {value} is not a TOML value ({e})"))
+            PyValueError::new_err(format!(
+                "override `{key}`: {value} is not a TOML value ({e})"
+            ))
         })?;
         set_dotted(&mut table, &key, v)?;
     }
@@ -306,7 +308,10 @@ fn collapse_probability<'py>(
             "invalid value for `ics`: {ics} (expected an integer in [1, 10000000])"
         )));
     }
-    let target = *cfg.build_target().as_bimodal().expect("bimodal by construction");
+    let target = *cfg
+        .build_target()
+        .as_bimodal()
+        .expect("bimodal by construction");
     let n = beta_i.len();
     let res = interruptible(py, |cancel| -> Result<Vec<(f64, f64, f64, i64)>> {
         use rayon::prelude::*;
@@ -349,10 +354,12 @@ fn collapse_probability<'py>(
         e => to_py(e),
     })?;
     let dict = PyDict::new(py);
-    let col = |f: &dyn Fn(&(f64, f64, f64, i64)) -> f64| -> Vec<f64> { res.iter().map(f).collect() };
-    dict.set_item("p", PyArray1::from_vec(py, col(&|x| x.0)))?;
-    dict.set_item("ci_low", PyArray1::from_vec(py, col(&|x| x.1)))?;
-    dict.set_item("ci_high", PyArray1::from_vec(py, col(&|x| x.2)))?;
+    let p: Vec<f64> = res.iter().map(|x| x.0).collect();
+    let lo: Vec<f64> = res.iter().map(|x| x.1).collect();
+    let hi: Vec<f64> = res.iter().map(|x| x.2).collect();
+    dict.set_item("p", PyArray1::from_vec(py, p))?;
+    dict.set_item("ci_low", PyArray1::from_vec(py, lo))?;
+    dict.set_item("ci_high", PyArray1::from_vec(py, hi))?;
     dict.set_item(
         "collapsed",
         PyArray1::from_vec(py, res.iter().map(|x| x.3).collect::<Vec<i64>>()),
@@ -467,7 +474,9 @@ fn design<'py>(
         "t0",
         PyArray1::from_vec(
             py,
-            all.iter().map(|(_, d)| d.map_or(f64::NAN, |d| d.t0)).collect(),
+            all.iter()
+                .map(|(_, d)| d.map_or(f64::NAN, |d| d.t0))
+                .collect(),
         ),
     )?;
     cand.set_item(
@@ -543,13 +552,7 @@ fn ode_trajectory<'py>(
     }
     let times: Vec<f64> = step_list.iter().map(|&s| lr * s as f64).collect();
     let states = interruptible(py, |_c| {
-        annealvi::theory::integrate(
-            &dy,
-            0.0,
-            x0,
-            &times,
-            annealvi::theory::Tolerance::default(),
-        )
+        annealvi::theory::integrate(&dy, 0.0, x0, &times, annealvi::theory::Tolerance::default())
     })?
     .map_err(|e| PyValueError::new_err(format!("the ODE integration failed: {e}")))?;
     let dict = PyDict::new(py);
@@ -595,7 +598,7 @@ fn outcome_items(dict: &Bound<'_, PyDict>, o: &Outcome) -> PyResult<()> {
 }
 
 fn matrix<'py>(py: Python<'py>, rows: usize, flat: Vec<f64>) -> PyResult<Bound<'py, PyAny>> {
-    let cols = if rows == 0 { 0 } else { flat.len() / rows };
+    let cols = flat.len().checked_div(rows).unwrap_or(0);
     Ok(PyArray1::from_vec(py, flat)
         .reshape([rows, cols])?
         .into_any())
@@ -678,7 +681,8 @@ pub(crate) fn gmm_columns(
         "step",
         PyArray1::from_vec(py, r.iter().map(|x| x.step as i64).collect::<Vec<_>>()),
     )?;
-    let scal = |f: &dyn Fn(&annealvi::train::Record) -> f64| -> Vec<f64> { r.iter().map(f).collect() };
+    let scal =
+        |f: &dyn Fn(&annealvi::train::Record) -> f64| -> Vec<f64> { r.iter().map(f).collect() };
     traj.set_item("beta", PyArray1::from_vec(py, scal(&|x| x.beta)))?;
     traj.set_item("loss", PyArray1::from_vec(py, scal(&|x| x.loss)))?;
     traj.set_item("kl", PyArray1::from_vec(py, scal(&|x| x.kl)))?;
@@ -776,7 +780,10 @@ fn sweep<'py>(
     dict.set_item("collapsed", PyArray1::from_vec(py, icol(&|c| c.collapsed)))?;
     dict.set_item("diverged", PyArray1::from_vec(py, icol(&|c| c.diverged)))?;
     dict.set_item("covered", PyArray1::from_vec(py, icol(&|c| c.covered)))?;
-    dict.set_item("p_collapse", PyArray1::from_vec(py, col(&|c| c.p_collapse())))?;
+    dict.set_item(
+        "p_collapse",
+        PyArray1::from_vec(py, col(&|c| c.p_collapse())),
+    )?;
     dict.set_item(
         "ci_low",
         PyArray1::from_vec(py, ci.iter().map(|x| x.0).collect::<Vec<_>>()),
