@@ -54,7 +54,7 @@ def collapse_probability(beta_i: Any, t0: Any, *, d: int = 512, r: float = 3.0,
         t0: annealing time in SGD steps (≥ 0; 0 = no annealing); a scalar or an array.
             beta_i and t0 are broadcast against each other, so
             ``collapse_probability(B[:, None], T[None, :])`` computes a whole grid in one call.
-""" + _MODEL_DOC + """
+{model}
         method: "ode" — Monte Carlo over ``ics`` initial conditions of the summary statistics'
             ODE (classified through a table built from ~300 integrations); "formula" — the
             analytical linearised formula (docs/theory.md §9), deterministic.
@@ -92,7 +92,7 @@ def design(max_collapse: float, *, d: int = 512, r: float = 3.0, w_star: float =
 
     Args:
         max_collapse: tolerance on the predicted P(collapse), in (0, 1).
-""" + _MODEL_DOC + """
+{model}
         ics: initial conditions of the prediction.
         seed: seed of the initial conditions and of the SGD check's runs.
         check_seeds: if > 0, also run that many SGD runs of the chosen schedule (B = ``samples``
@@ -130,7 +130,7 @@ def ode_trajectory(beta_i: float, t0: float, *, steps: Optional[int] = None, eve
         t0: annealing time in steps (≥ 0).
         steps: last step reported (default t0 + 500).
         every: report interval in steps (≥ 1).
-""" + _MODEL_DOC.split("        extra_steps")[0] + """
+{model_no_extra}
         sigma0: initial σ_k (default 1/√β_i, the sweeps' "schedule" setting).
         seed, run: the configuration seed and run index whose initial means are used.
         quasi_static: slave σ² to 1/β(t) (the reduced model of :func:`collapse_probability`)
@@ -230,6 +230,11 @@ def resolve_config(config: _config.ConfigSource = None, **overrides: Any) -> str
     """The validated run configuration with every field resolved, as TOML text."""
     kind, text = _config.source(config)
     return _native.resolve_config(kind, text, _config.overrides(overrides))
+
+
+for _f in (collapse_probability, design, ode_trajectory):
+    _f.__doc__ = (_f.__doc__ or "").replace("{model}", _MODEL_DOC.strip("\n")).replace(
+        "{model_no_extra}", _MODEL_DOC.split("        extra_steps")[0].strip("\n"))
 
 
 def _int(name: str, v: Any) -> int:

@@ -214,3 +214,14 @@ def test_ctrl_c_interrupts_a_sweep_and_keeps_finished_runs(tmp_path):
     lines = (tmp_path / "k" / "runs.jsonl").read_text().splitlines()
     keys = [tuple(json.loads(x)[k] for k in ("beta_i", "t0", "seed")) for x in lines]
     assert len(lines) > len(done) and len(set(keys)) == len(keys)
+
+
+def test_help_explains_arguments_and_units():
+    doc = annealvi.collapse_probability.__doc__
+    for word in ["beta_i", "t0", "SGD steps", "η", "w_star", "init_scale", "ics", "Wilson"]:
+        assert word in doc, word
+    assert "{model" not in doc
+    for f in [annealvi.design, annealvi.ode_trajectory, annealvi.train, annealvi.sweep,
+              annealvi.schedule.exponential, annealvi.Target.from_callable]:
+        assert f.__doc__ and len(f.__doc__) > 80, f
+    assert "lr" in annealvi.ode_trajectory.__doc__ and "extra_steps" not in annealvi.ode_trajectory.__doc__
