@@ -199,17 +199,17 @@ def test_ctrl_c_interrupts_a_sweep_and_keeps_finished_runs(tmp_path):
     start = time.time()
     timer.start()
     with pytest.raises(KeyboardInterrupt):
-        annealvi.sweep(SMALL_SWEEP, tmp_path / "k", grid__seeds=400, threads=1)
+        annealvi.sweep(SMALL_SWEEP, tmp_path / "k", grid__seeds=4000, threads=1)
     elapsed = time.time() - start
     timer.join()
     assert elapsed < 1.6, elapsed
     done = (tmp_path / "k" / "runs.jsonl").read_text().splitlines()
-    assert 0 < len(done) < 1200
+    assert 0 < len(done) < 12000
     # resuming skips the finished runs and appends new ones
     timer = threading.Timer(0.4, _thread.interrupt_main)
     timer.start()
     with pytest.raises(KeyboardInterrupt):
-        annealvi.sweep(SMALL_SWEEP, tmp_path / "k", grid__seeds=400, threads=1)
+        annealvi.sweep(SMALL_SWEEP, tmp_path / "k", grid__seeds=4000, threads=1)
     timer.join()
     lines = (tmp_path / "k" / "runs.jsonl").read_text().splitlines()
     keys = [tuple(json.loads(x)[k] for k in ("beta_i", "t0", "seed")) for x in lines]
