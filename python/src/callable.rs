@@ -77,6 +77,7 @@ impl PyTarget {
 /// Reusable buffers of [`batched_gradient`].
 #[derive(Default)]
 pub struct Batch {
+    normals: Option<NormalGen>,
     z: Vec<f64>,
     x: Vec<f64>,
     lp: Vec<f64>,
@@ -103,9 +104,19 @@ pub fn batched_gradient<R: Rng + ?Sized>(
     let n = kc * samples;
     let w = q.weights();
     let sig: Vec<f64> = (0..kc).map(|k| q.sigma(k)).collect();
+    // hoisted out of the per-coordinate loops (the accessors are not inlined across crates)
+    let mu: Vec<&[f64]> = (0..kc).map(|k| q.mean(k)).collect();
+    let (sigma_off, logit_off) = (q.log_sigma_offset(), q.logit_offset());
     let dn = d as f64;
     grad.iter_mut().for_each(|g| *g = 0.0);
-    let mut normals = NormalGen::from_rng(rng);
+    // reseeding gives the numbers of a fresh generator without rebuilding its buffers
+    let mut normals = match buf.normals.take() {
+        Some(mut g) => {
+            g.reseed(rng);
+            g
+        }
+        None => NormalGen::from_rng(rng),
+    };
     buf.z.resize(n * d, 0.0);
     buf.x.resize(n * d, 0.0);
     buf.lp.resize(n, 0.0);
@@ -115,10 +126,11 @@ pub fn batched_gradient<R: Rng + ?Sized>(
             let row = (k * samples + b) * d;
             normals.fill(&mut buf.z[row..row + d]);
             for i in 0..d {
-                buf.x[row + i] = q.mean(k)[i] + sig[k] * buf.z[row + i];
+                buf.x[row + i] = mu[k][i] + sig[k] * buf.z[row + i];
             }
         }
     }
+    buf.normals = Some(normals);
     target.eval(&buf.x, n, &mut buf.lp, &mut buf.gp)?;
     let mut fbar = vec![0.0; kc];
     let ln2pi = (2.0 * std::f64::consts::PI).ln();
@@ -132,7 +144,7 @@ pub fn batched_gradient<R: Rng + ?Sized>(
             let gp = &buf.gp[row..row + d];
             let terms: Vec<f64> = (0..kc)
                 .map(|l| {
-                    let dist: f64 = (0..d).map(|i| (x[i] - q.mean(l)[i]).powi(2)).sum();
+                    let dist: f64 = (0..d).map(|i| (x[i] - mu[l][i]).powi(2)).sum();
                     w[l].ln() - 0.5 * dn * (ln2pi + 2.0 * sig[l].ln()) - 0.5 * dist / sig[l].powi(2)
                 })
                 .collect();
@@ -143,7 +155,7 @@ pub fn batched_gradient<R: Rng + ?Sized>(
             for i in 0..d {
                 let mut v = -beta * gp[i];
                 for l in 0..kc {
-                    v += resp[l] * (q.mean(l)[i] - x[i]) / sig[l].powi(2);
+                    v += resp[l] * (mu[l][i] - x[i]) / sig[l].powi(2);
                 }
                 gx[i] = v;
             }
@@ -151,24 +163,24 @@ pub fn batched_gradient<R: Rng + ?Sized>(
                 grad[k * d + i] += scale * gx[i];
             }
             let dsig: f64 = (0..d).map(|i| gx[i] * z[i]).sum();
-            grad[q.log_sigma_offset() + k] += scale * dsig * sig[k];
+            grad[sigma_off + k] += scale * dsig * sig[k];
             if estimator == Estimator::Full {
                 for l in 0..kc {
                     let s2 = sig[l].powi(2);
                     let mut dist = 0.0;
                     for i in 0..d {
-                        let diff = x[i] - q.mean(l)[i];
+                        let diff = x[i] - mu[l][i];
                         grad[l * d + i] += scale * resp[l] * diff / s2;
                         dist += diff * diff;
                     }
-                    grad[q.log_sigma_offset() + l] += scale * resp[l] * (-dn + dist / s2);
-                    grad[q.logit_offset() + l] += scale * (resp[l] - w[l]);
+                    grad[sigma_off + l] += scale * resp[l] * (-dn + dist / s2);
+                    grad[logit_off + l] += scale * (resp[l] - w[l]);
                 }
             }
         }
     }
     let loss: f64 = (0..kc).map(|k| w[k] * fbar[k]).sum();
-    let off = q.logit_offset();
+    let off = logit_off;
     if q.trainable_weights() {
         for j in 0..kc {
             grad[off + j] += w[j] * (fbar[j] - loss);
