@@ -1,9 +1,11 @@
 """The Python API: schedules, theory, design, training, sweeps, validation and the GIL."""
 
-import _thread
 import json
 import math
+import os
+import signal
 import subprocess
+import sys
 import threading
 import time
 
@@ -194,47 +196,49 @@ def test_sweep_releases_the_gil(tmp_path):
     assert ticks > 20, ticks
 
 
-class _CtrlC:
-    """Simulated Ctrl-C: interrupt_main() after `delay`, repeated every 0.5 s until stopped (a
-    single simulated SIGINT was once seen not to reach a sweep on a heavily loaded machine)."""
+_SWEEP_SCRIPT = """
+import sys, annealvi
+from conftest import SMALL_SWEEP
+try:
+    annealvi.sweep(SMALL_SWEEP, sys.argv[1], grid__seeds=4000, threads=1)
+    print("finished")
+except KeyboardInterrupt:
+    print("KeyboardInterrupt")
+"""
 
-    def __init__(self, delay):
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, args=(delay,))
 
-    def _run(self, delay):
-        wait = delay
-        while not self.stop.wait(wait):
-            _thread.interrupt_main()
-            wait = 0.5
+def _lines(path):
+    return path.read_text().count("\n") if path.exists() else 0
 
-    def __enter__(self):
-        self.thread.start()
-        return self
 
-    def __exit__(self, *exc):
-        self.stop.set()
-        self.thread.join()
-        try:
-            time.sleep(0.05)  # absorbs an interrupt sent just before the stop
-        except KeyboardInterrupt:
-            pass
+def _interrupted_sweep(out):
+    """Runs a long sweep in a fresh interpreter, sends it SIGINT (Ctrl-C) once it has added
+    runs to disk, and returns (seconds from the signal to the exit, what it printed)."""
+    proc = subprocess.Popen([sys.executable, "-c", _SWEEP_SCRIPT, str(out)],
+                            cwd=os.path.dirname(__file__), stdout=subprocess.PIPE, text=True)
+    runs = out / "runs.jsonl"
+    before = _lines(runs)
+    deadline = time.time() + 60
+    while time.time() < deadline and _lines(runs) <= before:
+        time.sleep(0.05)
+    time.sleep(0.2)
+    start = time.time()
+    proc.send_signal(signal.SIGINT)
+    printed, _ = proc.communicate(timeout=60)
+    return time.time() - start, printed.strip()
 
 
 def test_ctrl_c_interrupts_a_sweep_and_keeps_finished_runs(tmp_path):
-    start = time.time()
-    with _CtrlC(0.4):
-        with pytest.raises(KeyboardInterrupt):
-            annealvi.sweep(SMALL_SWEEP, tmp_path / "k", grid__seeds=4000, threads=1)
-        elapsed = time.time() - start
-    assert elapsed < 1.6, elapsed
-    done = (tmp_path / "k" / "runs.jsonl").read_text().splitlines()
+    out = tmp_path / "k"
+    elapsed, printed = _interrupted_sweep(out)
+    assert printed == "KeyboardInterrupt"
+    assert elapsed < 1.5, elapsed
+    done = (out / "runs.jsonl").read_text().splitlines()
     assert 0 < len(done) < 12000
     # resuming skips the finished runs and appends new ones
-    with _CtrlC(0.4):
-        with pytest.raises(KeyboardInterrupt):
-            annealvi.sweep(SMALL_SWEEP, tmp_path / "k", grid__seeds=4000, threads=1)
-    lines = (tmp_path / "k" / "runs.jsonl").read_text().splitlines()
+    elapsed, printed = _interrupted_sweep(out)
+    assert printed == "KeyboardInterrupt"
+    lines = (out / "runs.jsonl").read_text().splitlines()
     keys = [tuple(json.loads(x)[k] for k in ("beta_i", "t0", "seed")) for x in lines]
     assert len(lines) > len(done) and len(set(keys)) == len(keys)
 
