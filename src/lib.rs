@@ -18,6 +18,7 @@
 //! - [`config`]: validated TOML configuration;
 //! - [`figure`], [`plot`]: the paper's figures;
 //! - [`bench`]: throughput measurement;
+//! - [`prelude`]: the common types in one import;
 //! - [`quadrature`], [`gauss1d`], [`seed`], [`normal`]: numerical support (the last one is the
 //!   vectorised normal generator of the Monte-Carlo kernel).
 
@@ -38,6 +39,7 @@ pub mod objective;
 pub mod optim;
 pub mod output;
 pub mod plot;
+pub mod prelude;
 pub mod progress;
 pub mod quadrature;
 pub mod schedule;

@@ -519,12 +519,12 @@ impl SweepConfig {
 }
 
 /// The noise stream index of seed `seed` in `cell` (the initialisation uses the seed index).
-fn noise_index(cell: &Cell, seed: usize) -> u64 {
+pub fn noise_index(cell: &Cell, seed: usize) -> u64 {
     mix(cell.key() ^ mix(seed as u64 + 0x5eed))
 }
 
 /// A runs.jsonl line from a run's result (mixture statistics or flow statistics).
-fn run_line(
+pub fn run_line(
     cell: Cell,
     seed: usize,
     res: RunResult<()>,
@@ -744,6 +744,39 @@ fn meta_config(text: &str) -> String {
 
 /// Runs (or resumes) a sweep; writes runs.jsonl, cells.csv and sweep.toml into `opts.out`.
 pub fn run_sweep(cfg: &SweepConfig, opts: &SweepOptions) -> Result<SweepReport> {
+    run_sweep_cancellable(cfg, opts, &AtomicBool::new(false))
+}
+
+/// [`run_sweep`] that starts no new run once `cancel` is set (from another thread, e.g. on
+/// Ctrl-C in a host language): runs already finished stay in runs.jsonl and cells.csv is
+/// written from them, so the sweep can be resumed. `SweepReport::ran` counts the runs done.
+pub fn run_sweep_cancellable(
+    cfg: &SweepConfig,
+    opts: &SweepOptions,
+    cancel: &AtomicBool,
+) -> Result<SweepReport> {
+    run_sweep_with(cfg, opts, cancel, None)
+}
+
+/// Trains one run of a sweep (the cells are [`SweepConfig::cells`]); `None` = the run failed
+/// and is not recorded (the caller keeps the reason and sets the cancel flag).
+pub type RunFn<'a> = dyn Fn(RunSpec, &[Cell]) -> Option<RunLine> + Sync + 'a;
+
+/// [`run_sweep_cancellable`] with the runs trained by `runner` instead of
+/// [`SweepConfig::run_one`] (e.g. against a target defined in a host language; CPU engine only).
+pub fn run_sweep_with(
+    cfg: &SweepConfig,
+    opts: &SweepOptions,
+    cancel: &AtomicBool,
+    runner: Option<&RunFn>,
+) -> Result<SweepReport> {
+    if runner.is_some() && !cfg.grid.engine.is_cpu() {
+        return Err(Error::config(
+            "grid.engine",
+            format!("{:?}", cfg.grid.engine),
+            "\"cpu\" for runs against a user-defined target",
+        ));
+    }
     output::ensure_dir(&opts.out)?;
     // one writer per directory: a second sweep (or merge) on it is refused
     let _lock = lock_dir(&opts.out)?;
@@ -857,8 +890,18 @@ pub fn run_sweep(cfg: &SweepConfig, opts: &SweepOptions) -> Result<SweepReport> 
     match cfg.grid.engine {
         Engine::Cpu => pool.install(|| {
             todo.par_iter().for_each(|spec| {
-                if !stop.load(Ordering::SeqCst) && deadline.is_none_or(|d| Instant::now() < d) {
-                    append(&cfg.run_one(*spec, &cells))
+                if !stop.load(Ordering::SeqCst)
+                    && !cancel.load(Ordering::Relaxed)
+                    && deadline.is_none_or(|d| Instant::now() < d)
+                {
+                    match runner {
+                        None => append(&cfg.run_one(*spec, &cells)),
+                        Some(f) => {
+                            if let Some(line) = f(*spec, &cells) {
+                                append(&line);
+                            }
+                        }
+                    }
                 }
             })
         }),

@@ -1,0 +1,89 @@
+"""Annealing schedules β(t) for use in one's own training loop (PyTorch, JAX, numpy).
+
+Each constructor returns a :class:`Schedule`: call it on an int, a float or a numpy array of
+steps t (SGD/Adam steps, counted from 0) to get β(t) ∈ (0, 1], the inverse temperature of the
+tempered target π_β ∝ π^β. The values are computed by the Rust library (the very functions the
+CLI's runs use), and the parameters are validated as the CLI validates them.
+"""
+
+from typing import Any, Union
+
+import numpy as np
+
+from . import _native
+
+Steps = Union[int, float, np.ndarray]
+
+
+class Schedule:
+    """β as a function of the step; see :func:`exponential`, :func:`linear`,
+    :func:`linear_temperature` and :func:`constant`."""
+
+    def __init__(self, kind: str, beta_i: float = 1.0, t0: float = 0.0, beta: float = 1.0) -> None:
+        _native.check_schedule(kind, float(beta_i), float(t0), float(beta))
+        self.kind = kind
+        self.beta_i = float(beta_i)
+        self.t0 = float(t0)
+        self.beta = float(beta)
+
+    def __call__(self, t: Any) -> Any:
+        """β(t) for a scalar step (returns a float) or an array of steps (same shape)."""
+        arr = np.asarray(t, dtype=np.float64)
+        out = _native.schedule_beta(self.kind, self.beta_i, self.t0, self.beta, arr.reshape(-1))
+        if arr.ndim == 0:
+            return float(out[0])
+        return out.reshape(arr.shape)
+
+    @property
+    def end(self) -> float:
+        """The first step from which β = 1 for good (t0; 0 for a constant schedule)."""
+        return 0.0 if self.kind == "constant" else self.t0
+
+    @property
+    def rate(self) -> float:
+        """Exponential schedules: the growth factor r = β_i^(−1/t0) of β per step (1 if t0 = 0)."""
+        if self.kind != "exponential":
+            raise AttributeError("rate is defined for exponential schedules only")
+        return 1.0 if self.t0 == 0 else self.beta_i ** (-1.0 / self.t0)
+
+    def to_config(self) -> dict:
+        """The ``schedule`` table of a run configuration for this schedule."""
+        if self.kind == "constant":
+            return {"kind": "constant", "beta": self.beta}
+        return {"kind": self.kind, "beta_i": self.beta_i, "t0": self.t0}
+
+    def __repr__(self) -> str:
+        if self.kind == "constant":
+            return "constant(beta=%g)" % self.beta
+        return "%s(beta_i=%g, t0=%g)" % (self.kind, self.beta_i, self.t0)
+
+
+def exponential(beta_i: float, t0: float) -> Schedule:
+    """The paper's schedule β(t) = β_i^(1 − t/t0) for t < t0, then 1.
+
+    Args:
+        beta_i: initial inverse temperature, in (0, 1].
+        t0: annealing time in steps, ≥ 0 (0 = no annealing: β = 1 throughout).
+    """
+    return Schedule("exponential", beta_i, t0)
+
+
+def linear(beta_i: float, t0: float) -> Schedule:
+    """β rising linearly: β(t) = β_i + (1 − β_i) t/t0 for t < t0, then 1 (β_i in (0, 1], t0 ≥ 0 steps)."""
+    return Schedule("linear", beta_i, t0)
+
+
+def linear_temperature(beta_i: float, t0: float) -> Schedule:
+    """The temperature T = 1/β falling linearly from 1/β_i to 1 over t0 steps, then β = 1.
+
+    It lingers at large β, where the split of a Gaussian-mixture student is decided.
+    """
+    return Schedule("linear_temperature", beta_i, t0)
+
+
+def constant(beta: float = 1.0) -> Schedule:
+    """β(t) = beta for every step (beta in (0, 1]; 1 = no annealing)."""
+    return Schedule("constant", beta=beta)
+
+
+__all__ = ["Schedule", "exponential", "linear", "linear_temperature", "constant"]
