@@ -685,6 +685,7 @@ pub fn reproduce(
         threads,
         flow_quick.map(|fq| (f4.as_path(), fq, engine)),
     )?;
+    figure_dim(&out.join("dim"), quick, threads)?;
     let mut md = String::new();
     let mode = if quick { "quick" } else { "full" };
     let _ = writeln!(md, "# annealvi: reproduced figures ({mode})\n");
@@ -728,6 +729,10 @@ pub fn reproduce(
     let _ = writeln!(
         md,
         "## Figure 5\n\n![Figure 5](fig2/fig5.png)\n\nData: `fig2/fig5.csv` (Gaussian mixture), `fig2/fig5_flow.csv` (RealNVP), `fig2/fig5_asymptote.csv`.\n"
+    );
+    let _ = writeln!(
+        md,
+        "## P(collapse) against the dimension d\n\n![P(collapse) vs d](dim/fig_dim.png)\n\nSGD simulated exactly in the summary statistics (statistics engine) against the quasi-static ODE from the same initial conditions. Data: `dim/dim.csv`, one sweep per d in `dim/d<d>/`.\n"
     );
     output::write_text(&out.join("index.md"), &md)?;
     println!(

@@ -374,6 +374,7 @@ fn accumulate<const NB: usize>(isa: Isa, acc: &mut [f64], d: usize, c: &[f64], z
 /// with scalar coefficients from [`SampleTerms::sample`]; the scale and weight gradients are
 /// scalars too. `gmm[k·K+l]` = μ_k·μ_l, `gmt[k·J+j]` = μ_k·ν_j and `nn[j]` = ν_j·ν_j are the
 /// Gram quantities, computed by the caller in whatever coordinates it has.
+#[derive(Default)]
 pub(crate) struct SampleTerms {
     kc: usize,
     jc: usize,
@@ -429,36 +430,7 @@ impl SampleTerms {
         beta: f64,
         estimator: Estimator,
     ) -> Self {
-        let mut t = Self {
-            kc: 0,
-            jc: 0,
-            full: false,
-            beta,
-            w: Vec::new(),
-            sig: Vec::new(),
-            s2: Vec::new(),
-            gmm: Vec::new(),
-            gmt: Vec::new(),
-            nn: Vec::new(),
-            inv_s2: Vec::new(),
-            half_inv_s2: Vec::new(),
-            inv_s3: Vec::new(),
-            dn_inv_s: Vec::new(),
-            lq0: Vec::new(),
-            lnorm_t: Vec::new(),
-            half_inv_vt: Vec::new(),
-            mbeta_inv_vt: Vec::new(),
-            dkl0: Vec::new(),
-            dkj0: Vec::new(),
-            tq: Vec::new(),
-            dq: Vec::new(),
-            tp: Vec::new(),
-            coef_m: Vec::new(),
-            coef_n: Vec::new(),
-            gsig: Vec::new(),
-            glogit: Vec::new(),
-            fbar: Vec::new(),
-        };
+        let mut t = Self::default();
         t.reset(d, w, sig, gmm, gmt, nn, log_wt, v_t, beta, estimator);
         t
     }

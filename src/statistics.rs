@@ -403,10 +403,23 @@ impl StatsStudent {
     }
 
     fn terms(&self, target: &IsotropicMixture, beta: f64, estimator: Estimator) -> SampleTerms {
+        let mut t = SampleTerms::default();
+        self.reset_terms(&mut t, target, beta, estimator);
+        t
+    }
+
+    /// The per-sample constants of the current state into `t` (reusing its allocations).
+    fn reset_terms(
+        &self,
+        t: &mut SampleTerms,
+        target: &IsotropicMixture,
+        beta: f64,
+        estimator: Estimator,
+    ) {
         let k = self.q.components();
         let (gmm, gmt, nn) = self.grams();
         let sig: Vec<f64> = (0..k).map(|l| self.q.sigma(l)).collect();
-        SampleTerms::new(
+        t.reset(
             self.d,
             &self.q.weights(),
             &sig,
@@ -417,37 +430,7 @@ impl StatsStudent {
             target.variances(),
             beta,
             estimator,
-        )
-    }
-
-    /// [`Self::terms`] into an existing value (no allocation after the first step).
-    fn reset_terms(
-        &self,
-        t: &mut Option<SampleTerms>,
-        target: &IsotropicMixture,
-        beta: f64,
-        estimator: Estimator,
-    ) {
-        match t {
-            Some(t) => {
-                let k = self.q.components();
-                let (gmm, gmt, nn) = self.grams();
-                let sig: Vec<f64> = (0..k).map(|l| self.q.sigma(l)).collect();
-                t.reset(
-                    self.d,
-                    &self.q.weights(),
-                    &sig,
-                    &gmm,
-                    &gmt,
-                    &nn,
-                    target.log_weights(),
-                    target.variances(),
-                    beta,
-                    estimator,
-                );
-            }
-            None => *t = Some(self.terms(target, beta, estimator)),
-        }
+        );
     }
 
     /// Projections a_l = ξ·μ_l and c_j = ξ·ν_j of frame coordinates ξ.
@@ -689,11 +672,8 @@ impl Student for StatsStudent {
         // Given the past, z_i^⊥ = Σ_t η_t f_t + rest with η ~ N(0, I_s) and
         // ‖rest‖² ~ χ²_{m−s} independent; then Y z_i^⊥ = T η, ‖z_i^⊥‖² = ‖η‖² + ‖rest‖², and
         // G ← G + c uᵀ + u cᵀ + ‖z_i^⊥‖² c cᵀ with u = T η.
-        let mut terms_slot = ws.terms.take();
-        self.reset_terms(&mut terms_slot, target, beta, settings.estimator);
-        let Some(mut terms) = terms_slot else {
-            unreachable!("reset_terms fills the slot")
-        };
+        let mut terms = ws.terms.take().unwrap_or_default();
+        self.reset_terms(&mut terms, target, beta, settings.estimator);
         let (chol, active) = if k == 2 {
             self.noise_pass::<2, R>(ws, &mut terms, rng, b, ns)
         } else {
@@ -887,12 +867,7 @@ impl Student for StatsStudent {
     ) -> RunResult {
         let stats = self.stats();
         if diverged {
-            RunResult {
-                outcome: crate::metrics::Outcome::Diverged { step },
-                final_step: step,
-                light_mode_mass: f64::NAN,
-                stats,
-            }
+            RunResult::diverged(step, stats)
         } else {
             RunResult {
                 outcome: classify(&self.q, &self.frame_target),

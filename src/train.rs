@@ -154,6 +154,18 @@ pub struct RunResult<St = Stats> {
     pub stats: St,
 }
 
+impl<St> RunResult<St> {
+    /// A run that diverged at `step` (light-mode mass NaN), with its last statistics.
+    pub fn diverged(step: usize, stats: St) -> Self {
+        RunResult {
+            outcome: Outcome::Diverged { step },
+            final_step: step,
+            light_mode_mass: f64::NAN,
+            stats,
+        }
+    }
+}
+
 /// The training-side view of a variational family: what [`train`] needs besides the flat
 /// parameter vector of [`VariationalFamily`].
 pub trait Student: VariationalFamily + Sized {
@@ -441,12 +453,7 @@ impl Student for RealNvp {
         eval_rng: &mut R,
     ) -> RunResult<FlowStats> {
         if diverged || !self.is_finite() {
-            return RunResult {
-                outcome: Outcome::Diverged { step },
-                final_step: step,
-                light_mode_mass: f64::NAN,
-                stats: FlowStats::nan(),
-            };
+            return RunResult::diverged(step, FlowStats::nan());
         }
         let st = self.evaluate(
             target,
@@ -536,12 +543,7 @@ pub fn train<S: Student, R: Rng + Clone>(
 fn finish(q: &GmmStudent, target: &IsotropicMixture, step: usize, diverged: bool) -> RunResult {
     let stats = q.stats(target.axis());
     if diverged {
-        RunResult {
-            outcome: Outcome::Diverged { step },
-            final_step: step,
-            light_mode_mass: f64::NAN,
-            stats,
-        }
+        RunResult::diverged(step, stats)
     } else {
         RunResult {
             outcome: classify(q, target),

@@ -413,7 +413,7 @@ fn cases() -> Vec<Case> {
         cli(
             "figure 7",
             &["figure", "7", "--quick", "--out", "{dir}/o"],
-            &["figure number", "7"],
+            &["invalid value for `figure`: 7", "1, 2, 3, 4, 5 or dim"],
         ),
         cli(
             "figure --threads 5000",
@@ -431,7 +431,7 @@ fn cases() -> Vec<Case> {
         cli(
             "figure number not a number",
             &["figure", "seven", "--out", "{dir}/o"],
-            &["invalid value 'seven'"],
+            &["invalid value for `figure`: seven"],
         ),
         cli(
             "bench gmm --d 0",

@@ -256,3 +256,47 @@ fn tiny_dimension_is_exact_without_orthogonal_noise() {
     let s = statistics_runs(&cfg, PlantedError::default());
     assert_same_law("d=2", compare("d=2", &v, &s));
 }
+
+/// P(collapse) of both engines on the quick Figure 2 grid (26 cells × 20 seeds): within 2
+/// binomial standard errors of their difference (pooled p) in every cell. About 2 minutes in
+/// a release build on 2 cores, so not in the default suite:
+/// `cargo test --release --test statistics_engine -- --ignored`.
+#[test]
+#[ignore]
+fn quick_grid_collapse_probabilities_agree() {
+    use annealvi::sweep::{SweepConfig, aggregate};
+    let text = include_str!("../configs/fig2-quick.toml");
+    let vector: SweepConfig = toml::from_str(text).unwrap();
+    let mut stats = vector.clone();
+    stats.run.objective.engine = Engine::Statistics;
+    let run_all = |cfg: &SweepConfig| {
+        let cells = cfg.cells();
+        let lines: Vec<_> = cfg
+            .runs()
+            .into_par_iter()
+            .map(|spec| cfg.run_one(spec, &cells))
+            .collect();
+        aggregate(&lines)
+    };
+    let (v, s) = (run_all(&vector), run_all(&stats));
+    assert_eq!(v.len(), s.len());
+    let mut worst: f64 = 0.0;
+    for (a, b) in v.iter().zip(&s) {
+        assert_eq!(a.cell, b.cell);
+        let (pa, pb) = (a.p_collapse(), b.p_collapse());
+        let pool = (a.collapsed + b.collapsed) as f64 / (a.n + b.n) as f64;
+        let se = (pool * (1.0 - pool) * (1.0 / a.n as f64 + 1.0 / b.n as f64)).sqrt();
+        let z = if se > 0.0 { (pa - pb).abs() / se } else { 0.0 };
+        worst = worst.max(z);
+        eprintln!(
+            "beta_i = {:.4}, t0 = {:>5}: vector {pa:.2}, statistics {pb:.2} ({z:.2} SE)",
+            a.cell.beta_i, a.cell.t0
+        );
+        assert!(
+            (pa - pb).abs() <= 2.0 * se + 1e-12,
+            "cell {:?}: vector {pa} vs statistics {pb} (SE {se:.3})",
+            a.cell
+        );
+    }
+    eprintln!("largest gap: {worst:.2} SE");
+}

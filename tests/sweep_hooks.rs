@@ -30,6 +30,7 @@ fn setup(name: &str) -> (SweepConfig, SweepOptions) {
         shard: None,
         threads: 2,
         max_runs: None,
+        budget: None,
     };
     (cfg, opts)
 }

@@ -756,6 +756,7 @@ fn sweep<'py>(
         shard,
         threads,
         max_runs: None,
+        budget: None,
     };
     let report = match target {
         Some(t) => callable::sweep(py, &cfg, &opts, t)?,

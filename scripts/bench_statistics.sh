@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The statistics engine against the vector engine (`annealvi bench gmm`, the paper's problem, no
+# annealing, B = 32 samples per component, 1 thread), side by side in one process per d, and
+# the statistics engine alone at d = 512, 8192 and 10^5 (flat in d).
+#   scripts/bench_statistics.sh            (uses target/release/annealvi; ANNEALVI=... to override)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bin=${ANNEALVI:-target/release/annealvi}
+[ -x "$bin" ] || cargo build --release
+echo "== side by side (ratio = statistics / vector, same process)"
+# the vector engine's cost grows with d: fewer seeds and steps at large d
+for spec in "512 40 200" "1024 20 200" "8192 8 100" "100000 2 20"; do
+  set -- $spec
+  "$bin" bench gmm --engine both --d "$1" --seeds "$2" --steps "$3" --threads 1 | grep -E "engine|statistics /"
+done
+echo "== statistics engine alone: 40 runs x 2000 steps, 1 thread"
+for d in 512 8192 100000; do
+  printf "d = %-6s " "$d"
+  "$bin" bench gmm --engine statistics --d "$d" --seeds 40 --steps 2000 --threads 1 | tail -1
+done
