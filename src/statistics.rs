@@ -117,34 +117,7 @@ fn residual_direction(basis: &[Vec<f64>], v: &[f64], norm0: f64) -> Option<Vec<f
 /// fixed by the past may carry the projections.
 fn cholesky(gram: &[f64], k: usize, chol: &mut [f64], active: &mut [bool]) -> usize {
     if k == 2 {
-        // the same arithmetic, unrolled
-        let (g00, g10, g11) = (gram[0], gram[2], gram[3]);
-        let scale = g00.max(g11);
-        let tol = 1e-14 * scale;
-        let mut rank = 0;
-        let (l00, l10) = if g00 > tol && g00 > 0.0 {
-            let l = g00.sqrt();
-            active[0] = true;
-            rank += 1;
-            (l, g10 / l)
-        } else {
-            active[0] = false;
-            (0.0, 0.0)
-        };
-        let piv = g11 - l10 * l10;
-        let l11 = if piv > tol && piv > 0.0 {
-            active[1] = true;
-            rank += 1;
-            piv.sqrt()
-        } else {
-            active[1] = false;
-            0.0
-        };
-        chol[0] = l00;
-        chol[1] = 0.0;
-        chol[2] = l10;
-        chol[3] = l11;
-        return rank;
+        return cholesky2(gram, chol, active);
     }
     let scale = (0..k).map(|r| gram[r * k + r]).fold(0.0, f64::max);
     let mut rank = 0;
@@ -172,6 +145,38 @@ fn cholesky(gram: &[f64], k: usize, chol: &mut [f64], active: &mut [bool]) -> us
             active[col] = false;
         }
     }
+    rank
+}
+
+/// [`cholesky`] for K = 2, unrolled (the same arithmetic).
+#[inline(always)]
+fn cholesky2(gram: &[f64], chol: &mut [f64], active: &mut [bool]) -> usize {
+    let (g00, g10, g11) = (gram[0], gram[2], gram[3]);
+    let scale = g00.max(g11);
+    let tol = 1e-14 * scale;
+    let mut rank = 0;
+    let (l00, l10) = if g00 > tol && g00 > 0.0 {
+        let l = g00.sqrt();
+        active[0] = true;
+        rank += 1;
+        (l, g10 / l)
+    } else {
+        active[0] = false;
+        (0.0, 0.0)
+    };
+    let piv = g11 - l10 * l10;
+    let l11 = if piv > tol && piv > 0.0 {
+        active[1] = true;
+        rank += 1;
+        piv.sqrt()
+    } else {
+        active[1] = false;
+        0.0
+    };
+    chol[0] = l00;
+    chol[1] = 0.0;
+    chol[2] = l10;
+    chol[3] = l11;
     rank
 }
 
@@ -542,16 +547,21 @@ impl StatsStudent {
     /// into `terms` and `ws.cz`, and the Cholesky factor (with its active columns) of the
     /// orthogonal parts' Gram matrix. `KC` = K when known at compile time (0: read it).
     #[inline(always)]
-    fn noise_pass<const KC: usize, R: Rng + ?Sized>(
+    fn noise_pass<const KC: usize, const PC: usize, const JC: usize, const AC: usize, R>(
         &self,
         ws: &mut StatsWorkspace,
         terms: &mut SampleTerms,
         rng: &mut R,
         b: usize,
         ns: f64,
-    ) -> (Vec<f64>, Vec<bool>) {
+    ) -> (Vec<f64>, Vec<bool>)
+    where
+        R: Rng + ?Sized,
+    {
         let k = if KC > 0 { KC } else { self.q.components() };
-        let (jc, p) = (self.jc(), self.p);
+        let jc = if JC > 0 { JC } else { self.jc() };
+        let p = if PC > 0 { PC } else { self.p };
+        let fixed = if AC > 0 { AC } else { self.a };
         let (mut a, mut c) = (vec![0.0; k], vec![0.0; jc]);
         let mut cz = vec![0.0; k];
         let mut gram = vec![0.0; k * k];
@@ -561,7 +571,7 @@ impl StatsStudent {
         let mut s = 0usize;
         let w = self.q.weights();
         let means = &self.q.means_flat()[..k * p];
-        let fixed = self.a;
+        let nu = &self.nu[..jc * p];
         for l in 0..k {
             let scale = w[l] / b as f64;
             terms.component(l);
@@ -588,7 +598,7 @@ impl StatsStudent {
                     *al = sdot(xi, &means[l2 * p..(l2 + 1) * p]);
                 }
                 for (j2, cj) in c.iter_mut().enumerate() {
-                    *cj = sdot(&xi[..fixed], &self.nu[j2 * p..j2 * p + fixed]);
+                    *cj = sdot(&xi[..fixed], &nu[j2 * p..j2 * p + fixed]);
                 }
                 let nz = eta2 + rho2;
                 let zz = sdot(xi, xi) + nz;
@@ -599,7 +609,11 @@ impl StatsStudent {
                         gram[r * k + q] += cz[r] * u[q] + u[r] * cz[q] + nz * cz[r] * cz[q];
                     }
                 }
-                s = cholesky(&gram, k, &mut chol, &mut active);
+                s = if k == 2 {
+                    cholesky2(&gram, &mut chol, &mut active)
+                } else {
+                    cholesky(&gram, k, &mut chol, &mut active)
+                };
             }
             terms.end_component(l, b);
         }
@@ -675,9 +689,14 @@ impl Student for StatsStudent {
         let mut terms = ws.terms.take().unwrap_or_default();
         self.reset_terms(&mut terms, target, beta, settings.estimator);
         let (chol, active) = if k == 2 {
-            self.noise_pass::<2, R>(ws, &mut terms, rng, b, ns)
+            if (self.p, jc, self.a) == (3, 2, 1) {
+                // the paper's bimodal case: every loop bound a constant
+                self.noise_pass::<2, 3, 2, 1, R>(ws, &mut terms, rng, b, ns)
+            } else {
+                self.noise_pass::<2, 0, 0, 0, R>(ws, &mut terms, rng, b, ns)
+            }
         } else {
-            self.noise_pass::<0, R>(ws, &mut terms, rng, b, ns)
+            self.noise_pass::<0, 0, 0, 0, R>(ws, &mut terms, rng, b, ns)
         };
         ws.normals = Some(normals);
 
