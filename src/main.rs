@@ -221,6 +221,10 @@ enum BenchCommand {
         /// one process, and their ratio).
         #[arg(long, default_value = "vector")]
         engine: BenchEngine,
+        /// Rounds: with `--engine both`, the engines alternate this many times and the
+        /// median of the per-round ratios is printed (robust to a machine whose speed drifts).
+        #[arg(long, default_value_t = 1)]
+        rounds: usize,
     },
     /// RealNVP reverse-KL training steps (8 couplings, depth-4 ReLU MLPs, Adam, β = 1):
     /// prints `steps/s: <number>` last (steps per second of one flow).
@@ -589,9 +593,11 @@ fn run(cli: Cli) -> Result<()> {
                     steps,
                     threads,
                     engine,
+                    rounds,
                 },
         } => {
             check_range("--d", d, 1, 1 << 20)?;
+            check_range("--rounds", rounds, 1, 1000)?;
             check_range("--seeds", seeds, 1, 1 << 24)?;
             check_range("--samples", samples, 1, 1 << 20)?;
             check_range("--steps", steps, 1, 1 << 30)?;
@@ -610,24 +616,47 @@ fn run(cli: Cli) -> Result<()> {
                 }
             );
             let mut rates = Vec::new();
-            for &engine in engines {
-                let b = GmmBench {
-                    d,
-                    seeds,
-                    samples,
-                    steps,
-                    threads,
-                    engine,
-                };
-                let r = b.run()?;
-                println!(
-                    "engine {engine:?}: wall {:.3} s; mean light-mode mass {:.4}; {:.1} run-steps/s",
-                    r.seconds, r.mean_light_mass, r.run_steps_per_sec
-                );
-                rates.push(r.run_steps_per_sec);
+            let mut ratios = Vec::new();
+            for round in 0..rounds {
+                rates.clear();
+                for &engine in engines {
+                    let b = GmmBench {
+                        d,
+                        seeds,
+                        samples,
+                        steps,
+                        threads,
+                        engine,
+                    };
+                    let r = b.run()?;
+                    let tag = if rounds > 1 {
+                        format!(" (round {})", round + 1)
+                    } else {
+                        String::new()
+                    };
+                    println!(
+                        "engine {engine:?}{tag}: wall {:.3} s; mean light-mode mass {:.4}; {:.1} run-steps/s",
+                        r.seconds, r.mean_light_mass, r.run_steps_per_sec
+                    );
+                    rates.push(r.run_steps_per_sec);
+                }
+                if let [v, s] = rates[..] {
+                    ratios.push(s / v);
+                }
             }
-            if let [v, s] = rates[..] {
-                println!("statistics / vector: {:.2}x", s / v);
+            if !ratios.is_empty() {
+                ratios.sort_by(f64::total_cmp);
+                let median = ratios[ratios.len() / 2];
+                if ratios.len() > 1 {
+                    println!(
+                        "statistics / vector: {median:.2}x (median of {} rounds; range {:.2}-{:.2})",
+                        ratios.len(),
+                        ratios[0],
+                        ratios[ratios.len() - 1]
+                    );
+                } else {
+                    println!("statistics / vector: {median:.2}x");
+                }
             }
             println!("run-steps/s: {:.1}", rates[rates.len() - 1]);
             Ok(())

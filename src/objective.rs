@@ -632,6 +632,44 @@ impl SampleTerms {
         }
     }
 
+    /// The constants of the two-component, two-mode case, copied into a [`Terms2`] whose
+    /// sums start at zero (call after [`SampleTerms::reset`]).
+    pub(crate) fn two_by_two(&self) -> Terms2 {
+        debug_assert!(self.kc == 2 && self.jc == 2);
+        let two = |v: &[f64]| [v[0], v[1]];
+        Terms2 {
+            beta: self.beta,
+            w: two(&self.w),
+            sig: two(&self.sig),
+            s2: two(&self.s2),
+            lq0: two(&self.lq0),
+            inv_s2: two(&self.inv_s2),
+            half_inv_s2: two(&self.half_inv_s2),
+            inv_s3: two(&self.inv_s3),
+            dn_inv_s: two(&self.dn_inv_s),
+            lnorm_t: two(&self.lnorm_t),
+            half_inv_vt: two(&self.half_inv_vt),
+            mbeta_inv_vt: two(&self.mbeta_inv_vt),
+            dkl0: [0.0; 2],
+            dkj0: [0.0; 2],
+            coef_m: [0.0; 4],
+            coef_n: [0.0; 4],
+            gsig: [0.0; 2],
+            glogit: [0.0; 2],
+            fbar: [0.0; 2],
+            check: 0.0,
+        }
+    }
+
+    /// Takes back the sums of a [`Terms2`] (the constants are unchanged).
+    pub(crate) fn store_two_by_two(&mut self, t: &Terms2) {
+        self.coef_m.copy_from_slice(&t.coef_m);
+        self.coef_n.copy_from_slice(&t.coef_n);
+        self.gsig.copy_from_slice(&t.gsig);
+        self.glogit.copy_from_slice(&t.glogit);
+        self.fbar.copy_from_slice(&t.fbar);
+    }
+
     /// Ends the samples of component k (B of them): fbar_k becomes their mean.
     #[inline(always)]
     pub(crate) fn end_component(&mut self, k: usize, samples: usize) {
@@ -660,6 +698,132 @@ impl SampleTerms {
             grad_logit.iter_mut().for_each(|g| *g = 0.0);
         }
         loss
+    }
+}
+
+/// [`SampleTerms`] for K = J = 2 (the paper's case) as fixed-size arrays, so that a kernel
+/// holding one by value keeps its constants and sums in registers. [`Terms2::sample`] does
+/// the operations of [`SampleTerms::sample`] in the same order: the sums are bit for bit
+/// those of the general path.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Terms2 {
+    beta: f64,
+    w: [f64; 2],
+    sig: [f64; 2],
+    s2: [f64; 2],
+    lq0: [f64; 2],
+    inv_s2: [f64; 2],
+    half_inv_s2: [f64; 2],
+    inv_s3: [f64; 2],
+    dn_inv_s: [f64; 2],
+    lnorm_t: [f64; 2],
+    half_inv_vt: [f64; 2],
+    mbeta_inv_vt: [f64; 2],
+    dkl0: [f64; 2],
+    dkj0: [f64; 2],
+    coef_m: [f64; 4],
+    coef_n: [f64; 4],
+    gsig: [f64; 2],
+    glogit: [f64; 2],
+    fbar: [f64; 2],
+    /// 0, or NaN once a per-sample term of the loss was not finite (samples with `LOSS`
+    /// false only).
+    pub check: f64,
+}
+
+impl Terms2 {
+    /// The student's weights w_1, w_2.
+    pub(crate) fn weights(&self) -> [f64; 2] {
+        self.w
+    }
+
+    /// Per-component constants from the Gram quantities of `t` (as
+    /// [`SampleTerms::component`]).
+    #[inline(always)]
+    pub(crate) fn component(&mut self, t: &SampleTerms, k: usize) {
+        for l in 0..2 {
+            self.dkl0[l] = (t.gmm[k * 2 + k] + t.gmm[l * 2 + l] - 2.0 * t.gmm[k * 2 + l]).max(0.0);
+        }
+        for j in 0..2 {
+            self.dkj0[j] = (t.gmm[k * 2 + k] + t.nn[j] - 2.0 * t.gmt[k * 2 + j]).max(0.0);
+        }
+    }
+
+    /// [`SampleTerms::sample`] for component `K`; returns the coefficients c_il of this
+    /// sample's z in ∇_{μ_l}. `FULL`: the full estimator (else sticking the landing).
+    #[inline(always)]
+    ///
+    /// `LOSS` false: the loss's value is not wanted, so its logarithms (ln q, ln π) are not
+    /// taken; [`Terms2::check`] records instead whether every per-sample term of the loss
+    /// would have been finite. The gradient sums do not depend on `LOSS`.
+    pub(crate) fn sample<const K: usize, const FULL: bool, const LOSS: bool>(
+        &mut self,
+        scale: f64,
+        a: [f64; 2],
+        c: [f64; 2],
+        zz: f64,
+    ) -> [f64; 2] {
+        let sk = self.sig[K];
+        let ak = a[K];
+        let s2zz = self.s2[K] * zz;
+        let mut dq = [0.0; 2];
+        let mut tq = [0.0; 2];
+        for l in 0..2 {
+            dq[l] = self.dkl0[l] + 2.0 * sk * (ak - a[l]) + s2zz;
+            tq[l] = self.lq0[l] - self.half_inv_s2[l] * dq[l];
+        }
+        let (mq, eq) = softmax2(&mut tq);
+        let mut tp = [0.0; 2];
+        for j in 0..2 {
+            let dist = self.dkj0[j] + 2.0 * sk * (ak - c[j]) + s2zz;
+            tp[j] = self.lnorm_t[j] - self.half_inv_vt[j] * dist;
+        }
+        let (mp, ep) = softmax2(&mut tp);
+        if LOSS {
+            // ln q = max + ln(1 + e), as in `softmax_in_place`
+            self.fbar[K] += (mq + eq.ln_1p()) - self.beta * (mp + ep.ln_1p());
+        } else {
+            // ln(1 + e) is finite unless e is NaN: 0 where the term is finite, else NaN
+            self.check += ((mq - self.beta * mp) + eq * 0.0 + ep * 0.0) * 0.0;
+        }
+
+        let mut big_a = 0.0;
+        let mut dsig = 0.0;
+        for l in 0..2 {
+            let alpha = tq[l] * self.inv_s2[l];
+            big_a -= alpha;
+            self.coef_m[K * 2 + l] += scale * alpha;
+            dsig += alpha * a[l];
+        }
+        for j in 0..2 {
+            let gamma = tp[j] * self.mbeta_inv_vt[j];
+            big_a -= gamma;
+            self.coef_n[K * 2 + j] += scale * gamma;
+            dsig += gamma * c[j];
+        }
+        self.coef_m[K * 2 + K] += scale * big_a;
+        dsig += big_a * (ak + sk * zz);
+        self.gsig[K] += scale * dsig;
+        let mut cz = [0.0; 2];
+        cz[K] = scale * big_a * sk;
+        if FULL {
+            for l in 0..2 {
+                let r = tq[l];
+                let alpha = r * self.inv_s2[l];
+                self.coef_m[l * 2 + K] += scale * alpha;
+                self.coef_m[l * 2 + l] -= scale * alpha;
+                cz[l] += scale * alpha * sk;
+                self.gsig[l] += scale * r * (dq[l] * self.inv_s3[l] - self.dn_inv_s[l]);
+                self.glogit[l] += scale * (r - self.w[l]);
+            }
+        }
+        cz
+    }
+
+    /// Ends the samples of component k (B of them): fbar_k becomes their mean.
+    #[inline(always)]
+    pub(crate) fn end_component(&mut self, k: usize, samples: usize) {
+        self.fbar[k] /= samples as f64;
     }
 }
 
@@ -796,6 +960,19 @@ fn mc_kernel(
     let offw = q.logit_offset();
     let (gs, gw) = grad[off..offw + kc].split_at_mut(kc);
     terms.finish(q.trainable_weights(), gs, gw)
+}
+
+/// [`softmax_in_place`] for two entries, without the logarithm: writes the
+/// responsibilities and returns (max, e) with ln Σ exp = max + ln(1 + e).
+#[inline(always)]
+fn softmax2(t: &mut [f64; 2]) -> (f64, f64) {
+    let (ta, tb) = (t[0], t[1]);
+    let e = (-(ta - tb).abs()).exp();
+    let s = 1.0 + e;
+    let (ra, rb) = if ta >= tb { (1.0, e) } else { (e, 1.0) };
+    t[0] = ra / s;
+    t[1] = rb / s;
+    (ta.max(tb), e)
 }
 
 /// Replaces t by softmax(t) and returns ln Σ exp(t) (one exp per entry; one exp and one ln_1p

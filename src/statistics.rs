@@ -35,7 +35,7 @@ use crate::family::gmm::{Stats, dot};
 use crate::family::{GmmStudent, GroupKind, ParamGroup, VariationalFamily};
 use crate::metrics::{classify, light_mode_mass};
 use crate::normal::NormalGen;
-use crate::objective::{Estimator, ExactObjective, SampleTerms};
+use crate::objective::{Estimator, ExactObjective, SampleTerms, Terms2};
 use crate::optim::Optimizer;
 use crate::target::{IsotropicMixture, LogDensity, log_sum_exp};
 use crate::train::{MarginalSnapshot, Observer, Record, RunResult, Student, TrainSettings};
@@ -89,24 +89,39 @@ pub struct StatsStudent {
     grad_ext: Vec<f64>,
     theta_ext: Vec<f64>,
     planted: PlantedError,
+    /// Use the general per-sample pass even in the paper's case (tests compare the two).
+    general_pass: bool,
+    /// The optimiser's parameter groups in extended coordinates (built once).
+    groups_ext: Vec<ParamGroup>,
+    /// Scratch: orthonormal residual directions of the means (flat).
+    basis: Vec<f64>,
 }
 
 /// Gram–Schmidt step: orthogonalises `v` against the orthonormal `basis` (twice, for
 /// stability); returns the unit residual if it is not negligible against `norm0`.
 fn residual_direction(basis: &[Vec<f64>], v: &[f64], norm0: f64) -> Option<Vec<f64>> {
     let mut r = v.to_vec();
+    let flat: Vec<f64> = basis.concat();
+    residual_direction_flat(&flat, &mut r, norm0).then_some(r)
+}
+
+/// [`residual_direction`] in place: orthogonalises `r` against the orthonormal directions of `basis`
+/// (flat, `r.len()` entries each; twice, for stability) and normalises it; returns false
+/// (leaving `r` unnormalised) when the residual is negligible against `norm0`.
+fn residual_direction_flat(basis: &[f64], r: &mut [f64], norm0: f64) -> bool {
+    let len = r.len();
     for _ in 0..2 {
-        for b in basis {
-            let t = dot(b, &r);
+        for b in basis.chunks_exact(len) {
+            let t = dot(b, r);
             r.iter_mut().zip(b).for_each(|(x, y)| *x -= t * y);
         }
     }
-    let n = dot(&r, &r).sqrt();
+    let n = dot(r, r).sqrt();
     if norm0 > 0.0 && n > GS_TOL * norm0 {
         r.iter_mut().for_each(|x| *x /= n);
-        Some(r)
+        true
     } else {
-        None
+        false
     }
 }
 
@@ -232,15 +247,73 @@ impl ChiSq {
     }
 }
 
+/// g += Σ_i c_il ξ_i: the frame part of the noise in ∇_{μ_l} (`cz` n × K, `xi` n × p;
+/// `P` = p when known at compile time, 0: read it from `g`).
+#[inline(always)]
+fn add_noise_part<const P: usize>(g: &mut [f64], cz: &[f64], xi: &[f64], k: usize, l: usize) {
+    let p = if P > 0 { P } else { g.len() };
+    let g = &mut g[..p];
+    for (czi, x) in cz.chunks_exact(k).zip(xi.chunks_exact(p)) {
+        let ci = czi[l];
+        for (gi, xv) in g.iter_mut().zip(&x[..p]) {
+            *gi += ci * xv;
+        }
+    }
+}
+
 /// Σ a_i b_i for short vectors (frame coordinates).
 #[inline(always)]
 fn sdot(a: &[f64], b: &[f64]) -> f64 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
+/// The target's part of the frame, computed once per target: the number a of fixed
+/// directions (μ̂ and the target means' span) and the target means' coordinates on them.
+/// Building it reads the target's d-vectors (O(J² d)); everything after is O(1) in d, so
+/// runs that share a target share one (see [`StatsStudent::random_in`]).
+#[derive(Clone, Debug)]
+pub struct TargetFrame {
+    d: usize,
+    /// Coordinates of the target means on the a fixed directions (J rows of length a).
+    nu: Vec<Vec<f64>>,
+    a: usize,
+    bimodal: Option<(f64, f64)>,
+    weights: Vec<f64>,
+    variances: Vec<f64>,
+}
+
+impl TargetFrame {
+    /// The frame of `target` (O(J² d)).
+    pub fn new(target: &IsotropicMixture) -> Self {
+        let fixed = StatsStudent::target_basis(target);
+        Self::from_basis(target, &fixed)
+    }
+
+    fn from_basis(target: &IsotropicMixture, fixed: &[Vec<f64>]) -> Self {
+        let nu = target
+            .means()
+            .iter()
+            .map(|v| fixed.iter().map(|b| dot(b, v)).collect())
+            .collect();
+        Self {
+            d: target.dim(),
+            nu,
+            a: fixed.len(),
+            bimodal: target.as_bimodal().map(|b| (b.r, b.w_star)),
+            weights: target.weights().to_vec(),
+            variances: target.variances().to_vec(),
+        }
+    }
+
+    /// Dimension d of the target.
+    pub fn dim(&self) -> usize {
+        self.d
+    }
+}
+
 impl StatsStudent {
     /// The fixed part of the frame: an orthonormal basis (μ̂ first) of span{μ̂, ν_j}, built
-    /// from the target's d-vectors (O(J d), once per run).
+    /// from the target's d-vectors (O(J d)).
     fn target_basis(target: &IsotropicMixture) -> Vec<Vec<f64>> {
         let mut basis: Vec<Vec<f64>> = vec![target.axis().to_vec()];
         for nu in target.means() {
@@ -252,22 +325,16 @@ impl StatsStudent {
     }
 
     /// The state from frame coordinates of the means (K rows of length p) and the target's
-    /// frame basis; σ_k, logits and trainability from `q0` (any dimension).
-    fn assemble(
-        target: &IsotropicMixture,
-        fixed: &[Vec<f64>],
-        means: Vec<Vec<f64>>,
-        p: usize,
-        q0: &GmmStudent,
-    ) -> Self {
-        let d = target.dim();
+    /// frame; σ_k, logits and trainability from `q0` (any dimension).
+    fn assemble(frame: &TargetFrame, means: Vec<Vec<f64>>, p: usize, q0: &GmmStudent) -> Self {
+        let d = frame.d;
         let k = q0.components();
-        let a = fixed.len();
-        let nu: Vec<Vec<f64>> = target
-            .means()
+        let a = frame.a;
+        let nu: Vec<Vec<f64>> = frame
+            .nu
             .iter()
-            .map(|v| {
-                let mut c: Vec<f64> = fixed.iter().map(|b| dot(b, v)).collect();
+            .map(|c| {
+                let mut c = c.clone();
                 c.resize(p, 0.0);
                 c
             })
@@ -277,13 +344,11 @@ impl StatsStudent {
         // keep the logits bit-identical (weights() → ln would round)
         let (off, src) = (fq.logit_offset(), q0.logit_offset());
         fq.params_mut()[off..off + k].copy_from_slice(&q0.params()[src..src + k]);
-        let frame_target = match target.as_bimodal() {
-            Some(b) => IsotropicMixture::bimodal(p, b.r, b.w_star),
-            None => IsotropicMixture::new(
-                nu.clone(),
-                target.weights().to_vec(),
-                target.variances().to_vec(),
-            ),
+        let frame_target = match frame.bimodal {
+            Some((r, w_star)) => IsotropicMixture::bimodal(p, r, w_star),
+            None => {
+                IsotropicMixture::new(nu.clone(), frame.weights.clone(), frame.variances.clone())
+            }
         };
         Self {
             d,
@@ -295,6 +360,9 @@ impl StatsStudent {
             grad_ext: Vec::new(),
             theta_ext: Vec::new(),
             planted: PlantedError::default(),
+            general_pass: false,
+            groups_ext: Vec::new(),
+            basis: Vec::new(),
         }
     }
 
@@ -319,7 +387,7 @@ impl StatsStudent {
                 c
             })
             .collect();
-        Self::assemble(target, &basis[..a], means, p, q)
+        Self::assemble(&TargetFrame::from_basis(target, &basis[..a]), means, p, q)
     }
 
     /// A student whose K means are drawn i.i.d. N(0, s² I_d), drawn directly in frame
@@ -333,10 +401,20 @@ impl StatsStudent {
         scale: f64,
         rng: &mut R,
     ) -> Self {
-        let d = target.dim();
+        Self::random_in(&TargetFrame::new(target), q0, scale, rng)
+    }
+
+    /// [`StatsStudent::random`] in a target frame built beforehand: O(K(a + K)) work,
+    /// nothing of size d.
+    pub fn random_in<R: Rng + ?Sized>(
+        frame: &TargetFrame,
+        q0: &GmmStudent,
+        scale: f64,
+        rng: &mut R,
+    ) -> Self {
+        let d = frame.d;
         let k = q0.components();
-        let fixed = Self::target_basis(target);
-        let a = fixed.len();
+        let a = frame.a;
         let p = d.min(a + k);
         let m = d - a.min(d);
         let means: Vec<Vec<f64>> = (0..k)
@@ -355,13 +433,21 @@ impl StatsStudent {
                 c
             })
             .collect();
-        Self::assemble(target, &fixed, means, p, q0)
+        Self::assemble(frame, means, p, q0)
     }
 
     /// With a deliberate error (tests of the tests only).
     #[doc(hidden)]
     pub fn with_planted_error(mut self, e: PlantedError) -> Self {
         self.planted = e;
+        self
+    }
+
+    /// Uses the general per-sample pass even where the paper's case has its own (it draws
+    /// the same numbers; tests compare the two bit for bit).
+    #[doc(hidden)]
+    pub fn with_general_pass(mut self) -> Self {
+        self.general_pass = true;
         self
     }
 
@@ -385,11 +471,10 @@ impl StatsStudent {
         self.frame_target.means().len()
     }
 
-    /// Gram quantities μ_k·μ_l, μ_k·ν_j, ν_j·ν_j in frame coordinates.
-    fn grams(&self) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    /// Gram quantities μ_k·μ_l (K × K), μ_k·ν_j (K × J), ν_j·ν_j (J) in frame coordinates,
+    /// into the given slices.
+    fn grams_into(&self, gmm: &mut [f64], gmt: &mut [f64], nn: &mut [f64]) {
         let (k, jc, p) = (self.q.components(), self.jc(), self.p);
-        let mut gmm = vec![0.0; k * k];
-        let mut gmt = vec![0.0; k * jc];
         for i in 0..k {
             for l in 0..k {
                 gmm[i * k + l] = dot(self.q.mean(i), self.q.mean(l));
@@ -398,13 +483,10 @@ impl StatsStudent {
                 gmt[i * jc + j] = dot(self.q.mean(i), &self.nu[j * p..(j + 1) * p]);
             }
         }
-        let nn = (0..jc)
-            .map(|j| {
-                let v = &self.nu[j * p..(j + 1) * p];
-                dot(v, v)
-            })
-            .collect();
-        (gmm, gmt, nn)
+        for (j, v) in nn.iter_mut().enumerate() {
+            let nu = &self.nu[j * p..(j + 1) * p];
+            *v = dot(nu, nu);
+        }
     }
 
     fn terms(&self, target: &IsotropicMixture, beta: f64, estimator: Estimator) -> SampleTerms {
@@ -421,16 +503,33 @@ impl StatsStudent {
         beta: f64,
         estimator: Estimator,
     ) {
-        let k = self.q.components();
-        let (gmm, gmt, nn) = self.grams();
-        let sig: Vec<f64> = (0..k).map(|l| self.q.sigma(l)).collect();
+        let (k, jc) = (self.q.components(), self.jc());
+        // one scratch buffer (on the stack when small): gmm, gmt, nn, σ, w
+        let need = k * k + k * jc + jc + 2 * k;
+        let mut stack = [0.0; 48];
+        let mut heap = Vec::new();
+        let buf: &mut [f64] = if need <= stack.len() {
+            &mut stack[..need]
+        } else {
+            heap.resize(need, 0.0);
+            &mut heap
+        };
+        let (gmm, rest) = buf.split_at_mut(k * k);
+        let (gmt, rest) = rest.split_at_mut(k * jc);
+        let (nn, rest) = rest.split_at_mut(jc);
+        let (sig, w) = rest.split_at_mut(k);
+        self.grams_into(gmm, gmt, nn);
+        sig.iter_mut()
+            .enumerate()
+            .for_each(|(l, v)| *v = self.q.sigma(l));
+        self.q.weights_into(w);
         t.reset(
             self.d,
-            &self.q.weights(),
-            &sig,
-            &gmm,
-            &gmt,
-            &nn,
+            w,
+            sig,
+            gmm,
+            gmt,
+            nn,
             target.log_weights(),
             target.variances(),
             beta,
@@ -540,6 +639,9 @@ pub struct StatsWorkspace {
     /// χ²_{m−s} for s = 0..=K, and the m they were built for.
     chi: Vec<ChiSq>,
     chi_df: usize,
+    /// The last pass's Cholesky factor (K × K) and active columns (K).
+    chol: Vec<f64>,
+    active: Vec<bool>,
 }
 
 impl StatsStudent {
@@ -621,6 +723,128 @@ impl StatsStudent {
     }
 }
 
+impl StatsStudent {
+    /// [`StatsStudent::noise_pass`] for the paper's case (K = 2 components, J = 2 target
+    /// modes, p = 3 frame coordinates of which a = 1 fixed) with the constants and sums in
+    /// registers ([`Terms2`]): the same random numbers, drawn in the same order, and the
+    /// same floating-point operations in the same order, so the same numbers bit for bit
+    /// (checked by a test against the general pass).
+    #[inline(always)]
+    fn bimodal_pass<const FULL: bool, const LOSS: bool, R>(
+        &self,
+        ws: &mut StatsWorkspace,
+        terms: &mut SampleTerms,
+        rng: &mut R,
+        b: usize,
+        ns: f64,
+    ) -> ([f64; 4], [bool; 2], f64)
+    where
+        R: Rng + ?Sized,
+    {
+        let mut t2 = terms.two_by_two();
+        let w = t2.weights();
+        let m = self.q.means_flat();
+        let means = [[m[0], m[1], m[2]], [m[3], m[4], m[5]]];
+        let nu = [self.nu[0], self.nu[3]];
+        let nsq = ns * ns;
+        // Gram matrix (lower triangle g00, g10, g11) and its Cholesky factor
+        let (mut g00, mut g10, mut g11) = (0.0, 0.0, 0.0);
+        let (mut l00, mut l10, mut l11) = (0.0, 0.0, 0.0);
+        let (mut act0, mut act1) = (false, false);
+        let mut s = 0usize;
+        let xi_all = &ws.xi[..2 * b * 3];
+        let eta_all = &ws.eta[..2 * b * 2];
+        let cz_all = &mut ws.cz[..2 * b * 2];
+        let chi = &ws.chi[..3];
+        /// The per-sample formulas of one sample of component K, given ‖z^⊥‖² = nz.
+        #[inline(always)]
+        fn one<const K: usize, const FULL: bool, const LOSS: bool>(
+            t2: &mut Terms2,
+            scale: f64,
+            xi: &[f64],
+            nz: f64,
+            means: &[[f64; 3]; 2],
+            nu: [f64; 2],
+        ) -> [f64; 2] {
+            let x = [xi[0], xi[1], xi[2]];
+            let a = [
+                x[0] * means[0][0] + x[1] * means[0][1] + x[2] * means[0][2],
+                x[0] * means[1][0] + x[1] * means[1][1] + x[2] * means[1][2],
+            ];
+            let c = [x[0] * nu[0], x[0] * nu[1]];
+            let zz = (x[0] * x[0] + x[1] * x[1] + x[2] * x[2]) + nz;
+            t2.sample::<K, FULL, LOSS>(scale, a, c, zz)
+        }
+        for l in 0..2 {
+            let scale = w[l] / b as f64;
+            t2.component(terms, l);
+            for j in 0..b {
+                let i = l * b + j;
+                let xi = &xi_all[i * 3..i * 3 + 3];
+                let eta = &eta_all[i * 2..i * 2 + 2];
+                // u = T η over the active columns, ‖η‖², and ‖rest‖² ~ χ²_{m−s}. The usual
+                // case, both columns active, is a branch of its own: the next sample's
+                // formulas then wait for this sample's Cholesky factor only through u (a
+                // predicted branch, not a data dependence), so the two overlap.
+                let (u, eta2, rho2) = if act0 && act1 {
+                    let rho2 = chi[2].sample(rng) * nsq;
+                    let (e0, e1) = (eta[0], eta[1]);
+                    ([l00 * e0, l10 * e0 + l11 * e1], e0 * e0 + e1 * e1, rho2)
+                } else {
+                    let rho2 = chi[s].sample(rng) * nsq;
+                    let (mut u0, mut u1) = (0.0, 0.0);
+                    let mut eta2 = 0.0;
+                    let mut t = 0;
+                    if act0 {
+                        let e = eta[t];
+                        eta2 += e * e;
+                        u0 += l00 * e;
+                        u1 += l10 * e;
+                        t += 1;
+                    }
+                    if act1 {
+                        let e = eta[t];
+                        eta2 += e * e;
+                        u1 += l11 * e;
+                    }
+                    ([u0, u1], eta2, rho2)
+                };
+                let nz = eta2 + rho2;
+                let cz = if l == 0 {
+                    one::<0, FULL, LOSS>(&mut t2, scale, xi, nz, &means, nu)
+                } else {
+                    one::<1, FULL, LOSS>(&mut t2, scale, xi, nz, &means, nu)
+                };
+                cz_all[i * 2] = cz[0];
+                cz_all[i * 2 + 1] = cz[1];
+                g00 += cz[0] * u[0] + u[0] * cz[0] + nz * cz[0] * cz[0];
+                g10 += cz[1] * u[0] + u[1] * cz[0] + nz * cz[1] * cz[0];
+                g11 += cz[1] * u[1] + u[1] * cz[1] + nz * cz[1] * cz[1];
+                // cholesky2, inlined
+                let tol = 1e-14 * g00.max(g11);
+                s = 0;
+                (l00, l10, act0) = if g00 > tol && g00 > 0.0 {
+                    s += 1;
+                    let r = g00.sqrt();
+                    (r, g10 / r, true)
+                } else {
+                    (0.0, 0.0, false)
+                };
+                let piv = g11 - l10 * l10;
+                (l11, act1) = if piv > tol && piv > 0.0 {
+                    s += 1;
+                    (piv.sqrt(), true)
+                } else {
+                    (0.0, false)
+                };
+            }
+            t2.end_component(l, b);
+        }
+        terms.store_two_by_two(&t2);
+        ([l00, 0.0, l10, l11], [act0, act1], t2.check)
+    }
+}
+
 impl Student for StatsStudent {
     type Workspace = StatsWorkspace;
     type Stats = Stats;
@@ -639,6 +863,8 @@ impl Student for StatsStudent {
             terms: None,
             chi: Vec::new(),
             chi_df: 0,
+            chol: Vec::new(),
+            active: Vec::new(),
         }
     }
 
@@ -648,6 +874,7 @@ impl Student for StatsStudent {
         target: &IsotropicMixture,
         beta: f64,
         settings: &TrainSettings,
+        want_loss: bool,
         rng: &mut R,
         grad: &mut [f64],
     ) -> f64 {
@@ -658,12 +885,13 @@ impl Student for StatsStudent {
         ws.cz.resize(n * k, 0.0);
 
         // the frame part of the noise: ξ (n × p)
-        let mut normals = match ws.normals.take() {
-            Some(mut g) => {
+        // (reseeded in place: the generator is a few hundred bytes, not worth moving)
+        let normals = match &mut ws.normals {
+            Some(g) => {
                 g.reseed(rng);
                 g
             }
-            None => NormalGen::from_rng(rng),
+            none => none.insert(NormalGen::from_rng(rng)),
         };
         let ns = self.planted.noise_scale;
         ws.xi.resize(n * p, 0.0);
@@ -688,17 +916,33 @@ impl Student for StatsStudent {
         // G ← G + c uᵀ + u cᵀ + ‖z_i^⊥‖² c cᵀ with u = T η.
         let mut terms = ws.terms.take().unwrap_or_default();
         self.reset_terms(&mut terms, target, beta, settings.estimator);
-        let (chol, active) = if k == 2 {
-            if (self.p, jc, self.a) == (3, 2, 1) {
-                // the paper's bimodal case: every loop bound a constant
-                self.noise_pass::<2, 3, 2, 1, R>(ws, &mut terms, rng, b, ns)
-            } else {
-                self.noise_pass::<2, 0, 0, 0, R>(ws, &mut terms, rng, b, ns)
-            }
+        let mut check = 0.0;
+        if k == 2 && (self.p, jc, self.a) == (3, 2, 1) && !self.general_pass {
+            // the paper's bimodal case: constants and sums in registers; the loss's value
+            // is needed for records and for the weights' gradient
+            let loss = want_loss || self.q.trainable_weights();
+            let full = settings.estimator == Estimator::Full;
+            let (chol, active, chk) = match (full, loss) {
+                (true, true) => self.bimodal_pass::<true, true, R>(ws, &mut terms, rng, b, ns),
+                (true, false) => self.bimodal_pass::<true, false, R>(ws, &mut terms, rng, b, ns),
+                (false, true) => self.bimodal_pass::<false, true, R>(ws, &mut terms, rng, b, ns),
+                (false, false) => self.bimodal_pass::<false, false, R>(ws, &mut terms, rng, b, ns),
+            };
+            check = chk;
+            ws.chol.clear();
+            ws.chol.extend_from_slice(&chol);
+            ws.active.clear();
+            ws.active.extend_from_slice(&active);
         } else {
-            self.noise_pass::<0, 0, 0, 0, R>(ws, &mut terms, rng, b, ns)
-        };
-        ws.normals = Some(normals);
+            (ws.chol, ws.active) = if k == 2 && (self.p, jc, self.a) == (3, 2, 1) {
+                self.noise_pass::<2, 3, 2, 1, R>(ws, &mut terms, rng, b, ns)
+            } else if k == 2 {
+                self.noise_pass::<2, 0, 0, 0, R>(ws, &mut terms, rng, b, ns)
+            } else {
+                self.noise_pass::<0, 0, 0, 0, R>(ws, &mut terms, rng, b, ns)
+            };
+        }
+        let (chol, active) = (&ws.chol, &ws.active);
 
         // gradient of the means: frame part and orthogonal part
         let e = p + k;
@@ -718,11 +962,10 @@ impl Student for StatsStudent {
                     .zip(&self.nu[j * p..(j + 1) * p])
                     .for_each(|(gi, ni)| *gi += cn * ni);
             }
-            for i in 0..n {
-                let ci = ws.cz[i * k + l];
-                g.iter_mut()
-                    .zip(&ws.xi[i * p..(i + 1) * p])
-                    .for_each(|(gi, x)| *gi += ci * x);
+            if p == 3 {
+                add_noise_part::<3>(g, &ws.cz[..n * k], &ws.xi[..n * p], k, l);
+            } else {
+                add_noise_part::<0>(g, &ws.cz[..n * k], &ws.xi[..n * p], k, l);
             }
             let g = &mut self.grad_ext[l * e + p..(l + 1) * e];
             let mut t = 0;
@@ -735,7 +978,8 @@ impl Student for StatsStudent {
         }
         let off = k * e;
         let (gs, gw) = self.grad_ext[off..].split_at_mut(k);
-        let loss = terms.finish(self.q.trainable_weights(), gs, gw);
+        // `check` is 0, or NaN where the loss's value was skipped and a term was not finite
+        let loss = terms.finish(self.q.trainable_weights(), gs, gw) + check;
 
         // the frame part, for anyone reading `grad`
         for l in 0..k {
@@ -769,34 +1013,43 @@ impl Student for StatsStudent {
         }
         let off = self.q.log_sigma_offset();
         self.theta_ext.extend_from_slice(&self.q.params()[off..]);
-        let groups = vec![
-            ParamGroup {
-                kind: GroupKind::Mean,
-                range: 0..k * e,
-                trainable: true,
-            },
-            ParamGroup {
-                kind: GroupKind::LogScale,
-                range: k * e..k * e + k,
-                trainable: true,
-            },
-            ParamGroup {
-                kind: GroupKind::Logit,
-                range: k * e + k..k * e + 2 * k,
-                trainable: self.q.trainable_weights(),
-            },
-        ];
-        opt.step(&mut self.theta_ext, &self.grad_ext, &groups);
+        if self.groups_ext.is_empty() {
+            self.groups_ext = vec![
+                ParamGroup {
+                    kind: GroupKind::Mean,
+                    range: 0..k * e,
+                    trainable: true,
+                },
+                ParamGroup {
+                    kind: GroupKind::LogScale,
+                    range: k * e..k * e + k,
+                    trainable: true,
+                },
+                ParamGroup {
+                    kind: GroupKind::Logit,
+                    range: k * e + k..k * e + 2 * k,
+                    trainable: self.q.trainable_weights(),
+                },
+            ];
+        }
+        opt.step(&mut self.theta_ext, &self.grad_ext, &self.groups_ext);
 
         // the next frame: μ̂ and the ν_j keep their a coordinates; the means' residuals
-        // beyond them are re-orthonormalised into p − a coordinates
-        let mut basis: Vec<Vec<f64>> = Vec::with_capacity(p - a);
+        // beyond them are re-orthonormalised into p − a coordinates (basis: flat, `len`
+        // entries per direction)
+        let len = e - a;
+        self.basis.clear();
+        let mut nb = 0;
         for l in 0..k {
             let res = &self.theta_ext[l * e + a..(l + 1) * e];
-            if basis.len() < p - a
-                && let Some(f) = residual_direction(&basis, res, dot(res, res).sqrt())
-            {
-                basis.push(f);
+            if nb < p - a {
+                self.basis.extend_from_slice(res);
+                let (done, r) = self.basis.split_at_mut(nb * len);
+                if residual_direction_flat(done, r, dot(res, res).sqrt()) {
+                    nb += 1;
+                } else {
+                    self.basis.truncate(nb * len);
+                }
             }
         }
         let theta = self.q.params_mut();
@@ -805,7 +1058,11 @@ impl Student for StatsStudent {
             let out = &mut theta[l * p..(l + 1) * p];
             out[..a].copy_from_slice(&self.theta_ext[l * e..l * e + a]);
             for (i, o) in out[a..].iter_mut().enumerate() {
-                *o = basis.get(i).map_or(0.0, |f| dot(f, res));
+                *o = if i < nb {
+                    dot(&self.basis[i * len..(i + 1) * len], res)
+                } else {
+                    0.0
+                };
             }
         }
         theta[off..].copy_from_slice(&self.theta_ext[k * e..]);

@@ -9,7 +9,7 @@
 //! Gaussian-mixture student ([`GmmStudent`]) and the RealNVP flow ([`RealNvp`]) run through the
 //! same code (targets, schedules, optimisers, observers, outcomes).
 
-use crate::config::{Config, Engine, LossScale};
+use crate::config::{Config, Engine, LossScale, TargetConfig};
 use crate::family::gmm::Stats;
 use crate::family::realnvp::FlowStats;
 use crate::family::{GmmStudent, ParamGroup, RealNvp, VariationalFamily};
@@ -18,10 +18,12 @@ use crate::objective::{Estimator, ExactObjective, McWorkspace, mc_gradient};
 use crate::optim::Optimizer;
 use crate::schedule::Schedule;
 use crate::seed::{Purpose, Stream, stream};
-use crate::statistics::StatsStudent;
+use crate::statistics::{StatsStudent, TargetFrame};
 use crate::target::{IsotropicMixture, LogDensity};
 use rand::Rng;
 use serde::Serialize;
+use std::cell::RefCell;
+use std::sync::Arc;
 
 /// One row of the trajectory (`St`: the student's summary statistics).
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -177,6 +179,11 @@ pub trait Student: VariationalFamily + Sized {
     fn workspace(&self, target: &IsotropicMixture, settings: &TrainSettings) -> Self::Workspace;
     /// The loss estimate E[ln q − β ln π] (nats; NaN when it cannot be computed) and its
     /// gradient w.r.t. θ into `grad`.
+    ///
+    /// With `want_loss` false the caller only needs to know whether the loss is finite: an
+    /// implementation may then skip the work that only the loss's value needs and return 0
+    /// in its place, or NaN where a per-sample term of the loss is not finite. The gradient
+    /// is the same either way.
     #[allow(clippy::too_many_arguments)]
     fn loss_and_grad<R: Rng + ?Sized>(
         &mut self,
@@ -184,6 +191,7 @@ pub trait Student: VariationalFamily + Sized {
         target: &IsotropicMixture,
         beta: f64,
         settings: &TrainSettings,
+        want_loss: bool,
         rng: &mut R,
         grad: &mut [f64],
     ) -> f64;
@@ -284,6 +292,7 @@ impl Student for GmmStudent {
         target: &IsotropicMixture,
         beta: f64,
         settings: &TrainSettings,
+        _want_loss: bool,
         rng: &mut R,
         grad: &mut [f64],
     ) -> f64 {
@@ -377,6 +386,7 @@ impl Student for RealNvp {
         target: &IsotropicMixture,
         beta: f64,
         settings: &TrainSettings,
+        _want_loss: bool,
         rng: &mut R,
         grad: &mut [f64],
     ) -> f64 {
@@ -517,7 +527,7 @@ pub fn train<S: Student, R: Rng + Clone>(
             }
             break;
         }
-        let loss = q.loss_and_grad(&mut ws, target, beta, settings, rng, &mut grad);
+        let loss = q.loss_and_grad(&mut ws, target, beta, settings, due, rng, &mut grad);
         if due {
             q.record(
                 &mut ws,
@@ -665,8 +675,9 @@ pub fn run_with_streams(
     let mut init: Stream = stream(cfg.seed, init_run, Purpose::Init);
     match cfg.objective.engine {
         Engine::Statistics => {
-            let mut s = initial_stats_student(cfg, &mut init);
-            let res = run_student(cfg, &mut s, noise_run, observer);
+            let (target, frame) = shared_target(cfg);
+            let mut s = initial_stats_student_in(cfg, &target, &frame, &mut init);
+            let res = run_student_on(cfg, &target, &mut s, noise_run, observer);
             (s.frame_student().clone(), res)
         }
         Engine::Vector => {
@@ -680,11 +691,42 @@ pub fn run_with_streams(
 /// The statistics engine's initial student: random means drawn directly in frame
 /// coordinates (O(K²) draws, not O(K d)); explicit means projected on a frame built from them.
 fn initial_stats_student<R: Rng + ?Sized>(cfg: &Config, init: &mut R) -> StatsStudent {
-    let target = cfg.build_target();
+    let (target, frame) = shared_target(cfg);
+    initial_stats_student_in(cfg, &target, &frame, init)
+}
+
+fn initial_stats_student_in<R: Rng + ?Sized>(
+    cfg: &Config,
+    target: &IsotropicMixture,
+    frame: &TargetFrame,
+    init: &mut R,
+) -> StatsStudent {
     match cfg.init_scale() {
-        Some(scale) => StatsStudent::random(&target, &cfg.init_student_shape(), scale, init),
-        None => StatsStudent::from_student(&cfg.init_student(init), &target),
+        Some(scale) => StatsStudent::random_in(frame, &cfg.init_student_shape(), scale, init),
+        None => StatsStudent::from_student(&cfg.init_student(init), target),
     }
+}
+
+/// The target of `cfg` and its statistics-engine frame, built once per thread and target
+/// configuration: the runs of a sweep or a benchmark share them, so that a statistics-engine
+/// run does no work of size d (building them is O(J² d)).
+fn shared_target(cfg: &Config) -> (Arc<IsotropicMixture>, Arc<TargetFrame>) {
+    type Cached = (TargetConfig, Arc<IsotropicMixture>, Arc<TargetFrame>);
+    thread_local! {
+        static CACHE: RefCell<Option<Cached>> = const { RefCell::new(None) };
+    }
+    CACHE.with(|c| {
+        let mut c = c.borrow_mut();
+        if let Some((key, t, f)) = c.as_ref()
+            && *key == cfg.target
+        {
+            return (t.clone(), f.clone());
+        }
+        let t = Arc::new(cfg.build_target());
+        let f = Arc::new(TargetFrame::new(&t));
+        *c = Some((cfg.target.clone(), t.clone(), f.clone()));
+        (t, f)
+    })
 }
 
 /// The initial student of run `init_run` as its engine draws it, with the unit axis μ̂ in the
@@ -729,7 +771,17 @@ pub fn run_student<S: Student>(
     noise_run: u64,
     observer: &mut dyn Observer,
 ) -> RunResult<S::Stats> {
-    let target = cfg.build_target();
+    run_student_on(cfg, &cfg.build_target(), q, noise_run, observer)
+}
+
+/// [`run_student`] against `target`, built beforehand from `cfg` (`cfg.build_target()`).
+pub fn run_student_on<S: Student>(
+    cfg: &Config,
+    target: &IsotropicMixture,
+    q: &mut S,
+    noise_run: u64,
+    observer: &mut dyn Observer,
+) -> RunResult<S::Stats> {
     let schedule = cfg.build_schedule();
     let mut opt = cfg.build_optimizer();
     let mut rng = stream(cfg.seed, noise_run, Purpose::Sgd);
@@ -737,7 +789,7 @@ pub fn run_student<S: Student>(
     let settings = TrainSettings::from_config(cfg);
     train(
         q,
-        &target,
+        target,
         schedule.as_ref(),
         opt.as_mut(),
         &settings,

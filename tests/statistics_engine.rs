@@ -6,6 +6,7 @@
 //! freedom off by 2, and the noise scale off by 5%.
 
 use annealvi::config::{Config, Engine, NumberOr, ScheduleKind, TargetKind};
+use annealvi::metrics::Outcome;
 use annealvi::objective::Estimator;
 use annealvi::seed::{Purpose, stream};
 use annealvi::statistics::{PlantedError, StatsStudent};
@@ -299,4 +300,72 @@ fn quick_grid_collapse_probabilities_agree() {
         );
     }
     eprintln!("largest gap: {worst:.2} SE");
+}
+
+/// The paper's case (K = J = 2, p = 3) has a pass of its own with its sums in registers and
+/// the loss's logarithms skipped on steps that record nothing; it must give the general
+/// pass's numbers bit for bit: records (losses of recorded steps included) and results,
+/// for both estimators, fixed and trainable weights, annealed and not.
+#[test]
+fn bimodal_pass_equals_general_pass_bit_for_bit() {
+    use annealvi::train::Recorder;
+    for (d, est, trainable, anneal) in [
+        (16, Estimator::Full, false, false),
+        (512, Estimator::Full, false, true),
+        (64, Estimator::Stl, false, true),
+        (64, Estimator::Full, true, false),
+        (8, Estimator::Stl, true, true),
+    ] {
+        let mut cfg = if anneal { annealed(d) } else { plain(d) };
+        cfg.record.every = 7;
+        cfg.objective.estimator = est;
+        cfg.student.trainable_weights = trainable;
+        cfg.objective.engine = Engine::Statistics;
+        let target = cfg.build_target();
+        let proto = cfg.init_student_shape();
+        let scale = cfg.init_scale().expect("random initial means");
+        for run in 0..4 {
+            let q0 =
+                StatsStudent::random(&target, &proto, scale, &mut stream(5, run, Purpose::Init));
+            assert_eq!(q0.frame_dim(), 3);
+            let (mut fast, mut general) = (q0.clone(), q0.with_general_pass());
+            let (mut rf, mut rg) = (Recorder::default(), Recorder::default());
+            let a = run_student(&cfg, &mut fast, run, &mut rf);
+            let b = run_student(&cfg, &mut general, run, &mut rg);
+            let label = format!("d={d} {est:?} trainable={trainable} annealed={anneal} run {run}");
+            assert_eq!(a, b, "{label}");
+            assert!(!rf.records.is_empty());
+            assert_eq!(rf.records.len(), rg.records.len(), "{label}");
+            for (x, y) in rf.records.iter().zip(&rg.records) {
+                assert_eq!(
+                    x.loss.to_bits(),
+                    y.loss.to_bits(),
+                    "{label}: step {}",
+                    x.step
+                );
+                assert_eq!(x.stats, y.stats, "{label}: step {}", x.step);
+            }
+        }
+    }
+    // a run that diverges stops at the same step on both passes (the skipped logarithms'
+    // finiteness check)
+    let mut cfg = plain(64);
+    cfg.objective.engine = Engine::Statistics;
+    cfg.optim.lr = 40.0;
+    cfg.optim.steps = 400;
+    let target = cfg.build_target();
+    let q0 = StatsStudent::random(
+        &target,
+        &cfg.init_student_shape(),
+        cfg.init_scale().unwrap(),
+        &mut stream(5, 0, Purpose::Init),
+    );
+    let a = run_student(&cfg, &mut q0.clone(), 0, &mut NoObserver);
+    let b = run_student(&cfg, &mut q0.with_general_pass(), 0, &mut NoObserver);
+    assert!(
+        matches!(a.outcome, Outcome::Diverged { .. }),
+        "lr = 40 should diverge: {a:?}"
+    );
+    // (NaN fields: compare the printed forms)
+    assert_eq!(format!("{a:?}"), format!("{b:?}"));
 }

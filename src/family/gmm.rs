@@ -96,9 +96,16 @@ impl GmmStudent {
     }
     /// w = softmax(a).
     pub fn weights(&self) -> Vec<f64> {
+        let mut w = vec![0.0; self.k];
+        self.weights_into(&mut w);
+        w
+    }
+
+    /// w = softmax(a) into `out` (K entries), without allocating.
+    pub fn weights_into(&self, out: &mut [f64]) {
         let a = self.logits();
         let l = log_sum_exp(a);
-        a.iter().map(|v| (v - l).exp()).collect()
+        out.iter_mut().zip(a).for_each(|(o, v)| *o = (v - l).exp());
     }
 
     /// Summary statistics relative to the unit axis `axis`.
