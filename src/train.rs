@@ -471,6 +471,14 @@ impl Student for RealNvp {
     }
 }
 
+/// The stream of the records' Monte-Carlo estimates in [`train`]: seeded from a copy of
+/// `eval_rng` (which is not advanced), so that recording changes neither the training
+/// trajectory nor the final evaluation. For loops that mirror [`train`] with other targets.
+pub fn record_stream<R: Rng + Clone>(eval_rng: &R) -> Stream {
+    use rand::SeedableRng;
+    Stream::seed_from_u64(eval_rng.clone().next_u64() ^ 0x7265_636f_7264_7321)
+}
+
 /// Runs SGD from the student's current state. `rng` supplies the reparametrisation noise and
 /// `eval_rng` the Monte-Carlo estimate of the outcome; records draw from a stream seeded from
 /// a copy of `eval_rng` (all kept apart, so that recording changes neither the training
@@ -487,10 +495,7 @@ pub fn train<S: Student, R: Rng + Clone>(
     observer: &mut dyn Observer,
 ) -> RunResult<S::Stats> {
     let mut ws = q.workspace(target, settings);
-    let mut record_rng = {
-        use rand::SeedableRng;
-        Stream::seed_from_u64(eval_rng.clone().next_u64() ^ 0x7265_636f_7264_7321)
-    };
+    let mut record_rng = record_stream(eval_rng);
     let groups = q.groups();
     let mut grad = vec![0.0; q.params().len()];
     let t_end = settings.steps;
