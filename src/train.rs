@@ -22,6 +22,7 @@ use crate::statistics::StatsStudent;
 use crate::target::{IsotropicMixture, LogDensity};
 use rand::Rng;
 use serde::Serialize;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// One row of the trajectory (`St`: the student's summary statistics).
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -494,12 +495,40 @@ pub fn train<S: Student, R: Rng + Clone>(
     eval_rng: &mut R,
     observer: &mut dyn Observer,
 ) -> RunResult<S::Stats> {
+    let never = AtomicBool::new(false);
+    match train_cancellable(
+        q, target, schedule, opt, settings, rng, eval_rng, observer, &never,
+    ) {
+        Some(r) => r,
+        None => unreachable!("a flag nobody sets cancels nothing"),
+    }
+}
+
+/// [`train`] that stops once `cancel` is set (e.g. from another thread on Ctrl-C): the flag
+/// is read before every step and before the final evaluation; a stopped run returns `None`,
+/// leaving the student at its last update. Without cancellation the result is [`train`]'s,
+/// bit for bit.
+#[allow(clippy::too_many_arguments)]
+pub fn train_cancellable<S: Student, R: Rng + Clone>(
+    q: &mut S,
+    target: &IsotropicMixture,
+    schedule: &dyn Schedule,
+    opt: &mut dyn Optimizer,
+    settings: &TrainSettings,
+    rng: &mut R,
+    eval_rng: &mut R,
+    observer: &mut dyn Observer,
+    cancel: &AtomicBool,
+) -> Option<RunResult<S::Stats>> {
     let mut ws = q.workspace(target, settings);
     let mut record_rng = record_stream(eval_rng);
     let groups = q.groups();
     let mut grad = vec![0.0; q.params().len()];
     let t_end = settings.steps;
     for step in 0..=t_end {
+        if cancel.load(Ordering::Relaxed) {
+            return None;
+        }
         let beta = schedule.beta(step as f64);
         if settings.marginal_steps.contains(&step)
             && let Some(m) = q.marginal(target, beta, step, settings.marginal_grid)
@@ -536,13 +565,16 @@ pub fn train<S: Student, R: Rng + Clone>(
             );
         }
         if !loss.is_finite() || !q.update(opt, &mut grad, &groups, settings.loss_scale) {
-            return q.finish(target, step, true, settings, eval_rng);
+            return Some(q.finish(target, step, true, settings, eval_rng));
         }
         if !q.params_finite() {
-            return q.finish(target, step + 1, true, settings, eval_rng);
+            return Some(q.finish(target, step + 1, true, settings, eval_rng));
         }
     }
-    q.finish(target, t_end, false, settings, eval_rng)
+    if cancel.load(Ordering::Relaxed) {
+        return None;
+    }
+    Some(q.finish(target, t_end, false, settings, eval_rng))
 }
 
 fn finish(q: &GmmStudent, target: &IsotropicMixture, step: usize, diverged: bool) -> RunResult {
@@ -664,20 +696,34 @@ pub fn run_config(cfg: &Config, run: u64, observer: &mut dyn Observer) -> (GmmSt
 /// run's.
 pub fn run_with_streams(
     cfg: &Config,
-    (init_run, noise_run): (u64, u64),
+    streams: (u64, u64),
     observer: &mut dyn Observer,
 ) -> (GmmStudent, RunResult) {
+    let never = AtomicBool::new(false);
+    match run_with_streams_cancellable(cfg, streams, observer, &never) {
+        Some(r) => r,
+        None => unreachable!("a flag nobody sets cancels nothing"),
+    }
+}
+
+/// [`run_with_streams`] that stops once `cancel` is set (`None`; see [`train_cancellable`]).
+pub fn run_with_streams_cancellable(
+    cfg: &Config,
+    (init_run, noise_run): (u64, u64),
+    observer: &mut dyn Observer,
+    cancel: &AtomicBool,
+) -> Option<(GmmStudent, RunResult)> {
     let mut init: Stream = stream(cfg.seed, init_run, Purpose::Init);
     match cfg.objective.engine {
         Engine::Statistics => {
             let mut s = initial_stats_student(cfg, &mut init);
-            let res = run_student(cfg, &mut s, noise_run, observer);
-            (s.frame_student().clone(), res)
+            let res = run_student_cancellable(cfg, &mut s, noise_run, observer, cancel)?;
+            Some((s.frame_student().clone(), res))
         }
         Engine::Vector => {
             let mut q = cfg.init_student(&mut init);
-            let res = run_student(cfg, &mut q, noise_run, observer);
-            (q, res)
+            let res = run_student_cancellable(cfg, &mut q, noise_run, observer, cancel)?;
+            Some((q, res))
         }
     }
 }
@@ -717,13 +763,28 @@ pub fn initial_student(cfg: &Config, init_run: u64) -> (GmmStudent, Vec<f64>) {
 /// and outcome from (seed, noise_run, Eval). Errors only on an invalid flow architecture.
 pub fn run_flow_with_streams(
     cfg: &Config,
-    (init_run, noise_run): (u64, u64),
+    streams: (u64, u64),
     observer: &mut dyn Observer,
 ) -> crate::Result<(RealNvp, RunResult<FlowStats>)> {
+    let never = AtomicBool::new(false);
+    match run_flow_with_streams_cancellable(cfg, streams, observer, &never)? {
+        Some(r) => Ok(r),
+        None => unreachable!("a flag nobody sets cancels nothing"),
+    }
+}
+
+/// [`run_flow_with_streams`] that stops once `cancel` is set (`Ok(None)`; see
+/// [`train_cancellable`]).
+pub fn run_flow_with_streams_cancellable(
+    cfg: &Config,
+    (init_run, noise_run): (u64, u64),
+    observer: &mut dyn Observer,
+    cancel: &AtomicBool,
+) -> crate::Result<Option<(RealNvp, RunResult<FlowStats>)>> {
     let mut init: Stream = stream(cfg.seed, init_run, Purpose::Init);
     let mut q = cfg.init_flow(&mut init)?;
-    let res = run_student(cfg, &mut q, noise_run, observer);
-    Ok((q, res))
+    let res = run_student_cancellable(cfg, &mut q, noise_run, observer, cancel);
+    Ok(res.map(|r| (q, r)))
 }
 
 /// Trains an already initialised student with the configured target, schedule, optimiser and
@@ -734,13 +795,28 @@ pub fn run_student<S: Student>(
     noise_run: u64,
     observer: &mut dyn Observer,
 ) -> RunResult<S::Stats> {
+    let never = AtomicBool::new(false);
+    match run_student_cancellable(cfg, q, noise_run, observer, &never) {
+        Some(r) => r,
+        None => unreachable!("a flag nobody sets cancels nothing"),
+    }
+}
+
+/// [`run_student`] that stops once `cancel` is set (`None`; see [`train_cancellable`]).
+pub fn run_student_cancellable<S: Student>(
+    cfg: &Config,
+    q: &mut S,
+    noise_run: u64,
+    observer: &mut dyn Observer,
+    cancel: &AtomicBool,
+) -> Option<RunResult<S::Stats>> {
     let target = cfg.build_target();
     let schedule = cfg.build_schedule();
     let mut opt = cfg.build_optimizer();
     let mut rng = stream(cfg.seed, noise_run, Purpose::Sgd);
     let mut eval = stream(cfg.seed, noise_run, Purpose::Eval);
     let settings = TrainSettings::from_config(cfg);
-    train(
+    train_cancellable(
         q,
         &target,
         schedule.as_ref(),
@@ -749,5 +825,6 @@ pub fn run_student<S: Student>(
         &mut rng,
         &mut eval,
         observer,
+        cancel,
     )
 }
