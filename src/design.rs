@@ -18,6 +18,11 @@ use crate::theory::quasi_static::{QuasiStatic, draw_initial};
 use crate::theory::tables::EntropyTable;
 use serde::Serialize;
 use std::fmt::Write as _;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// The error of the cancellable searches ([`fastest_exponential_cancellable`]) once their flag
+/// is set.
+pub const INTERRUPTED: &str = "interrupted";
 
 /// What the predictions need.
 pub struct Predictor {
@@ -141,7 +146,19 @@ pub fn fastest_exponential(
     pred: &Predictor,
     eps: f64,
     betas: &[f64],
+    t_range: (f64, f64),
+) -> std::result::Result<(Option<Design>, PerBeta), String> {
+    fastest_exponential_cancellable(pred, eps, betas, t_range, &AtomicBool::new(false))
+}
+
+/// [`fastest_exponential`] that stops once `cancel` is set (read before every prediction):
+/// then `Err(INTERRUPTED)`.
+pub fn fastest_exponential_cancellable(
+    pred: &Predictor,
+    eps: f64,
+    betas: &[f64],
     (t_min, t_max): (f64, f64),
+    cancel: &AtomicBool,
 ) -> std::result::Result<(Option<Design>, PerBeta), String> {
     use rayon::prelude::*;
     let per_beta: Vec<(f64, Option<Design>)> = betas
@@ -149,6 +166,9 @@ pub fn fastest_exponential(
         .map(
             |&bi| -> std::result::Result<(f64, Option<Design>), String> {
                 let eval = |t0: f64| -> std::result::Result<(f64, usize), String> {
+                    if cancel.load(Ordering::Relaxed) {
+                        return Err(INTERRUPTED.into());
+                    }
                     let c = pred.collapsed(&Exponential { beta_i: bi, t0 }, t0)?;
                     Ok((c as f64 / pred.ics.len() as f64, c))
                 };
@@ -265,6 +285,20 @@ pub fn compare_schedules(
 /// SGD check of a schedule: (collapsed, n) over seeds 0..n−1 of the cell (β_i, t0) of `cfg`
 /// (same streams as a sweep of that cell).
 pub fn simulate(cfg: &SweepConfig, beta_i: f64, t0: f64, n: usize) -> (usize, usize) {
+    match simulate_cancellable(cfg, beta_i, t0, n, &AtomicBool::new(false)) {
+        Some(r) => r,
+        None => unreachable!("a flag nobody sets cancels nothing"),
+    }
+}
+
+/// [`simulate`] that stops once `cancel` is set (read at every SGD step): then `None`.
+pub fn simulate_cancellable(
+    cfg: &SweepConfig,
+    beta_i: f64,
+    t0: f64,
+    n: usize,
+    cancel: &AtomicBool,
+) -> Option<(usize, usize)> {
     use rayon::prelude::*;
     let mut one = cfg.clone();
     one.grid.beta_i = Axis::List(vec![beta_i]);
@@ -273,16 +307,17 @@ pub fn simulate(cfg: &SweepConfig, beta_i: f64, t0: f64, n: usize) -> (usize, us
     one.grid.seeds = n;
     let cells = one.cells();
     let bar = crate::progress::bar(n as u64, "SGD check");
-    let collapsed = (0..n)
+    let outcomes: Option<Vec<bool>> = (0..n)
         .into_par_iter()
-        .filter(|&seed| {
-            let line = one.run_one(RunSpec { cell: 0, seed }, &cells);
+        .map(|seed| {
+            let line = one.run_one_cancellable(RunSpec { cell: 0, seed }, &cells, cancel)?;
             bar.inc(1);
-            line.outcome == "collapsed"
+            Some(line.outcome == "collapsed")
         })
-        .count();
+        .collect();
     bar.finish_and_clear();
-    (collapsed, n)
+    let collapsed = outcomes?.iter().filter(|c| **c).count();
+    Some((collapsed, n))
 }
 
 /// Options of [`run`].

@@ -2,11 +2,14 @@
 //!
 //! Configuration ([`Config`], [`SweepConfig`]), schedules, single runs ([`run_config`],
 //! [`run_flow_with_streams`]) and their results, sweeps ([`run_sweep`], [`aggregate`]), the
-//! theory's collapse predictors ([`Predictor`], [`FormulaModel`]) and the error type. The
-//! Python package (`python/`) is built on exactly these.
+//! theory's collapse predictors ([`Predictor`], [`FormulaModel`]) and the error type; the
+//! `_cancellable` variants stop when a flag is set from another thread. The Python package
+//! (`python/`) is built on exactly these.
 
 pub use crate::config::Config;
-pub use crate::design::{Design, Predictor, fastest_exponential};
+pub use crate::design::{
+    Design, Predictor, fastest_exponential, fastest_exponential_cancellable, simulate_cancellable,
+};
 pub use crate::error::{Error, Result};
 pub use crate::metrics::{Outcome, wilson_interval};
 pub use crate::schedule::{Constant, Exponential, Linear, LinearTemperature, Schedule};
@@ -17,5 +20,6 @@ pub use crate::sweep::{
 pub use crate::target::{Bimodal, IsotropicMixture, LogDensity};
 pub use crate::theory::formula::FormulaModel;
 pub use crate::train::{
-    Observer, Recorder, RunResult, run_config, run_flow_with_streams, run_with_streams,
+    Observer, Recorder, RunResult, run_config, run_flow_with_streams,
+    run_flow_with_streams_cancellable, run_with_streams, run_with_streams_cancellable,
 };

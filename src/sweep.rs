@@ -34,7 +34,9 @@ use crate::family::gmm::Stats;
 use crate::metrics::{Outcome, wilson_interval};
 use crate::output;
 use crate::seed::mix;
-use crate::train::{NoObserver, RunResult, run_flow_with_streams, run_with_streams};
+use crate::train::{
+    NoObserver, RunResult, run_flow_with_streams_cancellable, run_with_streams_cancellable,
+};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashSet};
@@ -460,14 +462,31 @@ impl SweepConfig {
 
     /// Runs one run of the sweep.
     pub fn run_one(&self, spec: RunSpec, cells: &[Cell]) -> RunLine {
+        let never = AtomicBool::new(false);
+        match self.run_one_cancellable(spec, cells, &never) {
+            Some(line) => line,
+            None => unreachable!("a flag nobody sets cancels nothing"),
+        }
+    }
+
+    /// [`Self::run_one`] that stops once `cancel` is set (`None`: the run is abandoned; see
+    /// [`crate::train::train_cancellable`]).
+    pub fn run_one_cancellable(
+        &self,
+        spec: RunSpec,
+        cells: &[Cell],
+        cancel: &AtomicBool,
+    ) -> Option<RunLine> {
         let cell = cells[spec.cell];
         let cfg = self.cell_config(&cell);
         let start = Instant::now();
         let init_index = spec.seed as u64;
         let noise_index = noise_index(&cell, spec.seed);
         let (res, gmm, flow) = if cfg.student.family == FamilyKind::Realnvp {
-            match run_flow_with_streams(&cfg, (init_index, noise_index), &mut NoObserver) {
-                Ok((_, r)) => {
+            let streams = (init_index, noise_index);
+            match run_flow_with_streams_cancellable(&cfg, streams, &mut NoObserver, cancel) {
+                Ok(None) => return None,
+                Ok(Some((_, r))) => {
                     let flow = Some(r.stats.clone());
                     let res = RunResult {
                         outcome: r.outcome,
@@ -490,7 +509,8 @@ impl SweepConfig {
                 ),
             }
         } else {
-            let (_, r) = run_with_streams(&cfg, (init_index, noise_index), &mut NoObserver);
+            let streams = (init_index, noise_index);
+            let (_, r) = run_with_streams_cancellable(&cfg, streams, &mut NoObserver, cancel)?;
             let gmm = Some(r.stats.clone());
             let res = RunResult {
                 outcome: r.outcome,
@@ -500,14 +520,14 @@ impl SweepConfig {
             };
             (res, gmm, None)
         };
-        run_line(
+        Some(run_line(
             cell,
             spec.seed,
             res,
             gmm,
             flow,
             start.elapsed().as_secs_f64(),
-        )
+        ))
     }
 
     /// Total SGD steps of a list of runs.

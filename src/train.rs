@@ -24,6 +24,7 @@ use rand::Rng;
 use serde::Serialize;
 use std::cell::RefCell;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// One row of the trajectory (`St`: the student's summary statistics).
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -481,6 +482,14 @@ impl Student for RealNvp {
     }
 }
 
+/// The stream of the records' Monte-Carlo estimates in [`train`]: seeded from a copy of
+/// `eval_rng` (which is not advanced), so that recording changes neither the training
+/// trajectory nor the final evaluation. For loops that mirror [`train`] with other targets.
+pub fn record_stream<R: Rng + Clone>(eval_rng: &R) -> Stream {
+    use rand::SeedableRng;
+    Stream::seed_from_u64(eval_rng.clone().next_u64() ^ 0x7265_636f_7264_7321)
+}
+
 /// Runs SGD from the student's current state. `rng` supplies the reparametrisation noise and
 /// `eval_rng` the Monte-Carlo estimate of the outcome; records draw from a stream seeded from
 /// a copy of `eval_rng` (all kept apart, so that recording changes neither the training
@@ -496,15 +505,40 @@ pub fn train<S: Student, R: Rng + Clone>(
     eval_rng: &mut R,
     observer: &mut dyn Observer,
 ) -> RunResult<S::Stats> {
+    let never = AtomicBool::new(false);
+    match train_cancellable(
+        q, target, schedule, opt, settings, rng, eval_rng, observer, &never,
+    ) {
+        Some(r) => r,
+        None => unreachable!("a flag nobody sets cancels nothing"),
+    }
+}
+
+/// [`train`] that stops once `cancel` is set (e.g. from another thread on Ctrl-C): the flag
+/// is read before every step and before the final evaluation; a stopped run returns `None`,
+/// leaving the student at its last update. Without cancellation the result is [`train`]'s,
+/// bit for bit.
+#[allow(clippy::too_many_arguments)]
+pub fn train_cancellable<S: Student, R: Rng + Clone>(
+    q: &mut S,
+    target: &IsotropicMixture,
+    schedule: &dyn Schedule,
+    opt: &mut dyn Optimizer,
+    settings: &TrainSettings,
+    rng: &mut R,
+    eval_rng: &mut R,
+    observer: &mut dyn Observer,
+    cancel: &AtomicBool,
+) -> Option<RunResult<S::Stats>> {
     let mut ws = q.workspace(target, settings);
-    let mut record_rng = {
-        use rand::SeedableRng;
-        Stream::seed_from_u64(eval_rng.clone().next_u64() ^ 0x7265_636f_7264_7321)
-    };
+    let mut record_rng = record_stream(eval_rng);
     let groups = q.groups();
     let mut grad = vec![0.0; q.params().len()];
     let t_end = settings.steps;
     for step in 0..=t_end {
+        if cancel.load(Ordering::Relaxed) {
+            return None;
+        }
         let beta = schedule.beta(step as f64);
         if settings.marginal_steps.contains(&step)
             && let Some(m) = q.marginal(target, beta, step, settings.marginal_grid)
@@ -541,13 +575,16 @@ pub fn train<S: Student, R: Rng + Clone>(
             );
         }
         if !loss.is_finite() || !q.update(opt, &mut grad, &groups, settings.loss_scale) {
-            return q.finish(target, step, true, settings, eval_rng);
+            return Some(q.finish(target, step, true, settings, eval_rng));
         }
         if !q.params_finite() {
-            return q.finish(target, step + 1, true, settings, eval_rng);
+            return Some(q.finish(target, step + 1, true, settings, eval_rng));
         }
     }
-    q.finish(target, t_end, false, settings, eval_rng)
+    if cancel.load(Ordering::Relaxed) {
+        return None;
+    }
+    Some(q.finish(target, t_end, false, settings, eval_rng))
 }
 
 fn finish(q: &GmmStudent, target: &IsotropicMixture, step: usize, diverged: bool) -> RunResult {
@@ -669,21 +706,35 @@ pub fn run_config(cfg: &Config, run: u64, observer: &mut dyn Observer) -> (GmmSt
 /// run's.
 pub fn run_with_streams(
     cfg: &Config,
-    (init_run, noise_run): (u64, u64),
+    streams: (u64, u64),
     observer: &mut dyn Observer,
 ) -> (GmmStudent, RunResult) {
+    let never = AtomicBool::new(false);
+    match run_with_streams_cancellable(cfg, streams, observer, &never) {
+        Some(r) => r,
+        None => unreachable!("a flag nobody sets cancels nothing"),
+    }
+}
+
+/// [`run_with_streams`] that stops once `cancel` is set (`None`; see [`train_cancellable`]).
+pub fn run_with_streams_cancellable(
+    cfg: &Config,
+    (init_run, noise_run): (u64, u64),
+    observer: &mut dyn Observer,
+    cancel: &AtomicBool,
+) -> Option<(GmmStudent, RunResult)> {
     let mut init: Stream = stream(cfg.seed, init_run, Purpose::Init);
     match cfg.objective.engine {
         Engine::Statistics => {
             let (target, frame) = shared_target(cfg);
             let mut s = initial_stats_student_in(cfg, &target, &frame, &mut init);
-            let res = run_student_on(cfg, &target, &mut s, noise_run, observer);
-            (s.frame_student().clone(), res)
+            let res = run_student_on(cfg, &target, &mut s, noise_run, observer, cancel)?;
+            Some((s.frame_student().clone(), res))
         }
         Engine::Vector => {
             let mut q = cfg.init_student(&mut init);
-            let res = run_student(cfg, &mut q, noise_run, observer);
-            (q, res)
+            let res = run_student_cancellable(cfg, &mut q, noise_run, observer, cancel)?;
+            Some((q, res))
         }
     }
 }
@@ -754,13 +805,28 @@ pub fn initial_student(cfg: &Config, init_run: u64) -> (GmmStudent, Vec<f64>) {
 /// and outcome from (seed, noise_run, Eval). Errors only on an invalid flow architecture.
 pub fn run_flow_with_streams(
     cfg: &Config,
-    (init_run, noise_run): (u64, u64),
+    streams: (u64, u64),
     observer: &mut dyn Observer,
 ) -> crate::Result<(RealNvp, RunResult<FlowStats>)> {
+    let never = AtomicBool::new(false);
+    match run_flow_with_streams_cancellable(cfg, streams, observer, &never)? {
+        Some(r) => Ok(r),
+        None => unreachable!("a flag nobody sets cancels nothing"),
+    }
+}
+
+/// [`run_flow_with_streams`] that stops once `cancel` is set (`Ok(None)`; see
+/// [`train_cancellable`]).
+pub fn run_flow_with_streams_cancellable(
+    cfg: &Config,
+    (init_run, noise_run): (u64, u64),
+    observer: &mut dyn Observer,
+    cancel: &AtomicBool,
+) -> crate::Result<Option<(RealNvp, RunResult<FlowStats>)>> {
     let mut init: Stream = stream(cfg.seed, init_run, Purpose::Init);
     let mut q = cfg.init_flow(&mut init)?;
-    let res = run_student(cfg, &mut q, noise_run, observer);
-    Ok((q, res))
+    let res = run_student_cancellable(cfg, &mut q, noise_run, observer, cancel);
+    Ok(res.map(|r| (q, r)))
 }
 
 /// Trains an already initialised student with the configured target, schedule, optimiser and
@@ -771,23 +837,40 @@ pub fn run_student<S: Student>(
     noise_run: u64,
     observer: &mut dyn Observer,
 ) -> RunResult<S::Stats> {
-    run_student_on(cfg, &cfg.build_target(), q, noise_run, observer)
+    let never = AtomicBool::new(false);
+    match run_student_cancellable(cfg, q, noise_run, observer, &never) {
+        Some(r) => r,
+        None => unreachable!("a flag nobody sets cancels nothing"),
+    }
 }
 
-/// [`run_student`] against `target`, built beforehand from `cfg` (`cfg.build_target()`).
+/// [`run_student`] that stops once `cancel` is set (`None`; see [`train_cancellable`]).
+pub fn run_student_cancellable<S: Student>(
+    cfg: &Config,
+    q: &mut S,
+    noise_run: u64,
+    observer: &mut dyn Observer,
+    cancel: &AtomicBool,
+) -> Option<RunResult<S::Stats>> {
+    run_student_on(cfg, &cfg.build_target(), q, noise_run, observer, cancel)
+}
+
+/// [`run_student_cancellable`] against `target`, built beforehand from `cfg`
+/// (`cfg.build_target()`).
 pub fn run_student_on<S: Student>(
     cfg: &Config,
     target: &IsotropicMixture,
     q: &mut S,
     noise_run: u64,
     observer: &mut dyn Observer,
-) -> RunResult<S::Stats> {
+    cancel: &AtomicBool,
+) -> Option<RunResult<S::Stats>> {
     let schedule = cfg.build_schedule();
     let mut opt = cfg.build_optimizer();
     let mut rng = stream(cfg.seed, noise_run, Purpose::Sgd);
     let mut eval = stream(cfg.seed, noise_run, Purpose::Eval);
     let settings = TrainSettings::from_config(cfg);
-    train(
+    train_cancellable(
         q,
         target,
         schedule.as_ref(),
@@ -796,5 +879,6 @@ pub fn run_student_on<S: Student>(
         &mut rng,
         &mut eval,
         observer,
+        cancel,
     )
 }

@@ -369,3 +369,153 @@ fn fused_training_step_equals_the_plain_loop_bit_for_bit() {
         }
     }
 }
+
+/// The built-in mixture evaluated row by row as a caller's batch target.
+fn batch_of(t: &IsotropicMixture, x: &[f64], lp: &mut [f64], g: &mut [f64]) {
+    use annealvi::target::LogDensity;
+    let d = t.dim();
+    for (b, l) in lp.iter_mut().enumerate() {
+        *l = t.grad_log_density(&x[b * d..(b + 1) * d], &mut g[b * d..(b + 1) * d]);
+    }
+}
+
+#[test]
+fn batch_target_hook_reproduces_the_builtin_pass() {
+    let t = target(5);
+    for precision in [Precision::F32, Precision::F64] {
+        for est in [Estimator::Full, Estimator::Stl] {
+            let mut rng = Xoshiro256PlusPlus::seed_from_u64(3);
+            let mut q = RealNvp::new(
+                arch(5, 3, MaskKind::Halves, Activation::Relu),
+                precision,
+                &mut rng,
+            )
+            .unwrap();
+            let mut q2 = q.clone();
+            let n = q.params().len();
+            let (mut g1, mut g2) = (vec![0.0; n], vec![0.0; n]);
+            let (mut e1, mut e2) = (Vec::new(), Vec::new());
+            let mut r1 = Xoshiro256PlusPlus::seed_from_u64(9);
+            let mut r2 = r1.clone();
+            let l1 = q.loss_and_grad(&t, 0.4, est, 24, &mut r1, &mut e1, &mut g1);
+            let mut calls = 0;
+            let mut hook = |x: &[f64], lp: &mut [f64], g: &mut [f64]| -> Result<(), String> {
+                calls += 1;
+                assert_eq!((x.len(), lp.len(), g.len()), (24 * 5, 24, 24 * 5));
+                batch_of(&t, x, lp, g);
+                Ok(())
+            };
+            let l2 = q2
+                .loss_and_grad_batched(&mut hook, 0.4, est, 24, &mut r2, &mut e2, &mut g2)
+                .unwrap();
+            assert_eq!(calls, 1);
+            assert_eq!(e1, e2, "same noise");
+            assert!((l1 - l2).abs() <= 1e-12 * l1.abs().max(1.0), "{l1} vs {l2}");
+            let norm = g1.iter().map(|v| v.abs()).fold(0.0, f64::max);
+            assert!(norm > 0.0);
+            for (a, b) in g1.iter().zip(&g2) {
+                assert!(
+                    (a - b).abs() <= 1e-6 * norm,
+                    "{precision:?} {est:?}: {a} vs {b}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn batch_target_errors_end_the_pass() {
+    let mut q = flow(arch(4, 2, MaskKind::Halves, Activation::Tanh), 1);
+    let theta = q.params().to_vec();
+    let mut grad = vec![7.0; theta.len()];
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(2);
+    let mut hook = |_: &[f64], _: &mut [f64], _: &mut [f64]| Err("the user's target failed");
+    let r = q.loss_and_grad_batched(
+        &mut hook,
+        1.0,
+        Estimator::Full,
+        8,
+        &mut rng,
+        &mut Vec::new(),
+        &mut grad,
+    );
+    assert_eq!(r, Err("the user's target failed"));
+    assert!(grad.iter().all(|g| *g == 7.0) && q.params() == &theta[..]);
+    let e = q.evaluate_batched(&mut hook, &[], 1.0, 10, 0.05, &mut rng);
+    assert_eq!(e.err(), Some("the user's target failed"));
+}
+
+#[test]
+fn batch_evaluation_reproduces_the_builtin_statistics() {
+    let t = target(4);
+    let mut q = flow(arch(4, 3, MaskKind::Checkerboard, Activation::Relu), 5);
+    let mut q2 = q.clone();
+    let mut g = vec![0.0; q.params().len()];
+    // a training-size batch first: the evaluation draws in chunks of it
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(1);
+    q.loss_and_grad(
+        &t,
+        1.0,
+        Estimator::Full,
+        32,
+        &mut rng,
+        &mut Vec::new(),
+        &mut g,
+    );
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(1);
+    q2.loss_and_grad(
+        &t,
+        1.0,
+        Estimator::Full,
+        32,
+        &mut rng,
+        &mut Vec::new(),
+        &mut g,
+    );
+    let a = q.evaluate(
+        &t,
+        0.5,
+        300,
+        0.05,
+        &mut Xoshiro256PlusPlus::seed_from_u64(4),
+    );
+    let modes = vec![t.means()[0].clone(), t.means()[1].clone()];
+    let sizes = std::cell::RefCell::new(Vec::new());
+    let mut hook = |x: &[f64], lp: &mut [f64], g: &mut [f64]| -> Result<(), ()> {
+        sizes.borrow_mut().push(lp.len());
+        batch_of(&t, x, lp, g);
+        Ok(())
+    };
+    let b = q2
+        .evaluate_batched(
+            &mut hook,
+            &modes,
+            0.5,
+            300,
+            0.05,
+            &mut Xoshiro256PlusPlus::seed_from_u64(4),
+        )
+        .unwrap();
+    assert_eq!(
+        *sizes.borrow(),
+        vec![32; 9].into_iter().chain([12]).collect::<Vec<_>>()
+    );
+    assert_eq!(a.mode_masses, b.mode_masses);
+    assert!(a.mode_masses.iter().all(|m| *m > 0.0));
+    assert_eq!(b.light_mode_mass, a.mode_masses[0].min(a.mode_masses[1]));
+    assert!((a.ess_fraction - b.ess_fraction).abs() < 1e-12);
+    assert!((a.neg_elbo - b.neg_elbo).abs() < 1e-12 * a.neg_elbo.abs().max(1.0));
+    assert!(b.kl.is_nan() && b.mode_weight_error.is_nan() && a.kl.is_finite());
+    assert_eq!(b.samples, 300);
+    let none = q2
+        .evaluate_batched(
+            &mut hook,
+            &[],
+            1.0,
+            50,
+            0.05,
+            &mut Xoshiro256PlusPlus::seed_from_u64(4),
+        )
+        .unwrap();
+    assert!(none.mode_masses.is_empty() && none.light_mode_mass.is_nan());
+}

@@ -14,7 +14,8 @@ Rust toolkit annealvi (Fogliani, Loureiro, Gabrié 2026) with numpy in and out:
 * :class:`Target` — user-defined targets given by a numpy callable.
 
 Units: steps are optimiser steps t = 0, 1, …; the ODE time is τ = η t with η the learning rate
-(``lr``, the paper's η). Long calls release the GIL and stop on Ctrl-C with KeyboardInterrupt.
+(``lr``, the paper's η). Long calls release the GIL and stop on Ctrl-C with KeyboardInterrupt
+(within about a second).
 """
 
 import os
@@ -106,6 +107,8 @@ def design(max_collapse: float, *, d: int = 512, r: float = 3.0, w_star: float =
         no t0 ≤ t_max reaches the tolerance), ``candidates`` (dict of arrays ``beta_i``, ``t0``,
         ``p_predicted`` for every β_i tried; NaN where unreachable) and ``check`` (None, or a
         dict ``n``, ``collapsed``, ``p_collapse``, ``ci_low``, ``ci_high``).
+
+    Ctrl-C stops the search or the SGD check within about a second (KeyboardInterrupt).
     """
     t_min, t_max = (float(v) for v in t_range)
     return _native.design(float(max_collapse), _int("d", d), float(r), float(w_star), float(lr),
@@ -159,8 +162,10 @@ def train(config: _config.ConfigSource = None, *, run: int = 0,
             (the paper's setting: d = 512, R = 3, w* = 0.8, η = 0.05, no annealing).
         run: run index; the initial student and the noise come from the streams (seed, run).
         user_target: a user-defined :class:`Target` instead of the configured target
-            (Gaussian-mixture student; ``target.d`` is set to its dimension). The keyword is not
-            ``target`` because ``target=`` overrides the configuration's ``[target]`` table.
+            (``target.d`` is set to its dimension), trained with the configured student: the
+            Gaussian mixture or the RealNVP flow (``student__family="realnvp"``), full or STL
+            estimator. The keyword is not ``target`` because ``target=`` overrides the
+            configuration's ``[target]`` table.
         **overrides: fields to change, as ``section__field=value`` (``optim__steps=2000``) or
             ``section={"field": value}``.
 
@@ -171,7 +176,11 @@ def train(config: _config.ConfigSource = None, *, run: int = 0,
         trajectory (every ``record.every`` steps) holds numpy arrays ``step``, ``beta``,
         ``loss``, ``kl``, ``neg_elbo`` and ``m``, ``q``, ``sigma``, ``w`` (one row per record)
         for the Gaussian mixture, or the flow's ``light_mode_mass``, ``ess_fraction``,
-        ``mode_masses``.
+        ``mode_masses``. With a user target the flow's ``kl`` and ``mode_weight_error`` are NaN
+        (its normaliser and mode weights are unknown), its ``light_mode_mass`` is the smallest
+        mode mass and ``neg_elbo`` is against the unnormalised density.
+
+    Ctrl-C stops the run within about a second (KeyboardInterrupt).
 
     Raises:
         ValueError: an invalid configuration (naming the field and its valid range), or a
@@ -201,7 +210,7 @@ def sweep(config: _config.ConfigSource, out: Union[str, "os.PathLike[str]"], *,
         shard: "K/N" to run only the K-th of N interleaved parts (for clusters).
         threads: worker threads (0 = all cores).
         user_target: a user-defined :class:`Target` (with ``modes``) instead of the configured
-            target.
+            target, with the Gaussian-mixture or the RealNVP student.
         **overrides: as in :func:`train`, with the run's fields under ``run``
             (``run__optim__lr=0.02``, ``grid__seeds=8``).
 

@@ -8,8 +8,8 @@ import numpy as np
 class Target:
     """A target density π on R^d given by a Python callable.
 
-    Build it with :meth:`Target.from_callable`; pass it as ``target=`` to
-    :func:`annealvi.train` or :func:`annealvi.sweep`.
+    Build it with :meth:`Target.from_callable`; pass it as ``user_target=`` to
+    :func:`annealvi.train` or :func:`annealvi.sweep` (Gaussian-mixture or RealNVP student).
     """
 
     def __init__(self, fn: Callable[[np.ndarray], Tuple[Any, Any]], dim: int,
@@ -43,15 +43,19 @@ class Target:
             fn: called with an ``(n, d)`` float64 array of points; returns the
                 (possibly unnormalised) log-density at each point, shape ``(n,)``, and its
                 gradient with respect to x, shape ``(n, d)``. It is called once per training
-                step on all the student's samples (n = K·B). An exception it raises ends the
-                run and is raised by ``train``/``sweep``; a wrong shape or a non-finite value
-                ends it with a ``ValueError`` naming the problem.
+                step on all the student's samples (n = K·B for a K-component mixture, B for a
+                flow); a flow's Monte-Carlo records and final evaluation call it on chunks of
+                B samples. An exception it raises ends the run and is raised by
+                ``train``/``sweep``; a wrong shape or a non-finite value ends it with a
+                ``ValueError`` naming the problem.
             dim: the dimension d.
             modes: optional ``(n_modes, d)`` centres of the target's modes. With them a run's
                 outcome is classified (each student component belongs to its nearest centre:
                 covered / collapsed / partial) and the student's mass on each mode's cell is
                 estimated; the recorded statistics m_k are projections on the first centre's
-                direction. Without them the outcome is "unknown" (``train`` only).
+                direction. A flow's samples belong to their nearest centre; a mode with less
+                mass than ``student.realnvp.collapse_threshold`` is not covered. Without modes
+                the outcome is "unknown" (``train`` only).
         """
         return cls(fn, dim, modes)
 

@@ -1,22 +1,25 @@
 //! User-defined targets: a Python callable `fn(x) -> (log_prob, grad)` on an (n, d) float64
-//! batch, trained against with the Gaussian-mixture student.
+//! batch, trained against with the Gaussian-mixture student or the RealNVP flow.
 //!
 //! The Monte-Carlo gradient is the library's reference estimator
 //! ([`annealvi::objective::mc_gradient_reference`]) rewritten to evaluate the target once per
 //! step on the whole batch (K·B points) instead of point by point: it draws the same normals in
 //! the same order (component, sample, coordinate), so against the built-in bimodal target
-//! written in Python it reproduces the built-in runs. The Python wrapper
+//! written in Python it reproduces the built-in runs. The flow takes the batch's values through
+//! the library's hook ([`annealvi::family::realnvp::BatchTarget`]), with the noise, records
+//! and evaluation of the built-in flow runs. The Python wrapper
 //! (`annealvi/_target.py`) checks shapes and finiteness and raises a `ValueError` naming the
 //! problem; any exception ends the run and is re-raised to the caller.
 
-use crate::{gmm_columns, gmm_summary, interruptible, outcome_items, to_py};
-use annealvi::family::{GmmStudent, VariationalFamily};
+use crate::{flow_columns, gmm_columns, gmm_summary, interruptible, outcome_items, to_py};
+use annealvi::family::realnvp::{BatchTarget, FlowStats};
+use annealvi::family::{GmmStudent, RealNvp, VariationalFamily};
 use annealvi::normal::NormalGen;
 use annealvi::objective::Estimator;
 use annealvi::prelude::*;
 use annealvi::seed::{Purpose, stream};
 use annealvi::sweep::{noise_index, run_line};
-use annealvi::train::{Record, TrainSettings};
+use annealvi::train::{Record, Student, TrainSettings, record_stream};
 use numpy::{PyArray1, PyArrayMethods};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -292,12 +295,7 @@ pub fn run_gmm(
     cancel: &AtomicBool,
 ) -> PyResult<CallableResult> {
     let settings = TrainSettings::from_config(cfg);
-    if settings.estimator == Estimator::Exact {
-        return Err(PyValueError::new_err(
-            "invalid value for `objective.estimator`: \"exact\" (expected \"full\" or \"stl\" \
-             with a user-defined target: exact gradients exist only for the built-in targets)",
-        ));
-    }
+    refuse_exact(&settings)?;
     let mut init = stream(cfg.seed, init_run, Purpose::Init);
     let mut q = cfg.init_student(&mut init);
     let schedule = cfg.build_schedule();
@@ -373,13 +371,141 @@ pub fn run_gmm(
     })
 }
 
-fn check_dims(cfg: &Config, target: &PyTarget) -> PyResult<()> {
-    if cfg.student.family != annealvi::config::FamilyKind::Gmm {
+/// The end of a flow run against a user target.
+pub struct FlowCallableResult {
+    /// Outcome (None without modes).
+    pub outcome: Option<Outcome>,
+    /// Step reached.
+    pub final_step: usize,
+    /// Final Monte-Carlo statistics (all NaN for a diverged run).
+    pub stats: FlowStats,
+    /// Records (every `record.every` steps).
+    pub records: Vec<Record<FlowStats>>,
+}
+
+/// One run of the RealNVP student of `cfg` against `target`: the loop of
+/// [`annealvi::train::train`] for flows with the same streams — weights from (seed, init_run,
+/// Init), noise from (seed, noise_run, Sgd), the records' estimates from
+/// [`record_stream`] and the final evaluation from (seed, noise_run, Eval) — the target
+/// evaluated once per batch through [`RealNvp::loss_and_grad_batched`] and
+/// [`RealNvp::evaluate_batched`].
+pub fn run_flow(
+    cfg: &Config,
+    target: &PyTarget,
+    (init_run, noise_run): (u64, u64),
+    cancel: &AtomicBool,
+) -> PyResult<FlowCallableResult> {
+    let settings = TrainSettings::from_config(cfg);
+    refuse_exact(&settings)?;
+    let mut init = stream(cfg.seed, init_run, Purpose::Init);
+    let mut q: RealNvp = cfg.init_flow(&mut init).map_err(to_py)?;
+    let schedule = cfg.build_schedule();
+    let mut opt = cfg.build_optimizer();
+    let mut rng = stream(cfg.seed, noise_run, Purpose::Sgd);
+    let mut eval = stream(cfg.seed, noise_run, Purpose::Eval);
+    let mut record_rng = record_stream(&eval);
+    let groups = q.groups();
+    let mut grad = vec![0.0; q.params().len()];
+    let mut eps = Vec::new();
+    let d = target.dim;
+    let modes = target.modes.clone().unwrap_or_default();
+    let mut f = |x: &[f64], lp: &mut [f64], g: &mut [f64]| target.eval(x, x.len() / d, lp, g);
+    let mut records = Vec::new();
+    let t_end = settings.steps;
+    let mut diverged_at = None;
+    for step in 0..=t_end {
+        if cancel.load(Ordering::Relaxed) {
+            return Err(crate::interrupted());
+        }
+        let beta = schedule.beta(step as f64);
+        let due = settings.record_every > 0 && (step % settings.record_every == 0 || step == t_end);
+        let mut record = |q: &mut RealNvp, f: &mut BatchTarget<PyErr>, loss: f64| -> PyResult<()> {
+            let st = q.evaluate_batched(
+                f,
+                &modes,
+                beta,
+                settings.kl_samples,
+                settings.collapse_threshold,
+                &mut record_rng,
+            )?;
+            records.push(Record {
+                step,
+                beta,
+                loss,
+                kl: st.kl,
+                neg_elbo: st.neg_elbo,
+                stats: st,
+            });
+            Ok(())
+        };
+        if step == t_end {
+            if due {
+                record(&mut q, &mut f, f64::NAN)?;
+            }
+            break;
+        }
+        let loss = q.loss_and_grad_batched(
+            &mut f,
+            beta,
+            settings.estimator,
+            settings.samples,
+            &mut rng,
+            &mut eps,
+            &mut grad,
+        )?;
+        if due {
+            record(&mut q, &mut f, loss)?;
+        }
+        if !loss.is_finite() || !q.update(opt.as_mut(), &mut grad, &groups, settings.loss_scale) {
+            diverged_at = Some(step);
+            break;
+        }
+        if !q.params_finite() {
+            diverged_at = Some(step + 1);
+            break;
+        }
+    }
+    if cancel.load(Ordering::Relaxed) {
+        return Err(crate::interrupted());
+    }
+    let (outcome, final_step, stats) = match diverged_at {
+        Some(s) => (Some(Outcome::Diverged { step: s }), s, FlowStats::nan()),
+        None => {
+            let st = q.evaluate_batched(
+                &mut f,
+                &modes,
+                1.0,
+                settings.outcome_samples,
+                settings.collapse_threshold,
+                &mut eval,
+            )?;
+            let outcome = (!modes.is_empty()).then(|| st.outcome_named(|m| format!("mode {m}")));
+            (outcome, t_end, st)
+        }
+    };
+    Ok(FlowCallableResult {
+        outcome,
+        final_step,
+        stats,
+        records,
+    })
+}
+
+fn refuse_exact(settings: &TrainSettings) -> PyResult<()> {
+    if settings.estimator == Estimator::Exact {
         return Err(PyValueError::new_err(
-            "invalid value for `student.family`: \"realnvp\" (expected \"gmm\" with a \
-             user-defined target in this version)",
+            "invalid value for `objective.estimator`: \"exact\" (expected \"full\" or \"stl\" \
+             with a user-defined target: exact gradients exist only for the built-in targets)",
         ));
     }
+    Ok(())
+}
+
+fn is_flow(cfg: &Config) -> bool {
+    cfg.student.family == annealvi::config::FamilyKind::Realnvp
+}
+
+fn check_dims(cfg: &Config, target: &PyTarget) -> PyResult<()> {
     if cfg.target.d != target.dim {
         return Err(PyValueError::new_err(format!(
             "invalid value for `target.d`: {} (expected the user target's dim = {})",
@@ -398,6 +524,9 @@ pub fn train<'py>(
 ) -> PyResult<Bound<'py, PyDict>> {
     let t = PyTarget::from_py(py, &target)?;
     check_dims(cfg, &t)?;
+    if is_flow(cfg) {
+        return train_flow(py, cfg, run, &t);
+    }
     let res = interruptible(py, |cancel| run_gmm(cfg, &t, (run, run), cancel))??;
     let summary = PyDict::new(py);
     summary.set_item("seed", cfg.seed)?;
@@ -420,6 +549,40 @@ pub fn train<'py>(
     gmm_summary(py, &summary, &res.student.stats(&axis(&t)))?;
     let traj = PyDict::new(py);
     gmm_columns(py, &traj, &res.records)?;
+    let out = PyDict::new(py);
+    out.set_item("summary", summary)?;
+    out.set_item("trajectory", traj)?;
+    Ok(out)
+}
+
+/// `annealvi.train` with a user target and the flow student: the summary and trajectory of the
+/// built-in flow runs (`kl` and `mode_weight_error` NaN: the target's normaliser and mode
+/// weights are unknown).
+fn train_flow<'py>(
+    py: Python<'py>,
+    cfg: &Config,
+    run: u64,
+    t: &PyTarget,
+) -> PyResult<Bound<'py, PyDict>> {
+    let res = interruptible(py, |cancel| run_flow(cfg, t, (run, run), cancel))??;
+    let summary = PyDict::new(py);
+    summary.set_item("seed", cfg.seed)?;
+    match &res.outcome {
+        Some(o) => outcome_items(&summary, o)?,
+        None => summary.set_item("outcome", "unknown")?,
+    }
+    let st = &res.stats;
+    summary.set_item("final_step", res.final_step)?;
+    summary.set_item("light_mode_mass", st.light_mode_mass)?;
+    summary.set_item("mode_weight_error", st.mode_weight_error)?;
+    summary.set_item("ess_fraction", st.ess_fraction)?;
+    summary.set_item("kl", st.kl)?;
+    summary.set_item(
+        "mode_masses",
+        PyArray1::from_vec(py, st.mode_masses.clone()),
+    )?;
+    let traj = PyDict::new(py);
+    flow_columns(py, &traj, &res.records)?;
     let out = PyDict::new(py);
     out.set_item("summary", summary)?;
     out.set_item("trajectory", traj)?;
@@ -450,8 +613,19 @@ pub fn sweep(
             let c = cfg.cell_config(&cell);
             let start = std::time::Instant::now();
             let streams = (spec.seed as u64, noise_index(&cell, spec.seed));
-            match run_gmm(&c, &t, streams, cancel) {
-                Ok(r) => {
+            let line = if is_flow(&c) {
+                run_flow(&c, &t, streams, cancel).map(|r| {
+                    let res = RunResult {
+                        outcome: r.outcome.unwrap_or(Outcome::Partial { modes_covered: 0 }),
+                        final_step: r.final_step,
+                        light_mode_mass: r.stats.light_mode_mass,
+                        stats: (),
+                    };
+                    let wall = start.elapsed().as_secs_f64();
+                    run_line(cell, spec.seed, res, None, Some(r.stats), wall)
+                })
+            } else {
+                run_gmm(&c, &t, streams, cancel).map(|r| {
                     let light = r.mode_masses.iter().cloned().fold(f64::INFINITY, f64::min);
                     let res = RunResult {
                         outcome: r.outcome.unwrap_or(Outcome::Partial { modes_covered: 0 }),
@@ -459,15 +633,18 @@ pub fn sweep(
                         light_mode_mass: light,
                         stats: (),
                     };
-                    Some(run_line(
+                    run_line(
                         cell,
                         spec.seed,
                         res,
                         Some(r.student.stats(&axis(&t))),
                         None,
                         start.elapsed().as_secs_f64(),
-                    ))
-                }
+                    )
+                })
+            };
+            match line {
+                Ok(line) => Some(line),
                 Err(e) => {
                     cancel.store(true, Ordering::Relaxed);
                     let mut f = failure.lock().unwrap_or_else(|p| p.into_inner());

@@ -428,20 +428,24 @@ fn design<'py>(
     let betas: Vec<f64> = (0..16)
         .map(|i| 10f64.powf(-3.0 + 2.7 * i as f64 / 15.0))
         .collect();
-    let (best, all, check) = interruptible(py, |_cancel| {
-        let (best, all) = fastest_exponential(&pred, max_collapse, &betas, (t_min, t_max))?;
+    let (best, all, check) = interruptible(py, |cancel| {
+        let range = (t_min, t_max);
+        let (best, all) =
+            fastest_exponential_cancellable(&pred, max_collapse, &betas, range, cancel).map_err(
+                |e| match cancel.load(Ordering::Relaxed) {
+                    true => interrupted(),
+                    false => PyValueError::new_err(e),
+                },
+            )?;
         let check = match best {
-            Some(d) if check_seeds > 0 => Some(annealvi::design::simulate(
-                &sweep,
-                d.beta_i,
-                d.t0,
-                check_seeds,
-            )),
+            Some(d) if check_seeds > 0 => Some(
+                simulate_cancellable(&sweep, d.beta_i, d.t0, check_seeds, cancel)
+                    .ok_or_else(interrupted)?,
+            ),
             _ => None,
         };
-        Ok::<_, String>((best, all, check))
-    })?
-    .map_err(PyValueError::new_err)?;
+        Ok::<_, PyErr>((best, all, check))
+    })??;
     let dict = PyDict::new(py);
     match best {
         Some(b) => {
@@ -625,11 +629,14 @@ fn train<'py>(
     let traj = PyDict::new(py);
     summary.set_item("seed", cfg.seed)?;
     if flow {
-        let (res, rec) = interruptible(py, |_c| {
+        let (res, rec) = interruptible(py, |cancel| {
             let mut rec = Recorder::default();
-            run_flow_with_streams(&cfg, (run, run), &mut rec).map(|(_, r)| (r, rec))
-        })?
-        .map_err(to_py)?;
+            match run_flow_with_streams_cancellable(&cfg, (run, run), &mut rec, cancel) {
+                Ok(Some((_, r))) => Ok((r, rec)),
+                Ok(None) => Err(interrupted()),
+                Err(e) => Err(to_py(e)),
+            }
+        })??;
         outcome_items(&summary, &res.outcome)?;
         summary.set_item("final_step", res.final_step)?;
         summary.set_item("light_mode_mass", res.light_mode_mass)?;
@@ -643,11 +650,14 @@ fn train<'py>(
         let r = &rec.flow_records;
         flow_columns(py, &traj, r)?;
     } else {
-        let (res, rec) = interruptible(py, |_c| {
+        let (res, rec) = interruptible(py, |cancel| {
             let mut rec = Recorder::default();
-            let (_, r) = run_config(&cfg, run, &mut rec);
-            (r, rec)
-        })?;
+            // run_config's streams, (run, run)
+            match run_with_streams_cancellable(&cfg, (run, run), &mut rec, cancel) {
+                Some((_, r)) => Ok((r, rec)),
+                None => Err(interrupted()),
+            }
+        })??;
         outcome_items(&summary, &res.outcome)?;
         summary.set_item("final_step", res.final_step)?;
         summary.set_item("light_mode_mass", res.light_mode_mass)?;

@@ -243,6 +243,46 @@ def test_ctrl_c_interrupts_a_sweep_and_keeps_finished_runs(tmp_path):
     assert len(lines) > len(done) and len(set(keys)) == len(keys)
 
 
+_LONG_CALL_SCRIPT = """
+import sys, annealvi
+calls = {
+    "train": lambda: annealvi.train(optim__steps=10**8, record__every=0),
+    "train_flow": lambda: annealvi.train(optim__steps=10**8, record__every=0, target__d=8,
+                                         student__family="realnvp"),
+    "design": lambda: annealvi.design(0.05, ics=100000, check_seeds=1000),
+    # the prediction takes about 0.5 s, then 10^6 SGD runs of 20 steps
+    "design_check": lambda: annealvi.design(0.9, d=16, ics=50, extra_steps=10,
+                                            t_range=(10.0, 11.0), check_seeds=10**6),
+}
+print("started", flush=True)
+try:
+    calls[sys.argv[1]]()
+    print("finished")
+except KeyboardInterrupt:
+    print("KeyboardInterrupt")
+"""
+
+
+@pytest.mark.parametrize("call,after", [("train", 0.3), ("train_flow", 0.3), ("design", 0.3),
+                                        ("design_check", 1.5)])
+def test_ctrl_c_interrupts_a_long_single_call(call, after):
+    """SIGINT into a call that would run for minutes or hours: KeyboardInterrupt, promptly."""
+    proc = subprocess.Popen([sys.executable, "-c", _LONG_CALL_SCRIPT, call],
+                            cwd=os.path.dirname(__file__), stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "started"
+        time.sleep(after)
+        start = time.time()
+        proc.send_signal(signal.SIGINT)
+        printed, _ = proc.communicate(timeout=60)
+        elapsed = time.time() - start
+    finally:
+        proc.kill()
+        proc.wait()
+    assert printed.strip() == "KeyboardInterrupt"
+    assert elapsed < 1.5, elapsed
+
+
 def test_help_explains_arguments_and_units():
     doc = annealvi.collapse_probability.__doc__
     for word in ["beta_i", "t0", "SGD steps", "η", "w_star", "init_scale", "ics", "Wilson"]:

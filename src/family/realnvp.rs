@@ -860,6 +860,8 @@ pub struct RealNvp {
     xrow: Vec<f64>,
     grow: Vec<f64>,
     comp: Vec<f64>,
+    /// Batch buffers of a caller's target ([`BatchTarget`]).
+    scratch: BatchScratch,
     /// The f32 engine's copy of θ is current (written by [`RealNvp::fused_update`]), so the
     /// next training pass skips the cast. Cleared by `params_mut`.
     w_synced: bool,
@@ -867,6 +869,39 @@ pub struct RealNvp {
     grad_pending: bool,
     /// Finiteness of θ found by the last fused update (None: unknown, scan θ).
     finite_cache: Option<bool>,
+}
+
+/// A target evaluated by the caller on a whole batch: `target(x, log_prob, grad)` receives the
+/// n samples x (n × d, row-major, f64) and fills `log_prob` (n) with ln π(x_b) and `grad`
+/// (n × d, row-major) with ∇_x ln π(x_b), for an unnormalised π (nats). Returning `Err` ends
+/// the pass that called it, and the error reaches that pass's caller unchanged (e.g. an
+/// exception of a Python callable). Used by [`RealNvp::loss_and_grad_batched`] and
+/// [`RealNvp::evaluate_batched`] in place of the built-in [`IsotropicMixture`].
+pub type BatchTarget<'a, E> =
+    dyn FnMut(&[f64], &mut [f64], &mut [f64]) -> std::result::Result<(), E> + 'a;
+
+/// Where a pass takes ln π and ∇ ln π from.
+enum TargetSource<'a, 'b, E> {
+    /// The built-in mixture, sample by sample.
+    Mixture(&'a IsotropicMixture),
+    /// A caller's batch evaluation.
+    Batch(&'a mut BatchTarget<'b, E>),
+}
+
+/// Reusable buffers of a [`BatchTarget`] call: x (n × d), ln π (n), ∇ ln π (n × d).
+#[derive(Clone, Debug, Default)]
+struct BatchScratch {
+    x: Vec<f64>,
+    lp: Vec<f64>,
+    g: Vec<f64>,
+}
+
+impl BatchScratch {
+    fn resize(&mut self, n: usize, d: usize) {
+        self.x.resize(n * d, 0.0);
+        self.lp.resize(n, 0.0);
+        self.g.resize(n * d, 0.0);
+    }
 }
 
 /// ∇ ln π(x) into `grad` and ln π(x) for an isotropic mixture, without allocating.
@@ -919,6 +954,7 @@ impl RealNvp {
             xrow: vec![0.0; arch.d],
             grow: vec![0.0; arch.d],
             comp: vec![0.0; comps],
+            scratch: BatchScratch::default(),
             arch,
             layout,
             theta,
@@ -1056,13 +1092,33 @@ impl RealNvp {
         eps: &[f64],
         grad: Option<&mut [f64]>,
     ) -> f64 {
+        let source = TargetSource::<std::convert::Infallible>::Mixture(target);
+        match self.loss_and_grad_core(source, beta, estimator, eps, grad) {
+            Ok(v) => v,
+            Err(never) => match never {},
+        }
+    }
+
+    /// The reverse-KL pass against either target source: the built-in mixture is evaluated
+    /// sample by sample, a caller's [`BatchTarget`] once on the whole batch (its error ends
+    /// the pass before the backward pass).
+    fn loss_and_grad_core<E>(
+        &mut self,
+        mut target: TargetSource<'_, '_, E>,
+        beta: f64,
+        estimator: Estimator,
+        eps: &[f64],
+        grad: Option<&mut [f64]>,
+    ) -> std::result::Result<f64, E> {
         let d = self.arch.d;
         let synced = std::mem::take(&mut self.w_synced);
         self.grad_pending = grad.is_none();
         let bsz = eps.len() / d;
         self.ensure_batch(bsz);
-        if self.comp.len() < target.means().len() {
-            self.comp = vec![0.0; target.means().len()];
+        if let TargetSource::Mixture(t) = &target
+            && self.comp.len() < t.means().len()
+        {
+            self.comp = vec![0.0; t.means().len()];
         }
         let s0 = self.arch.sigma0;
         let stl = estimator == Estimator::Stl;
@@ -1070,6 +1126,7 @@ impl RealNvp {
         let theta = &self.theta;
         let (arch, lay) = (&self.arch, &self.layout);
         let (xrow, grow, comp) = (&mut self.xrow, &mut self.grow, &mut self.comp);
+        let scratch = &mut self.scratch;
         let mut total = 0.0;
         with_engine!(self, e => {
             if !synced {
@@ -1083,18 +1140,30 @@ impl RealNvp {
                 e.grad_x_log_q(arch, lay);
             }
             let xl = &e.xs[arch.layers];
-            for b in 0..bsz {
-                for (o, v) in xrow.iter_mut().zip(&xl[b * d..(b + 1) * d]) {
+            if let TargetSource::Batch(f) = &mut target {
+                scratch.resize(bsz, d);
+                for (o, v) in scratch.x.iter_mut().zip(&xl[..bsz * d]) {
                     *o = v.to_f64();
                 }
-                let lp = target_grad(target, xrow, grow, comp);
+                f(&scratch.x, &mut scratch.lp, &mut scratch.g)?;
+            }
+            for b in 0..bsz {
+                let (lp, gp): (f64, &[f64]) = match &target {
+                    TargetSource::Mixture(t) => {
+                        for (o, v) in xrow.iter_mut().zip(&xl[b * d..(b + 1) * d]) {
+                            *o = v.to_f64();
+                        }
+                        (target_grad(t, xrow, grow, comp), &grow[..])
+                    }
+                    TargetSource::Batch(_) => (scratch.lp[b], &scratch.g[b * d..(b + 1) * d]),
+                };
                 let z2: f64 = eps[b * d..(b + 1) * d].iter().map(|v| s0 * s0 * v * v).sum();
                 let d_f = d as f64;
                 let lnp0 = -0.5 * d_f * (2.0 * std::f64::consts::PI * s0 * s0).ln()
                     - 0.5 * z2 / (s0 * s0);
                 total += lnp0 - e.logdet[b] - beta * lp;
                 let gx = &mut e.gx[b * d..(b + 1) * d];
-                for (gv, gp) in gx.iter_mut().zip(grow.iter()) {
+                for (gv, gp) in gx.iter_mut().zip(gp.iter()) {
                     let base = if stl { gv.to_f64() } else { 0.0 };
                     *gv = Scalar::from_f64((base - beta * gp) * inv_b);
                 }
@@ -1107,7 +1176,34 @@ impl RealNvp {
                 }
             }
         });
-        total * inv_b
+        Ok(total * inv_b)
+    }
+
+    /// [`Self::loss_and_grad`] against a target evaluated by the caller: the same noise (ε
+    /// drawn from `rng` into `eps`, B × d), the same loss and gradient (full or STL; `Exact`
+    /// is treated as full) into `grad`, with ln π and ∇ ln π of the whole batch x = f(σ0 ε)
+    /// taken from one call of `target` (see [`BatchTarget`]). With a `target` that returns
+    /// the built-in mixture's values, the numbers are those of [`Self::loss_and_grad`]. An
+    /// error of `target` is returned as is (θ and the optimiser are untouched).
+    #[allow(clippy::too_many_arguments)]
+    pub fn loss_and_grad_batched<R: Rng + ?Sized, E>(
+        &mut self,
+        target: &mut BatchTarget<'_, E>,
+        beta: f64,
+        estimator: Estimator,
+        batch: usize,
+        rng: &mut R,
+        eps: &mut Vec<f64>,
+        grad: &mut [f64],
+    ) -> std::result::Result<f64, E> {
+        self.draw_noise(batch, rng, eps);
+        self.loss_and_grad_core(
+            TargetSource::Batch(target),
+            beta,
+            estimator,
+            eps,
+            Some(grad),
+        )
     }
 
     /// Like [`Self::loss_and_grad`] for the training loop: with the f32 engine the gradient
@@ -1265,6 +1361,24 @@ impl FlowStats {
     /// The outcome: a mode counts as covered when its estimated mass is at least the collapse
     /// threshold; all covered → covered, exactly one → collapsed onto it, else partial.
     pub fn outcome(&self, target: &IsotropicMixture) -> crate::metrics::Outcome {
+        let bimodal = target.as_bimodal().is_some();
+        self.outcome_named(|mode| {
+            if bimodal {
+                if target.weights()[mode] >= 0.5 {
+                    "heavy"
+                } else {
+                    "light"
+                }
+                .to_string()
+            } else {
+                format!("mode {mode}")
+            }
+        })
+    }
+
+    /// [`Self::outcome`] with the modes named by `name(index)` (for targets other than the
+    /// built-in mixtures).
+    pub fn outcome_named(&self, name: impl Fn(usize) -> String) -> crate::metrics::Outcome {
         use crate::metrics::Outcome;
         if !self.kl.is_finite() && self.samples == 0 {
             return Outcome::Diverged { step: 0 };
@@ -1276,17 +1390,10 @@ impl FlowStats {
             Outcome::Covered
         } else if covered.len() == 1 {
             let mode = covered[0];
-            let mode_name = if target.as_bimodal().is_some() {
-                if target.weights()[mode] >= 0.5 {
-                    "heavy"
-                } else {
-                    "light"
-                }
-                .to_string()
-            } else {
-                format!("mode {mode}")
-            };
-            Outcome::Collapsed { mode, mode_name }
+            Outcome::Collapsed {
+                mode,
+                mode_name: name(mode),
+            }
         } else {
             Outcome::Partial {
                 modes_covered: covered.len(),
@@ -1380,5 +1487,90 @@ impl RealNvp {
             collapse_threshold,
             samples: n,
         }
+    }
+    /// [`Self::evaluate`] against a target evaluated by the caller (see [`BatchTarget`]),
+    /// whose modes are given by their centres `modes` (possibly none): the same draws from
+    /// `rng` in the same chunks, each chunk's samples evaluated by one call of `target`. A
+    /// sample belongs to the mode of the nearest centre (Euclidean); `light_mode_mass` is the
+    /// smallest mode mass (NaN without modes). The target's normaliser and mode weights are
+    /// unknown, so `kl` and `mode_weight_error` are NaN; `neg_elbo` = (1/N) Σ [ln q − β ln π]
+    /// against the unnormalised π, and the ESS fraction does not depend on the normaliser.
+    #[allow(clippy::too_many_arguments)]
+    pub fn evaluate_batched<R: Rng + ?Sized, E>(
+        &mut self,
+        target: &mut BatchTarget<'_, E>,
+        modes: &[Vec<f64>],
+        beta: f64,
+        n: usize,
+        collapse_threshold: f64,
+        rng: &mut R,
+    ) -> std::result::Result<FlowStats, E> {
+        let d = self.arch.d;
+        let n = n.max(1);
+        let cur = with_engine!(self, e => e.batch);
+        let chunk = if cur > 1 { cur } else { n.min(256) };
+        let mut counts = vec![0usize; modes.len()];
+        let (mut eps, mut x, mut lq) =
+            (vec![0.0; chunk * d], vec![0.0; chunk * d], vec![0.0; chunk]);
+        let (mut lp, mut gp) = (vec![0.0; chunk], vec![0.0; chunk * d]);
+        let mut log_w = Vec::with_capacity(n);
+        let mut ne = 0.0;
+        let mut done = 0;
+        while done < n {
+            fill_standard_normal(rng, &mut eps);
+            self.push_forward(&eps, &mut x, &mut lq);
+            let take = chunk.min(n - done);
+            target(&x[..take * d], &mut lp[..take], &mut gp[..take * d])?;
+            for b in 0..take {
+                let xb = &x[b * d..(b + 1) * d];
+                ne += lq[b] - beta * lp[b];
+                log_w.push(lp[b] - lq[b]);
+                let nearest = (0..modes.len()).min_by(|&a, &c| {
+                    let da: f64 = xb
+                        .iter()
+                        .zip(&modes[a])
+                        .map(|(u, v)| (u - v) * (u - v))
+                        .sum();
+                    let dc: f64 = xb
+                        .iter()
+                        .zip(&modes[c])
+                        .map(|(u, v)| (u - v) * (u - v))
+                        .sum();
+                    da.total_cmp(&dc)
+                });
+                if let Some(m) = nearest {
+                    counts[m] += 1;
+                }
+            }
+            done += take;
+        }
+        let nf = n as f64;
+        let mode_masses: Vec<f64> = counts.iter().map(|&c| c as f64 / nf).collect();
+        let light = mode_masses
+            .iter()
+            .cloned()
+            .reduce(f64::min)
+            .unwrap_or(f64::NAN);
+        let mx = log_w.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        let (mut s1, mut s2) = (0.0, 0.0);
+        for lw in &log_w {
+            let w = (lw - mx).exp();
+            s1 += w;
+            s2 += w * w;
+        }
+        Ok(FlowStats {
+            light_mode_mass: light,
+            mode_weight_error: f64::NAN,
+            ess_fraction: if s2 > 0.0 {
+                s1 * s1 / (s2 * nf)
+            } else {
+                f64::NAN
+            },
+            kl: f64::NAN,
+            neg_elbo: ne / nf,
+            mode_masses,
+            collapse_threshold,
+            samples: n,
+        })
     }
 }

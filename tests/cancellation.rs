@@ -1,0 +1,113 @@
+//! Cancellation flags of single runs and of the schedule design: a set flag stops the call
+//! promptly; a flag never set changes nothing.
+
+use annealvi::config::Config;
+use annealvi::design::{
+    INTERRUPTED, Predictor, fastest_exponential, fastest_exponential_cancellable, simulate,
+    simulate_cancellable,
+};
+use annealvi::family::VariationalFamily;
+use annealvi::sweep::{GridConfig, SweepConfig};
+use annealvi::train::{
+    NoObserver, Recorder, run_flow_with_streams, run_flow_with_streams_cancellable,
+    run_with_streams, run_with_streams_cancellable,
+};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+fn small(extra: &str) -> Config {
+    Config::from_toml_str(&format!(
+        "[target]\nd = 8\n[schedule]\nkind = \"exponential\"\nbeta_i = 0.1\nt0 = 100\n\
+         [optim]\nsteps = 150\n[record]\nevery = 10\n{extra}"
+    ))
+    .unwrap()
+}
+
+#[test]
+fn an_unset_flag_changes_nothing() {
+    let off = AtomicBool::new(false);
+    for extra in ["", "[objective]\nengine = \"statistics\"\n"] {
+        let cfg = small(extra);
+        let (mut r1, mut r2) = (Recorder::default(), Recorder::default());
+        let (q1, a) = run_with_streams(&cfg, (1, 2), &mut r1);
+        let (q2, b) = run_with_streams_cancellable(&cfg, (1, 2), &mut r2, &off).unwrap();
+        assert_eq!(a, b);
+        assert_eq!(q1.params(), q2.params());
+        // (Debug: the last record's loss is NaN)
+        assert_eq!(format!("{:?}", r1.records), format!("{:?}", r2.records));
+        assert_eq!(r1.records.len(), 16);
+    }
+    let cfg = small("[student]\nfamily = \"realnvp\"\n[student.realnvp]\nlayers = 2\nwidth = 8\n");
+    let (_, a) = run_flow_with_streams(&cfg, (0, 0), &mut NoObserver).unwrap();
+    let (_, b) = run_flow_with_streams_cancellable(&cfg, (0, 0), &mut NoObserver, &off)
+        .unwrap()
+        .unwrap();
+    assert_eq!(a, b);
+}
+
+#[test]
+fn a_set_flag_stops_a_run() {
+    let on = AtomicBool::new(true);
+    let cfg = small("");
+    let mut rec = Recorder::default();
+    assert!(run_with_streams_cancellable(&cfg, (0, 0), &mut rec, &on).is_none());
+    assert!(rec.records.is_empty());
+    let flow = small("[student]\nfamily = \"realnvp\"\n");
+    assert!(
+        run_flow_with_streams_cancellable(&flow, (0, 0), &mut NoObserver, &on)
+            .unwrap()
+            .is_none()
+    );
+    // set from another thread during a run of 10^9 steps
+    let mut long = small("");
+    long.optim.steps = 1_000_000_000;
+    long.record.every = 0;
+    let flag = AtomicBool::new(false);
+    let start = Instant::now();
+    let res = std::thread::scope(|s| {
+        s.spawn(|| {
+            std::thread::sleep(Duration::from_millis(100));
+            flag.store(true, Ordering::Relaxed);
+        });
+        run_with_streams_cancellable(&long, (0, 0), &mut NoObserver, &flag)
+    });
+    assert!(res.is_none());
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
+fn design_model() -> SweepConfig {
+    let mut run = Config::default();
+    run.target.d = 16;
+    run.objective.samples = 8;
+    run.student.sigma0 = annealvi::config::NumberOr::Name("schedule".into());
+    SweepConfig {
+        grid: GridConfig {
+            extra_steps: 100,
+            ..GridConfig::default()
+        },
+        run,
+    }
+}
+
+#[test]
+fn the_design_stops_on_its_flag() {
+    let cfg = design_model();
+    let pred = Predictor::from_sweep(&cfg, 50).unwrap();
+    let betas = [0.01, 0.1];
+    let on = AtomicBool::new(true);
+    let off = AtomicBool::new(false);
+    let r = fastest_exponential_cancellable(&pred, 0.3, &betas, (10.0, 1e4), &on);
+    assert_eq!(r.err().as_deref(), Some(INTERRUPTED));
+    let a = fastest_exponential(&pred, 0.3, &betas, (10.0, 1e4)).unwrap();
+    let b = fastest_exponential_cancellable(&pred, 0.3, &betas, (10.0, 1e4), &off).unwrap();
+    assert_eq!(format!("{a:?}"), format!("{b:?}"));
+    assert!(simulate_cancellable(&cfg, 0.1, 50.0, 3, &on).is_none());
+    assert_eq!(
+        simulate(&cfg, 0.1, 50.0, 3),
+        simulate_cancellable(&cfg, 0.1, 50.0, 3, &off).unwrap()
+    );
+}
