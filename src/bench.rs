@@ -9,7 +9,8 @@
 //! ([`crate::statistics`]), whose cost per step does not depend on d.
 
 use crate::config::{Config, Engine};
-use crate::train::{NoObserver, run_config};
+use crate::run::run_config;
+use crate::train::NoObserver;
 use rayon::prelude::*;
 use std::time::Instant;
 

@@ -18,8 +18,9 @@ use crate::output;
 use crate::plot::{
     ErrorBarChart, ErrorBarSeries, Fig1Row, Heatmap, LabeledLine, MarginalPanel, SeriesPanel,
 };
+use crate::run::run_config;
 use crate::sweep::{CellStats, Engine, SweepConfig, SweepOptions, aggregate, read_runs, run_sweep};
-use crate::train::{NoObserver, Recorder, run_config};
+use crate::train::{NoObserver, Recorder};
 use rayon::prelude::*;
 use std::fmt::Write as _;
 use std::path::Path;
@@ -309,7 +310,7 @@ pub fn isoline_t0(cells: &[CellStats], level: f64) -> Vec<(f64, f64)> {
 
 /// Theory cells as [`CellStats`]: the ODE Monte Carlo, and the analytical formula as if it were
 /// a cell of 10⁶ runs (so that its isoline is interpolated the same way as the simulated ones).
-fn theory_as_cells(theory: &[crate::sweep::TheoryCell]) -> (Vec<CellStats>, Vec<CellStats>) {
+fn theory_as_cells(theory: &[crate::theory::grid::TheoryCell]) -> (Vec<CellStats>, Vec<CellStats>) {
     let ode = theory
         .iter()
         .map(|t| CellStats {
@@ -381,7 +382,7 @@ fn grid_values(cells: &[CellStats]) -> (Vec<f64>, Vec<f64>, Vec<Vec<f64>>) {
 /// The theory phase diagram of `annealvi theory`: DIR/theory.png (+ SVG), a heat-map of the
 /// ODE Monte Carlo's P(collapse) with the ODE's and the formula's 0.5 isolines, and
 /// DIR/isoline.csv (`beta_i,t0_ode,t0_formula`; empty where P does not cross 0.5).
-pub fn theory_map(out: &Path, theory: &[crate::sweep::TheoryCell]) -> Result<()> {
+pub fn theory_map(out: &Path, theory: &[crate::theory::grid::TheoryCell]) -> Result<()> {
     let (ode, formula) = theory_as_cells(theory);
     let (xs, ys, values) = grid_values(&ode);
     let iso_ode = isoline_t0(&ode, 0.5);
@@ -432,13 +433,13 @@ pub fn figure2(out: &Path, quick: bool, threads: usize) -> Result<()> {
     };
     // the quasi-static ODE's prediction from the same initial means (paired with the seeds)
     let cfg = builtin_config(if quick { FIG2_QUICK } else { FIG2_FULL }, "Figure 2")?;
-    let theory = crate::sweep::theory_grid(
+    let theory = crate::theory::grid::theory_grid(
         &cfg,
         cfg.grid.seeds,
         threads,
-        crate::sweep::IcMethod::Paired,
+        crate::theory::grid::IcMethod::Paired,
     )?;
-    crate::sweep::write_theory(out, &theory)?;
+    crate::theory::grid::write_theory(out, &theory)?;
 
     let (theory_cells, formula_cells) = theory_as_cells(&theory);
     let hm = Heatmap {

@@ -42,6 +42,7 @@ pub mod plot;
 pub mod prelude;
 pub mod progress;
 pub mod quadrature;
+pub mod run;
 pub mod schedule;
 pub mod seed;
 pub mod statistics;

@@ -6,8 +6,9 @@ use annealvi::error::{Error, Result};
 use annealvi::family::realnvp::Precision;
 use annealvi::figure;
 use annealvi::output;
+use annealvi::run::run_config;
 use annealvi::sweep::{self, Shard, SweepConfig, SweepOptions};
-use annealvi::train::{Recorder, run_config};
+use annealvi::train::Recorder;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -449,8 +450,8 @@ fn run(cli: Cli) -> Result<()> {
             check_threads(threads)?;
             let cfg = SweepConfig::load(config.as_deref(), &sets)?;
             let method = match method.as_str() {
-                "paired" => sweep::IcMethod::Paired,
-                "table" => sweep::IcMethod::Table,
+                "paired" => annealvi::theory::grid::IcMethod::Paired,
+                "table" => annealvi::theory::grid::IcMethod::Table,
                 other => {
                     return Err(Error::Invalid(format!(
                         "--method: \"{other}\" is not one of \"paired\", \"table\""
@@ -458,14 +459,14 @@ fn run(cli: Cli) -> Result<()> {
                 }
             };
             let n = ics.unwrap_or(match method {
-                sweep::IcMethod::Paired => cfg.grid.seeds,
-                sweep::IcMethod::Table => 10_000,
+                annealvi::theory::grid::IcMethod::Paired => cfg.grid.seeds,
+                annealvi::theory::grid::IcMethod::Table => 10_000,
             });
             check_range("--ics", n, 1, 1 << 24)?;
             output::ensure_dir(&out)?;
             let start = Instant::now();
-            let cells = sweep::theory_grid(&cfg, n, threads, method)?;
-            sweep::write_theory(&out, &cells)?;
+            let cells = annealvi::theory::grid::theory_grid(&cfg, n, threads, method)?;
+            annealvi::theory::grid::write_theory(&out, &cells)?;
             let failed = cells.iter().filter(|c| c.n > 0 && c.failed >= c.n).count();
             if failed > 0 {
                 eprintln!(
@@ -534,7 +535,7 @@ fn run(cli: Cli) -> Result<()> {
                 }
             }
             let cfg = SweepConfig::load(config.as_deref(), &sets)?;
-            sweep::check_theory_applies(&cfg)?;
+            annealvi::theory::grid::check_theory_applies(&cfg)?;
             if let Some(p) = &out {
                 // before the work: the report must have somewhere to go
                 check_writable_file(p)?;
@@ -769,9 +770,9 @@ fn dry_run_report(
     probe.optim.steps = 300;
     let t = Instant::now();
     if probe.student.family == annealvi::config::FamilyKind::Realnvp {
-        annealvi::train::run_flow_with_streams(&probe, (0, 0), &mut annealvi::train::NoObserver)?;
+        annealvi::run::run_flow_with_streams(&probe, (0, 0), &mut annealvi::train::NoObserver)?;
     } else {
-        annealvi::train::run_config(&probe, 0, &mut annealvi::train::NoObserver);
+        annealvi::run::run_config(&probe, 0, &mut annealvi::train::NoObserver);
     }
     let per_step = t.elapsed().as_secs_f64() / 300.0;
     let workers = if threads == 0 {
@@ -915,7 +916,7 @@ fn train(config: Option<PathBuf>, sets: &[String], out: &std::path::Path) -> Res
 fn train_flow(cfg: &Config, out: &std::path::Path) -> Result<()> {
     let start = Instant::now();
     let mut rec = Recorder::default();
-    let (_q, res) = annealvi::train::run_flow_with_streams(cfg, (0, 0), &mut rec)?;
+    let (_q, res) = annealvi::run::run_flow_with_streams(cfg, (0, 0), &mut rec)?;
     let wall = start.elapsed().as_secs_f64();
     let mut lines = String::new();
     for r in &rec.flow_records {

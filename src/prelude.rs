@@ -12,6 +12,10 @@ pub use crate::design::{
 };
 pub use crate::error::{Error, Result};
 pub use crate::metrics::{Outcome, wilson_interval};
+pub use crate::run::{
+    run_config, run_flow_with_streams, run_flow_with_streams_cancellable, run_with_streams,
+    run_with_streams_cancellable,
+};
 pub use crate::schedule::{Constant, Exponential, Linear, LinearTemperature, Schedule};
 pub use crate::sweep::{
     Cell, CellStats, RunFn, RunLine, RunSpec, Shard, SweepConfig, SweepOptions, SweepReport,
@@ -19,7 +23,4 @@ pub use crate::sweep::{
 };
 pub use crate::target::{Bimodal, IsotropicMixture, LogDensity};
 pub use crate::theory::formula::FormulaModel;
-pub use crate::train::{
-    Observer, Recorder, RunResult, run_config, run_flow_with_streams,
-    run_flow_with_streams_cancellable, run_with_streams, run_with_streams_cancellable,
-};
+pub use crate::train::{Observer, Recorder, RunResult};

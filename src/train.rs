@@ -9,7 +9,7 @@
 //! Gaussian-mixture student ([`GmmStudent`]) and the RealNVP flow ([`RealNvp`]) run through the
 //! same code (targets, schedules, optimisers, observers, outcomes).
 
-use crate::config::{Config, Engine, LossScale, TargetConfig};
+use crate::config::{Config, LossScale};
 use crate::family::gmm::Stats;
 use crate::family::realnvp::FlowStats;
 use crate::family::{GmmStudent, ParamGroup, RealNvp, VariationalFamily};
@@ -17,13 +17,10 @@ use crate::metrics::{Outcome, classify, light_mode_mass};
 use crate::objective::{Estimator, ExactObjective, McWorkspace, mc_gradient};
 use crate::optim::Optimizer;
 use crate::schedule::Schedule;
-use crate::seed::{Purpose, Stream, stream};
-use crate::statistics::{StatsStudent, TargetFrame};
+use crate::seed::Stream;
 use crate::target::{IsotropicMixture, LogDensity};
 use rand::Rng;
 use serde::Serialize;
-use std::cell::RefCell;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// One row of the trajectory (`St`: the student's summary statistics).
@@ -688,197 +685,4 @@ pub fn marginal_snapshot(
             .map(|b| b.tempered_axis_densities(beta, &s)),
         s,
     }
-}
-
-/// A complete single run from a configuration: builds everything, draws the initial student
-/// from stream (seed, run, Init) and the noise from (seed, run, Sgd).
-pub fn run_config(cfg: &Config, run: u64, observer: &mut dyn Observer) -> (GmmStudent, RunResult) {
-    run_with_streams(cfg, (run, run), observer)
-}
-
-/// Like [`run_config`], with separate stream indices for the initialisation and for the SGD
-/// noise (sweeps share the initialisation of seed i across cells: common random numbers).
-///
-/// With `objective.engine = "statistics"` the run is simulated in the summary statistics
-/// ([`crate::statistics`]), random initial means are drawn directly as statistics (same law,
-/// other numbers than the vector engine's), and the returned student is the final one in
-/// frame coordinates (dimension p ≤ d, first axis μ̂): its statistics relative to e_1 are the
-/// run's.
-pub fn run_with_streams(
-    cfg: &Config,
-    streams: (u64, u64),
-    observer: &mut dyn Observer,
-) -> (GmmStudent, RunResult) {
-    let never = AtomicBool::new(false);
-    match run_with_streams_cancellable(cfg, streams, observer, &never) {
-        Some(r) => r,
-        None => unreachable!("a flag nobody sets cancels nothing"),
-    }
-}
-
-/// [`run_with_streams`] that stops once `cancel` is set (`None`; see [`train_cancellable`]).
-pub fn run_with_streams_cancellable(
-    cfg: &Config,
-    (init_run, noise_run): (u64, u64),
-    observer: &mut dyn Observer,
-    cancel: &AtomicBool,
-) -> Option<(GmmStudent, RunResult)> {
-    let mut init: Stream = stream(cfg.seed, init_run, Purpose::Init);
-    match cfg.objective.engine {
-        Engine::Statistics => {
-            let (target, frame) = shared_target(cfg);
-            let mut s = initial_stats_student_in(cfg, &target, &frame, &mut init);
-            let res = run_student_on(cfg, &target, &mut s, noise_run, observer, cancel)?;
-            Some((s.frame_student().clone(), res))
-        }
-        Engine::Vector => {
-            let mut q = cfg.init_student(&mut init);
-            let res = run_student_cancellable(cfg, &mut q, noise_run, observer, cancel)?;
-            Some((q, res))
-        }
-    }
-}
-
-/// The statistics engine's initial student: random means drawn directly in frame
-/// coordinates (O(K²) draws, not O(K d)); explicit means projected on a frame built from them.
-fn initial_stats_student<R: Rng + ?Sized>(cfg: &Config, init: &mut R) -> StatsStudent {
-    let (target, frame) = shared_target(cfg);
-    initial_stats_student_in(cfg, &target, &frame, init)
-}
-
-fn initial_stats_student_in<R: Rng + ?Sized>(
-    cfg: &Config,
-    target: &IsotropicMixture,
-    frame: &TargetFrame,
-    init: &mut R,
-) -> StatsStudent {
-    match cfg.init_scale() {
-        Some(scale) => StatsStudent::random_in(frame, &cfg.init_student_shape(), scale, init),
-        None => StatsStudent::from_student(&cfg.init_student(init), target),
-    }
-}
-
-/// The target of `cfg` and its statistics-engine frame, built once per thread and target
-/// configuration: the runs of a sweep or a benchmark share them, so that a statistics-engine
-/// run does no work of size d (building them is O(J² d)).
-fn shared_target(cfg: &Config) -> (Arc<IsotropicMixture>, Arc<TargetFrame>) {
-    type Cached = (TargetConfig, Arc<IsotropicMixture>, Arc<TargetFrame>);
-    thread_local! {
-        static CACHE: RefCell<Option<Cached>> = const { RefCell::new(None) };
-    }
-    CACHE.with(|c| {
-        let mut c = c.borrow_mut();
-        if let Some((key, t, f)) = c.as_ref()
-            && *key == cfg.target
-        {
-            return (t.clone(), f.clone());
-        }
-        let t = Arc::new(cfg.build_target());
-        let f = Arc::new(TargetFrame::new(&t));
-        *c = Some((cfg.target.clone(), t.clone(), f.clone()));
-        (t, f)
-    })
-}
-
-/// The initial student of run `init_run` as its engine draws it, with the unit axis μ̂ in the
-/// student's coordinates: d-dimensional (axis = the target's) for the vector engine, frame
-/// coordinates (axis e_1) for the statistics engine. Their statistics have the same law; the
-/// theory pairs its initial conditions with a sweep's seeds through this.
-pub fn initial_student(cfg: &Config, init_run: u64) -> (GmmStudent, Vec<f64>) {
-    let mut init: Stream = stream(cfg.seed, init_run, Purpose::Init);
-    match cfg.objective.engine {
-        Engine::Statistics => {
-            let s = initial_stats_student(cfg, &mut init);
-            let mut axis = vec![0.0; s.frame_dim()];
-            axis[0] = 1.0;
-            (s.frame_student().clone(), axis)
-        }
-        Engine::Vector => (
-            cfg.init_student(&mut init),
-            cfg.build_target().axis().to_vec(),
-        ),
-    }
-}
-
-/// A complete single run of the RealNVP student (`student.family = "realnvp"`): weights drawn
-/// from stream (seed, init_run, Init), noise from (seed, noise_run, Sgd), Monte-Carlo records
-/// and outcome from (seed, noise_run, Eval). Errors only on an invalid flow architecture.
-pub fn run_flow_with_streams(
-    cfg: &Config,
-    streams: (u64, u64),
-    observer: &mut dyn Observer,
-) -> crate::Result<(RealNvp, RunResult<FlowStats>)> {
-    let never = AtomicBool::new(false);
-    match run_flow_with_streams_cancellable(cfg, streams, observer, &never)? {
-        Some(r) => Ok(r),
-        None => unreachable!("a flag nobody sets cancels nothing"),
-    }
-}
-
-/// [`run_flow_with_streams`] that stops once `cancel` is set (`Ok(None)`; see
-/// [`train_cancellable`]).
-pub fn run_flow_with_streams_cancellable(
-    cfg: &Config,
-    (init_run, noise_run): (u64, u64),
-    observer: &mut dyn Observer,
-    cancel: &AtomicBool,
-) -> crate::Result<Option<(RealNvp, RunResult<FlowStats>)>> {
-    let mut init: Stream = stream(cfg.seed, init_run, Purpose::Init);
-    let mut q = cfg.init_flow(&mut init)?;
-    let res = run_student_cancellable(cfg, &mut q, noise_run, observer, cancel);
-    Ok(res.map(|r| (q, r)))
-}
-
-/// Trains an already initialised student with the configured target, schedule, optimiser and
-/// the noise streams of `noise_run`.
-pub fn run_student<S: Student>(
-    cfg: &Config,
-    q: &mut S,
-    noise_run: u64,
-    observer: &mut dyn Observer,
-) -> RunResult<S::Stats> {
-    let never = AtomicBool::new(false);
-    match run_student_cancellable(cfg, q, noise_run, observer, &never) {
-        Some(r) => r,
-        None => unreachable!("a flag nobody sets cancels nothing"),
-    }
-}
-
-/// [`run_student`] that stops once `cancel` is set (`None`; see [`train_cancellable`]).
-pub fn run_student_cancellable<S: Student>(
-    cfg: &Config,
-    q: &mut S,
-    noise_run: u64,
-    observer: &mut dyn Observer,
-    cancel: &AtomicBool,
-) -> Option<RunResult<S::Stats>> {
-    run_student_on(cfg, &cfg.build_target(), q, noise_run, observer, cancel)
-}
-
-/// [`run_student_cancellable`] against `target`, built beforehand from `cfg`
-/// (`cfg.build_target()`).
-pub fn run_student_on<S: Student>(
-    cfg: &Config,
-    target: &IsotropicMixture,
-    q: &mut S,
-    noise_run: u64,
-    observer: &mut dyn Observer,
-    cancel: &AtomicBool,
-) -> Option<RunResult<S::Stats>> {
-    let schedule = cfg.build_schedule();
-    let mut opt = cfg.build_optimizer();
-    let mut rng = stream(cfg.seed, noise_run, Purpose::Sgd);
-    let mut eval = stream(cfg.seed, noise_run, Purpose::Eval);
-    let settings = TrainSettings::from_config(cfg);
-    train_cancellable(
-        q,
-        target,
-        schedule.as_ref(),
-        opt.as_mut(),
-        &settings,
-        &mut rng,
-        &mut eval,
-        observer,
-        cancel,
-    )
 }

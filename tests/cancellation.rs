@@ -7,11 +7,12 @@ use annealvi::design::{
     simulate_cancellable,
 };
 use annealvi::family::VariationalFamily;
-use annealvi::sweep::{GridConfig, SweepConfig};
-use annealvi::train::{
-    NoObserver, Recorder, run_flow_with_streams, run_flow_with_streams_cancellable,
-    run_with_streams, run_with_streams_cancellable,
+use annealvi::run::{
+    run_flow_with_streams, run_flow_with_streams_cancellable, run_with_streams,
+    run_with_streams_cancellable,
 };
+use annealvi::sweep::{GridConfig, SweepConfig};
+use annealvi::train::{NoObserver, Recorder};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 

@@ -3,7 +3,8 @@
 
 use annealvi::config::{Config, NumberOr, ScheduleKind};
 use annealvi::output::trajectory_csv;
-use annealvi::train::{Recorder, run_config};
+use annealvi::run::run_config;
+use annealvi::train::Recorder;
 use rayon::prelude::*;
 
 fn config() -> Config {

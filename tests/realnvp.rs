@@ -309,7 +309,8 @@ fn f32_and_f64_agree() {
 #[test]
 fn flow_runs_through_the_shared_loop_reproducibly() {
     use annealvi::config::Config;
-    use annealvi::train::{Recorder, run_flow_with_streams};
+    use annealvi::run::run_flow_with_streams;
+    use annealvi::train::Recorder;
     let cfg = Config::from_toml_str(
         "[target]\nd = 4\n[student]\nfamily = \"realnvp\"\n[student.realnvp]\nlayers = 2\n\
          depth = 2\nwidth = 8\neval_samples = 500\n[objective]\nsamples = 16\nestimator = \"stl\"\n\
@@ -336,8 +337,9 @@ fn fused_training_step_equals_the_plain_loop_bit_for_bit() {
     // the training loop (f32 passes: gradient kept in the engine, Adam fused with the rounding
     // of θ and the checks) against a plain loop of loss_and_grad + Optimizer::step
     use annealvi::config::Config;
+    use annealvi::run::run_flow_with_streams;
     use annealvi::seed::{Purpose, stream};
-    use annealvi::train::{NoObserver, run_flow_with_streams};
+    use annealvi::train::NoObserver;
     for est in ["full", "stl"] {
         let cfg = Config::from_toml_str(&format!(
             "[target]\nd = 6\ndirection = \"diagonal\"\n[student]\nfamily = \"realnvp\"\n\

@@ -8,9 +8,10 @@
 use annealvi::config::{Config, Engine, NumberOr, ScheduleKind, TargetKind};
 use annealvi::metrics::Outcome;
 use annealvi::objective::Estimator;
+use annealvi::run::{run_config, run_student};
 use annealvi::seed::{Purpose, stream};
 use annealvi::statistics::{PlantedError, StatsStudent};
-use annealvi::train::{NoObserver, RunResult, run_config, run_student};
+use annealvi::train::{NoObserver, RunResult};
 use rayon::prelude::*;
 
 const RUNS: u64 = 1000;

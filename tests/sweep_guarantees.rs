@@ -471,7 +471,8 @@ fn runs_without_their_configuration_are_not_adopted() {
 #[test]
 fn flow_outcome_does_not_depend_on_recording() {
     use annealvi::config::Config;
-    use annealvi::train::{NoObserver, Recorder, run_flow_with_streams};
+    use annealvi::run::run_flow_with_streams;
+    use annealvi::train::{NoObserver, Recorder};
     let sets: Vec<String> = [
         "student.family=\"realnvp\"",
         "target.d=4",

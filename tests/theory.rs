@@ -5,13 +5,14 @@
 use annealvi::config::{Config, NumberOr, ScheduleKind};
 use annealvi::family::{GmmStudent, VariationalFamily, fill_standard_normal};
 use annealvi::objective::{Estimator, ExactObjective};
+use annealvi::run::run_config;
 use annealvi::schedule::Exponential;
 use annealvi::seed::{Purpose, stream};
 use annealvi::target::IsotropicMixture;
 use annealvi::theory::quasi_static::{QuasiStatic, draw_initial};
 use annealvi::theory::tables::EntropyTable;
 use annealvi::theory::{DIM, Dynamics, OdeSystem, Tolerance, integrate, state_from_stats, to_vec};
-use annealvi::train::{Recorder, run_config};
+use annealvi::train::Recorder;
 
 fn dynamics<'a>(
     d: usize,
@@ -175,7 +176,8 @@ fn quasi_static_is_the_fast_variance_limit() {
 /// small grid (d = 64, 16 seeds).
 #[test]
 fn ode_monte_carlo_agrees_with_sgd_sweep() {
-    use annealvi::sweep::{IcMethod, SweepConfig, SweepOptions, read_runs, run_sweep, theory_grid};
+    use annealvi::sweep::{SweepConfig, SweepOptions, read_runs, run_sweep};
+    use annealvi::theory::grid::{IcMethod, theory_grid};
     let cfg: SweepConfig = toml::from_str(
         r#"
 [grid]

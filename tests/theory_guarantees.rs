@@ -2,7 +2,8 @@
 //! integrator, NaN for cells where nothing was classified, refusals of settings whose dynamics
 //! the ODE does not describe; and the smaller CLI checks of issue 14.
 
-use annealvi::sweep::{Cell, TheoryCell, write_theory};
+use annealvi::sweep::Cell;
+use annealvi::theory::grid::{TheoryCell, write_theory};
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};

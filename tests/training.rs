@@ -3,7 +3,8 @@
 use annealvi::config::{Config, NumberOr, ScheduleKind};
 use annealvi::metrics::Outcome;
 use annealvi::objective::Estimator;
-use annealvi::train::{NoObserver, Recorder, run_config};
+use annealvi::run::run_config;
+use annealvi::train::{NoObserver, Recorder};
 
 #[test]
 fn a_diverging_run_is_recorded_with_its_step() {

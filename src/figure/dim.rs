@@ -11,9 +11,8 @@
 use crate::error::{Error, Result};
 use crate::metrics::wilson_interval;
 use crate::plot::{ErrorBarSeries, errorbar_chart};
-use crate::sweep::{
-    IcMethod, SweepConfig, SweepOptions, aggregate, read_runs, run_sweep, theory_grid,
-};
+use crate::sweep::{SweepConfig, SweepOptions, aggregate, read_runs, run_sweep};
+use crate::theory::grid::{IcMethod, theory_grid};
 use std::fmt::Write as _;
 use std::path::Path;
 

@@ -21,6 +21,7 @@
 //! crates.io pull in nalgebra, a long build on 2 cores for an 8-dimensional system).
 
 pub mod formula;
+pub mod grid;
 pub mod monte_carlo;
 pub mod quasi_static;
 pub mod tables;
