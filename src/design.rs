@@ -312,7 +312,7 @@ pub fn simulate_cancellable(
         .map(|seed| {
             let line = one.run_one_cancellable(RunSpec { cell: 0, seed }, &cells, cancel)?;
             bar.inc(1);
-            Some(line.outcome == "collapsed")
+            Some(line.outcome == crate::metrics::OutcomeKind::Collapsed)
         })
         .collect();
     bar.finish_and_clear();

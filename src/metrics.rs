@@ -18,7 +18,40 @@
 use crate::family::GmmStudent;
 use crate::family::gmm::dot;
 use crate::target::IsotropicMixture;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+
+/// The kind of an [`Outcome`] without its details, as runs.jsonl writes it: `"covered"`,
+/// `"collapsed"`, `"partial"` or `"diverged"`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutcomeKind {
+    /// Every mode has a component.
+    Covered,
+    /// All components in one mode's basin.
+    Collapsed,
+    /// Some but not all modes covered.
+    Partial,
+    /// A non-finite value appeared.
+    Diverged,
+}
+
+impl OutcomeKind {
+    /// The label: covered, collapsed, partial, diverged.
+    pub fn label(self) -> &'static str {
+        match self {
+            OutcomeKind::Covered => "covered",
+            OutcomeKind::Collapsed => "collapsed",
+            OutcomeKind::Partial => "partial",
+            OutcomeKind::Diverged => "diverged",
+        }
+    }
+}
+
+impl std::fmt::Display for OutcomeKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.label())
+    }
+}
 
 /// How a run ended.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -46,14 +79,18 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// The kind, without the details.
+    pub fn kind(&self) -> OutcomeKind {
+        match self {
+            Outcome::Covered => OutcomeKind::Covered,
+            Outcome::Collapsed { .. } => OutcomeKind::Collapsed,
+            Outcome::Partial { .. } => OutcomeKind::Partial,
+            Outcome::Diverged { .. } => OutcomeKind::Diverged,
+        }
+    }
     /// A short label: covered, collapsed, partial, diverged.
     pub fn label(&self) -> &'static str {
-        match self {
-            Outcome::Covered => "covered",
-            Outcome::Collapsed { .. } => "collapsed",
-            Outcome::Partial { .. } => "partial",
-            Outcome::Diverged { .. } => "diverged",
-        }
+        self.kind().label()
     }
     /// Whether this is a collapse.
     pub fn is_collapsed(&self) -> bool {

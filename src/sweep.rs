@@ -31,7 +31,7 @@ use crate::config::FamilyKind;
 use crate::config::{Config, ScheduleKind};
 use crate::error::{Error, Result};
 use crate::family::gmm::Stats;
-use crate::metrics::{Outcome, wilson_interval};
+use crate::metrics::{Outcome, OutcomeKind, wilson_interval};
 use crate::output;
 use crate::run::{run_flow_with_streams_cancellable, run_with_streams_cancellable};
 use crate::seed::mix;
@@ -227,7 +227,7 @@ pub struct RunLine {
     /// Seed index.
     pub seed: usize,
     /// covered / collapsed / partial / diverged.
-    pub outcome: String,
+    pub outcome: OutcomeKind,
     /// For collapses: the mode (0 = heavy for the bimodal target).
     pub mode: Option<usize>,
     /// For divergences: the step.
@@ -568,7 +568,7 @@ pub fn run_line(
             beta_i: cell.beta_i,
             t0: cell.t0,
             seed,
-            outcome: res.outcome.label().to_string(),
+            outcome: res.outcome.kind(),
             mode,
             diverged_step,
             steps: res.final_step,
@@ -1015,11 +1015,11 @@ pub fn aggregate(runs: &[RunLine]) -> Vec<CellStats> {
             mean_kl: f64::NAN,
         });
         e.n += 1;
-        match r.outcome.as_str() {
-            "collapsed" => e.collapsed += 1,
-            "diverged" => e.diverged += 1,
-            "covered" => e.covered += 1,
-            _ => {}
+        match r.outcome {
+            OutcomeKind::Collapsed => e.collapsed += 1,
+            OutcomeKind::Diverged => e.diverged += 1,
+            OutcomeKind::Covered => e.covered += 1,
+            OutcomeKind::Partial => {}
         }
         let me = means.entry(k).or_insert([(0.0, 0); 4]);
         for (acc, v) in
