@@ -96,7 +96,7 @@ log "|---|---|---|---|---|"
 for r in "${rows[@]}"; do log "$r"; done
 log ""
 # 3. the GPU sweep engine (grid.engine = "gpu"): the quick Figure 4 grid with 4 seeds per cell
-#    on the GPU and on the CPU engine (this machine's cores), run for run; then a timing of one
+#    on the GPU and on the CPU engine (the host's cores), run for run; then a timing of one
 #    paper-scale batch (200 flows, d=128/h=512, 100 steps) to extrapolate the full Figure 4.
 if [ "${SKIP_SWEEP:-0}" != 1 ]; then
   sw=${out:-$(mktemp -d)}

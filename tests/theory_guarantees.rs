@@ -1,6 +1,6 @@
 //! `theory` and `design` end, and say so, when they cannot predict: a step budget for the ODE
 //! integrator, NaN for cells where nothing was classified, refusals of settings whose dynamics
-//! the ODE does not describe; and the smaller CLI checks of issue 14.
+//! the ODE does not describe; and the smaller CLI checks.
 
 use annealvi::sweep::Cell;
 use annealvi::theory::grid::{TheoryCell, write_theory};
