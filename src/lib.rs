@@ -31,6 +31,7 @@ pub mod config;
 pub mod design;
 pub mod error;
 pub mod family;
+#[cfg(feature = "plot")]
 pub mod figure;
 pub mod gauss1d;
 pub mod metrics;
@@ -38,6 +39,7 @@ pub mod normal;
 pub mod objective;
 pub mod optim;
 pub mod output;
+#[cfg(feature = "plot")]
 pub mod plot;
 pub mod prelude;
 pub mod progress;

@@ -277,6 +277,7 @@ enum BenchCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    annealvi::progress::terminal::install();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -1,27 +1,94 @@
-//! Progress bars with ETA for long jobs: shown on a terminal, silent when stderr is not a TTY
-//! or when the `CI` environment variable is set.
+//! Progress of long jobs (sweeps, theory grids, SGD checks, figures), reported through a hook
+//! the program installs: the library itself draws nothing. [`bar`] returns a [`Bar`] that
+//! forwards to the installed reporter, or does nothing when none is installed (a library
+//! user, the Python package). With the feature `progress`, [`terminal::install`] installs
+//! indicatif bars with an ETA (the `annealvi` program does, at start).
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use std::io::IsTerminal;
+use std::sync::OnceLock;
 
-/// A progress bar over `len` units of work labelled `msg`.
-pub fn bar(len: u64, msg: &str) -> ProgressBar {
-    let pb = ProgressBar::new(len);
-    if !enabled() {
-        pb.set_draw_target(ProgressDrawTarget::hidden());
-    }
-    pb.set_style(
-        ProgressStyle::with_template(
-            "{msg:>12} [{bar:30}] {pos}/{len} ({elapsed} elapsed, ETA {eta})",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .progress_chars("=> "),
-    );
-    pb.set_message(msg.to_string());
-    pb
+/// One progress report of `len` units of work (a bar, a log line, a callback).
+pub trait Report: Send + Sync {
+    /// `n` more units done.
+    fn inc(&self, n: u64);
+    /// The work is over: remove the report.
+    fn finish(&self);
 }
 
-/// Whether bars are drawn.
-pub fn enabled() -> bool {
-    std::io::stderr().is_terminal() && std::env::var_os("CI").is_none()
+/// Makes a report for `len` units of work labelled `msg`.
+pub type Reporter = fn(len: u64, msg: &str) -> Box<dyn Report>;
+
+static REPORTER: OnceLock<Reporter> = OnceLock::new();
+
+/// Installs the process's reporter (once; returns false if one was installed already).
+pub fn set_reporter(r: Reporter) -> bool {
+    REPORTER.set(r).is_ok()
+}
+
+/// A progress report over some units of work, or nothing.
+pub struct Bar(Option<Box<dyn Report>>);
+
+impl Bar {
+    /// `n` more units done.
+    pub fn inc(&self, n: u64) {
+        if let Some(r) = &self.0 {
+            r.inc(n);
+        }
+    }
+    /// The work is over.
+    pub fn finish_and_clear(&self) {
+        if let Some(r) = &self.0 {
+            r.finish();
+        }
+    }
+}
+
+/// A progress report over `len` units of work labelled `msg`, through the installed reporter.
+pub fn bar(len: u64, msg: &str) -> Bar {
+    Bar(REPORTER.get().map(|r| r(len, msg)))
+}
+
+/// Terminal progress bars (indicatif): shown on a terminal, silent when stderr is not a TTY
+/// or when the `CI` environment variable is set.
+#[cfg(feature = "progress")]
+pub mod terminal {
+    use super::Report;
+    use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+    use std::io::IsTerminal;
+
+    struct Terminal(ProgressBar);
+
+    impl Report for Terminal {
+        fn inc(&self, n: u64) {
+            self.0.inc(n);
+        }
+        fn finish(&self) {
+            self.0.finish_and_clear();
+        }
+    }
+
+    fn make(len: u64, msg: &str) -> Box<dyn Report> {
+        let pb = ProgressBar::new(len);
+        if !enabled() {
+            pb.set_draw_target(ProgressDrawTarget::hidden());
+        }
+        pb.set_style(
+            ProgressStyle::with_template(
+                "{msg:>12} [{bar:30}] {pos}/{len} ({elapsed} elapsed, ETA {eta})",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+        );
+        pb.set_message(msg.to_string());
+        Box::new(Terminal(pb))
+    }
+
+    /// Installs terminal bars as the process's reporter.
+    pub fn install() {
+        super::set_reporter(make);
+    }
+
+    /// Whether bars are drawn.
+    pub fn enabled() -> bool {
+        std::io::stderr().is_terminal() && std::env::var_os("CI").is_none()
+    }
 }
