@@ -76,14 +76,23 @@ pub struct Dynamics<'a> {
     pub quasi_static: bool,
 }
 
-impl<'a> Dynamics<'a> {
-    /// The dynamics of the training configured by `cfg` (bimodal target, 2 components) under
-    /// `schedule`: η, κ_σ = c_σ/d and κ_w = c_w (0 for fixed weights) from `cfg.optim`.
-    pub fn from_config(
-        cfg: &crate::config::Config,
-        schedule: &'a dyn Schedule,
-        quasi_static: bool,
-    ) -> Result<Self, String> {
+/// The model the summary-statistics ODE describes: plain SGD on the raw KL of a 2-component
+/// Gaussian-mixture student against the bimodal target in dimension d.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct OdeModel {
+    /// The target (dimension d, R, w*).
+    pub target: Bimodal,
+    /// Base learning rate η (τ = η t, t in SGD steps).
+    pub lr: f64,
+    /// c_σ: the log-scales' learning rate is η c_σ/d.
+    pub sigma_lr_factor: f64,
+    /// c_w for trainable weights (their learning rate η c_w); `None`: fixed weights.
+    pub logit_lr_factor: Option<f64>,
+}
+
+impl OdeModel {
+    /// The model of the training configured by `cfg` (bimodal target, 2 components).
+    pub fn from_config(cfg: &crate::config::Config) -> Result<Self, String> {
         let target = cfg.build_target();
         let bimodal = *target
             .as_bimodal()
@@ -91,19 +100,41 @@ impl<'a> Dynamics<'a> {
         if cfg.student.components != 2 {
             return Err("the summary-statistics ODE needs a 2-component student".into());
         }
-        Ok(Dynamics {
-            exact: ExactObjective::new(cfg.target.d),
+        Ok(OdeModel {
             target: bimodal,
-            schedule,
             lr: cfg.optim.lr,
-            sigma_rate: cfg.optim.sigma_lr_factor / cfg.target.d as f64,
-            logit_rate: if cfg.student.trainable_weights {
-                cfg.optim.logit_lr_factor
-            } else {
-                0.0
-            },
-            quasi_static,
+            sigma_lr_factor: cfg.optim.sigma_lr_factor,
+            logit_lr_factor: cfg
+                .student
+                .trainable_weights
+                .then_some(cfg.optim.logit_lr_factor),
         })
+    }
+}
+
+impl<'a> Dynamics<'a> {
+    /// The dynamics of `model` under `schedule`: κ_σ = c_σ/d, κ_w = c_w (0 for fixed weights).
+    pub fn new(model: &OdeModel, schedule: &'a dyn Schedule, quasi_static: bool) -> Self {
+        let d = model.target.d;
+        Dynamics {
+            exact: ExactObjective::new(d),
+            target: model.target,
+            schedule,
+            lr: model.lr,
+            sigma_rate: model.sigma_lr_factor / d as f64,
+            logit_rate: model.logit_lr_factor.unwrap_or(0.0),
+            quasi_static,
+        }
+    }
+
+    /// [`Dynamics::new`] with the model of the training configured by `cfg`
+    /// ([`OdeModel::from_config`]).
+    pub fn from_config(
+        cfg: &crate::config::Config,
+        schedule: &'a dyn Schedule,
+        quasi_static: bool,
+    ) -> Result<Self, String> {
+        Ok(Self::new(&OdeModel::from_config(cfg)?, schedule, quasi_static))
     }
 
     /// β at ODE time τ.
