@@ -24,7 +24,7 @@ q sweep --config configs/fig4-quick.toml --set grid.seeds=3 --set grid.extra_ste
 q theory --config configs/fig2-quick.toml --out "$out/theory-paired"
 q theory --config configs/fig2-quick.toml --method table --ics 2000 --out "$out/theory-table"
 "$bin" design --max-collapse 0.2 --set run.target.d=32 --ics 500 --check-seeds 8 --threads 1 \
-  2>/dev/null | grep -viE "elapsed|took|wall| s$" > "$out/design.txt"
+  2>/dev/null | grep -viE "elapsed|took|wall| s\)?$" > "$out/design.txt"
 for f in $(cd "$out" && find . -type f \( -name "*.csv" -o -name "*.json" -o -name "*.jsonl" -o -name "*.txt" \) | sort); do
   case "$f" in
     *runs.jsonl) sed -E 's/,?"wall_seconds":[^,}]*//' "$out/$f" | sort ;;

@@ -11,7 +11,7 @@ pub use crate::design::{
     Design, Predictor, fastest_exponential, fastest_exponential_cancellable, simulate_cancellable,
 };
 pub use crate::error::{Error, Result};
-pub use crate::metrics::{Outcome, wilson_interval};
+pub use crate::metrics::{Outcome, OutcomeKind, wilson_interval};
 pub use crate::run::{
     run_config, run_flow_with_streams, run_flow_with_streams_cancellable, run_with_streams,
     run_with_streams_cancellable,

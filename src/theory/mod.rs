@@ -134,7 +134,11 @@ impl<'a> Dynamics<'a> {
         schedule: &'a dyn Schedule,
         quasi_static: bool,
     ) -> Result<Self, String> {
-        Ok(Self::new(&OdeModel::from_config(cfg)?, schedule, quasi_static))
+        Ok(Self::new(
+            &OdeModel::from_config(cfg)?,
+            schedule,
+            quasi_static,
+        ))
     }
 
     /// β at ODE time τ.
