@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 use crate::metrics::wilson_interval;
 use crate::output;
 use crate::plot::{
-    ErrorBarChart, ErrorBarSeries, Fig1Row, Heatmap, LabeledLine, MarginalPanel, SeriesPanel,
+    ErrorBarChart, ErrorBarSeries, Heatmap, LabeledLine, MarginalPanel, SeriesPanel,
 };
 use crate::sweep::{CellStats, Engine, SweepConfig, SweepOptions, aggregate, read_runs, run_sweep};
 use crate::train::{NoObserver, Recorder, run_config};
@@ -25,8 +25,10 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 mod dim;
+mod fig1;
 mod partial;
 pub use dim::{DimPoint, figure_dim};
+pub use fig1::{FIG1_PANEL_HEIGHT, FIG1_PANEL_WIDTH, Fig1Row, draw_fig1};
 pub use partial::{SweepProgress, figure4_from};
 
 /// Row (iii)'s annealing: β_i.
@@ -196,7 +198,7 @@ pub fn figure1(out: &Path, quick: bool, seed: u64, threads: usize) -> Result<()>
     output::write_text(&out.join("fig1_marginals.csv"), &marg_csv)?;
     output::write_text(&out.join("fig1_trajectory.csv"), &traj_csv)?;
     output::write_text(&out.join("fig1_outcomes.csv"), &out_csv)?;
-    crate::plot::figure1(&rows, out, "fig1").map_err(|e| Error::Invalid(e.to_string()))?;
+    draw_fig1(&rows, out, "fig1").map_err(|e| Error::Invalid(e.to_string()))?;
     println!("wrote {}", out.join("fig1.png").display());
     Ok(())
 }
