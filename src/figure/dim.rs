@@ -8,10 +8,11 @@
 //! from the same seeds' initial statistics (`theory`'s paired method). Each d's sweep lives in
 //! `OUT/d<d>/` and is resumed if present. Writes `dim.csv` and `fig_dim.{png,svg}`.
 
+use super::{builtin_config, cells_in, resume_sweep};
 use crate::error::{Error, Result};
 use crate::metrics::wilson_interval;
 use crate::plot::{ErrorBarSeries, errorbar_chart};
-use crate::sweep::{SweepConfig, SweepOptions, aggregate, read_runs, run_sweep};
+use crate::sweep::SweepConfig;
 use crate::theory::grid::{IcMethod, theory_grid};
 use std::fmt::Write as _;
 use std::path::Path;
@@ -51,12 +52,7 @@ samples = 32
 lr = 0.05
 "#
     );
-    let cfg: SweepConfig = toml::from_str(&text).map_err(|e| Error::Parse {
-        source_name: "built-in dimension-study configuration".into(),
-        message: e.to_string(),
-    })?;
-    cfg.validate()?;
-    Ok(cfg)
+    builtin_config(&text, "dimension-study")
 }
 
 /// One point of the study.
@@ -84,16 +80,8 @@ pub fn figure_dim(out: &Path, quick: bool, threads: usize) -> Result<Vec<DimPoin
     for d in DIMS {
         let cfg = dim_config(d, quick)?;
         let dir = out.join(format!("d{d}"));
-        let opts = SweepOptions {
-            out: dir.clone(),
-            resume: true,
-            shard: None,
-            threads,
-            max_runs: None,
-            budget: None,
-        };
-        let rep = run_sweep(&cfg, &opts)?;
-        let cells = aggregate(&read_runs(&dir.join("runs.jsonl"), false)?);
+        let rep = resume_sweep(&cfg, &dir, threads)?;
+        let cells = cells_in(&dir)?;
         let theory = theory_grid(&cfg, cfg.grid.seeds, threads, IcMethod::Paired)?;
         println!(
             "d = {d}: {} runs ({} run now in {:.1} s)",
@@ -200,8 +188,7 @@ fn draw_dim(out: &Path, points: &[DimPoint], quick: bool) -> Result<()> {
         &lines,
         out,
         "fig_dim",
-    )
-    .map_err(|e| Error::Invalid(e.to_string()))?;
+    )?;
     println!("wrote {}", out.join("fig_dim.png").display());
     Ok(())
 }

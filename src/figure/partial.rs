@@ -5,11 +5,11 @@
 //! cells are coloured, unfinished ones are crossed out and the 0.5 isoline is drawn only along
 //! β_i columns whose cells are all finished. The title states the fraction of runs done.
 
-use super::isoline_t0;
+use super::{Grid, isoline_t0};
 use crate::config::FamilyKind;
 use crate::error::{Error, Result};
 use crate::output;
-use crate::plot::Heatmap;
+use crate::plot::heatmap;
 use crate::sweep::{
     Cell, CellStats, Engine, RunLine, RunSpec, SweepConfig, aggregate, read_runs, write_cells,
 };
@@ -116,27 +116,14 @@ pub fn figure4_from(dir: &Path, out: &Path) -> Result<SweepProgress> {
         .filter(|s| finished(&s.cell))
         .collect();
     let stat = |b: f64, t: f64| stats.iter().find(|s| s.cell.beta_i == b && s.cell.t0 == t);
-    let mut xs: Vec<f64> = cells
-        .iter()
-        .filter(|c| c.t0 > 0.0)
-        .map(|c| c.beta_i)
-        .collect();
-    let mut ys: Vec<f64> = cells.iter().filter(|c| c.t0 > 0.0).map(|c| c.t0).collect();
-    for v in [&mut xs, &mut ys] {
-        v.sort_by(f64::total_cmp);
-        v.dedup();
-    }
-    let grid = |f: &dyn Fn(&CellStats) -> f64| -> Vec<Vec<f64>> {
-        ys.iter()
-            .map(|&t| xs.iter().map(|&b| stat(b, t).map_or(f64::NAN, f)).collect())
-            .collect()
-    };
+    let grid = Grid::of(&cells);
+    let (xs, ys) = (&grid.xs, &grid.ys);
     // a cross over each unfinished annealed cell (NaN points break the polyline)
     let step = |v: &[f64]| match v.len() {
         0 | 1 => 2.0,
         n => (v[n - 1] / v[0]).powf(1.0 / (n - 1) as f64),
     };
-    let (hx, hy) = (step(&xs).powf(0.3), step(&ys).powf(0.3));
+    let (hx, hy) = (step(xs).powf(0.3), step(ys).powf(0.3));
     let mut crosses = Vec::new();
     for c in cells.iter().filter(|c| c.t0 > 0.0 && !finished(c)) {
         let (b, t) = (c.beta_i, c.t0);
@@ -180,27 +167,22 @@ pub fn figure4_from(dir: &Path, out: &Path) -> Result<SweepProgress> {
         isolines.push(("P = 0.5 (RealNVP runs)".to_string(), iso));
     }
     mark(&mut isolines);
-    let hm = Heatmap {
-        title: format!("{head}{no_anneal}"),
-        x_label: "initial inverse temperature β_i".into(),
-        y_label: "annealing time t0 (Adam steps)".into(),
-        x_log: true,
-        y_log: true,
-        xs: xs.clone(),
-        ys: ys.clone(),
-        values: grid(&|s| s.p_collapse()),
+    let hm = grid.heatmap(
+        format!("{head}{no_anneal}"),
+        "Adam steps",
+        grid.values(&stats, |s| s.p_collapse()),
         isolines,
-    };
-    crate::plot::heatmap(&hm, out, "fig4").map_err(|e| Error::Invalid(e.to_string()))?;
+    );
+    heatmap(&hm, out, "fig4")?;
     let light = 1.0 - cfg.run.target.w_star;
     let mut isolines = Vec::new();
     mark(&mut isolines);
-    let hm = Heatmap {
-        title: format!("{head}: mean light-mode mass / (1 − w*)"),
-        values: grid(&|s| s.mean_light_mass / light),
+    let hm = grid.heatmap(
+        format!("{head}: mean light-mode mass / (1 − w*)"),
+        "Adam steps",
+        grid.values(&stats, |s| s.mean_light_mass / light),
         isolines,
-        ..hm
-    };
-    crate::plot::heatmap(&hm, out, "fig4_light_mass").map_err(|e| Error::Invalid(e.to_string()))?;
+    );
+    heatmap(&hm, out, "fig4_light_mass")?;
     Ok(progress)
 }
