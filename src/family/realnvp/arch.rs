@@ -59,6 +59,23 @@ pub struct FlowArch {
 }
 
 impl FlowArch {
+    /// The architecture of the flow benchmarks (`annealvi bench flow` and `bench flow-gpu`): 8
+    /// couplings with alternating halves, depth-4 ReLU MLPs of width `width`, s = tanh(·) with
+    /// scale bound 1, every layer initialised PyTorch-style (`last_init` = 1), base N(0, I).
+    pub fn benchmark(d: usize, width: usize) -> Self {
+        FlowArch {
+            d,
+            layers: 8,
+            depth: 4,
+            width,
+            activation: Activation::Relu,
+            mask: MaskKind::Halves,
+            scale_bound: 1.0,
+            sigma0: 1.0,
+            last_init: 1.0,
+        }
+    }
+
     /// Checks every field, naming it under `prefix` (e.g. `student.realnvp`).
     pub fn validate(&self, prefix: &str) -> Result<()> {
         let f = |n: &str| format!("{prefix}.{n}");

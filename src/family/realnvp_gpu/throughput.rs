@@ -2,6 +2,7 @@
 
 use super::flows::GpuFlows;
 use super::{GpuError, GpuResult};
+use crate::family::realnvp::FlowArch;
 use crate::objective::Estimator;
 use crate::target::IsotropicMixture;
 
@@ -37,15 +38,7 @@ pub fn bench_training(
     use crate::family::VariationalFamily;
     use crate::family::realnvp::{Precision, RealNvp};
     use crate::seed::{Purpose, stream};
-    let arch = crate::bench::FlowBench {
-        d,
-        width,
-        batch,
-        steps,
-        threads: 1,
-        precision: Precision::F32,
-    }
-    .arch();
+    let arch = FlowArch::benchmark(d, width);
     let target = IsotropicMixture::bimodal(d, 3.0, 0.8);
     let mut eng = if emulate {
         GpuFlows::emulated(&arch, &target, flows, batch)?
