@@ -171,3 +171,57 @@ pub(super) fn gemm<T: Scalar>(
         )
     }
 }
+
+/// C ← α A B + β C for arbitrary row and column strides (elements): A is m × k with element
+/// (r, c) at `a[r·rsa + c·csa]`, B k × n, C m × n likewise. Checks that every element the
+/// kernel touches lies inside its slice (so the call is safe) and forwards to the GEMM kernel.
+/// Panics on an extent outside a slice (a caller's bug). Used by the GPU engine's emulator.
+#[cfg(feature = "gpu")]
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn gemm_strided<T: Scalar>(
+    m: usize,
+    k: usize,
+    n: usize,
+    alpha: T,
+    a: &[T],
+    (rsa, csa): (usize, usize),
+    b: &[T],
+    (rsb, csb): (usize, usize),
+    beta: T,
+    c: &mut [T],
+    (rsc, csc): (usize, usize),
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    // one past the last element an operand of r × cc touches
+    let ext = |rs: usize, cs: usize, r: usize, cc: usize| (r - 1) * rs + (cc - 1) * cs + 1;
+    assert!(
+        k == 0 || ext(rsa, csa, m, k) <= a.len(),
+        "gemm: A outside its slice"
+    );
+    assert!(
+        k == 0 || ext(rsb, csb, k, n) <= b.len(),
+        "gemm: B outside its slice"
+    );
+    assert!(ext(rsc, csc, m, n) <= c.len(), "gemm: C outside its slice");
+    // SAFETY: the asserts above bound every index the kernel touches
+    unsafe {
+        T::gemm_raw(
+            m,
+            k,
+            n,
+            alpha,
+            a.as_ptr(),
+            rsa as isize,
+            csa as isize,
+            b.as_ptr(),
+            rsb as isize,
+            csb as isize,
+            beta,
+            c.as_mut_ptr(),
+            rsc as isize,
+            csc as isize,
+        )
+    }
+}

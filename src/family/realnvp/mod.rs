@@ -69,5 +69,7 @@ mod stats;
 pub use arch::{Activation, FlowArch, MaskKind, Precision};
 pub use flow::RealNvp;
 pub use linalg::Scalar;
+#[cfg(feature = "gpu")]
+pub(crate) use linalg::gemm_strided;
 pub use loss::BatchTarget;
 pub use stats::FlowStats;

@@ -46,7 +46,7 @@
 //! * `passes` — the kernel and GEMM sequences of the forward, backward and inverse passes, the
 //!   loss, its gradients and Adam;
 //! * `cuda` — [`CudaBackend`] (cudarc);
-//! * `emu` — [`EmuBackend`], the CPU emulator of the kernels;
+//! * `emu` — [`EmuBackend`], the CPU emulator of the kernels, on bounds-checked buffer handles;
 //! * `throughput` — [`bench_training`], the device benchmark.
 //!
 //! The CUDA C source is `../realnvp_gpu.cu`.
