@@ -230,10 +230,10 @@ impl RealNvp {
     }
 
     /// The optimiser step on the gradient left in the f32 engine by the last deferred pass
-    /// ([`Optimizer::step_mixed`](crate::optim::Optimizer::step_mixed): θ updated in f64 and rounded into the engine's copy in one
-    /// pass, the results of the unfused path bit for bit). `None` when no such gradient is
-    /// pending (the caller then uses its f64 gradient); `Some(false)` when the gradient is
-    /// not finite (θ untouched).
+    /// ([`Optimizer::step_mixed`](crate::optim::Optimizer::step_mixed): θ updated in f64 and
+    /// rounded into the engine's copy in one pass, the results of the unfused path bit for
+    /// bit). `None` when no such gradient is pending (the caller then uses its f64 gradient);
+    /// `Some(false)` when the gradient is not finite (θ untouched).
     pub(crate) fn fused_update(
         &mut self,
         opt: &mut dyn crate::optim::Optimizer,

@@ -139,8 +139,8 @@ impl Memory {
     fn out_of_range(&self, p: Ptr, i: usize) -> ! {
         let len = self.bufs.get(p.buf).map(Vec::len);
         panic!(
-            "emulator: a kernel accessed element {i} past element {} of buffer {} (length {len:?}): \
-             the host driver sized a buffer or a launch wrong",
+            "emulator: a kernel accessed element {i} past element {} of buffer {} \
+             (length {len:?}): the host driver sized a buffer or a launch wrong",
             p.off, p.buf
         )
     }
