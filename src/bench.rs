@@ -117,18 +117,7 @@ pub struct FlowBenchResult {
 impl FlowBench {
     /// The benchmark's flow architecture.
     pub fn arch(&self) -> crate::family::realnvp::FlowArch {
-        use crate::family::realnvp::{Activation, FlowArch, MaskKind};
-        FlowArch {
-            d: self.d,
-            layers: 8,
-            depth: 4,
-            width: self.width,
-            activation: Activation::Relu,
-            mask: MaskKind::Halves,
-            scale_bound: 1.0,
-            sigma0: 1.0,
-            last_init: 1.0,
-        }
+        crate::family::realnvp::FlowArch::benchmark(self.d, self.width)
     }
 
     fn one(&self, run: u64) -> crate::Result<(f64, f64, f64)> {

@@ -222,6 +222,33 @@ fn emulator_adam_matches_cpu() {
     assert!(rel < 1e-2, "Adam trajectories differ: {rel:.2e}");
 }
 
+#[test]
+fn emulator_buffers_are_bounds_checked_handles() {
+    use annealvi::family::realnvp_gpu::{Backend, EmuBackend};
+    let mut emu = EmuBackend::default();
+    let p = emu.alloc(4).unwrap();
+    let q = emu.alloc(2).unwrap();
+    emu.upload(p, &[1.0, 2.0, 3.0, 4.0]).unwrap();
+    emu.upload(q, &[5.0, 6.0]).unwrap();
+    // an offset inside the buffer reads the rest of it
+    let mut two = [0.0f32; 2];
+    emu.download(p + 8, &mut two).unwrap();
+    assert_eq!(two, [3.0, 4.0]);
+    emu.download(q, &mut two).unwrap();
+    assert_eq!(two, [5.0, 6.0]);
+    // past the end, unknown and misaligned addresses are errors, not memory accesses
+    let invalid = |r: Result<(), GpuError>| matches!(r, Err(GpuError::Invalid(_)));
+    let mut three = [0.0f32; 3];
+    assert!(invalid(emu.download(p + 8, &mut three)));
+    assert!(invalid(emu.upload(q, &[0.0; 3])));
+    assert!(invalid(emu.upload_i32(q + 4, &[1, 2])));
+    assert!(invalid(emu.download(0, &mut two)));
+    assert!(invalid(emu.download(p + 2, &mut two)));
+    // the failed copies changed nothing
+    emu.download(q, &mut two).unwrap();
+    assert_eq!(two, [5.0, 6.0]);
+}
+
 /// The engine on CUDA device 0, or None (after printing why) when there is none and
 /// `ANNEALVI_REQUIRE_GPU` is not 1.
 fn cuda(a: &FlowArch, target: &IsotropicMixture, flows: usize, batch: usize) -> Option<GpuFlows> {

@@ -1,9 +1,9 @@
-// Elementwise and per-row kernels of the RealNVP GPU engine (src/family/realnvp_gpu.rs), compiled
+// Elementwise and per-row kernels of the RealNVP GPU engine (src/family/realnvp_gpu/), compiled
 // at run time by NVRTC. Plain C: one thread per element or per batch row, no shared memory, no
 // atomics, no headers. Every matrix is row-major; a "row" is one sample of one flow (rows = F·B);
 // net-batched buffers hold 2F blocks of B rows, the F blocks of the s-nets first, then the F
-// blocks of the t-nets. The Rust emulator (`Emu` in realnvp_gpu.rs) mirrors each kernel line by
-// line; keep the two in step.
+// blocks of the t-nets. The Rust emulator (`EmuBackend` in realnvp_gpu/emu.rs) mirrors each
+// kernel line by line; keep the two in step.
 
 #define GID (blockIdx.x * blockDim.x + threadIdx.x)
 
