@@ -383,6 +383,7 @@ pub fn apply_set(table: &mut toml::Table, set: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rand::SeedableRng;
 
     #[test]
     fn defaults_are_valid_and_round_trip() {
@@ -432,5 +433,55 @@ mod tests {
                 .to_string();
             assert!(e.contains("optim.max_log_sigma_step"), "{e}");
         }
+    }
+    #[test]
+    fn the_realnvp_section_has_no_d_and_round_trips_its_sigma0_rule() {
+        for key in ["d = 4", "sigma0_rule = 1.0", "foo = 1"] {
+            let e = Config::from_toml_str(&format!("[student.realnvp]\n{key}"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("unknown field"), "{key}: {e}");
+        }
+        let c = Config::from_toml_str(
+            "[target]\nd = 6\n[student]\nfamily = \"realnvp\"\n[student.realnvp]\n\
+             sigma0 = \"schedule\"\n[objective]\nestimator = \"stl\"\n\
+             [schedule]\nkind = \"constant\"\nbeta = 0.25",
+        )
+        .unwrap();
+        assert_eq!(Config::from_toml_str(&c.to_toml()).unwrap(), c);
+        let arch = c.flow_arch();
+        assert_eq!((arch.d, arch.sigma0), (6, 2.0));
+    }
+
+    #[test]
+    fn section_inits_build_what_the_configuration_builds() {
+        use crate::target::LogDensity;
+        let c = Config::from_toml_str(
+            "[target]\nd = 8\n[student]\nsigma0 = \"schedule\"\n\
+             [schedule]\nkind = \"exponential\"",
+        )
+        .unwrap();
+        let x = [0.3, -1.0, 0.5, 0.0, 2.0, 0.1, -0.2, 0.7];
+        let t = c.target.init().unwrap();
+        assert_eq!(t.log_density(&x), c.build_target().log_density(&x));
+        let s = c.schedule.init().unwrap();
+        assert_eq!(s.beta(17.0), c.build_schedule().beta(17.0));
+        let mut r1 = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(3);
+        let mut r2 = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(3);
+        let q = c.student.init(8, &*s, &mut r1).unwrap();
+        assert_eq!(q, c.init_student(&mut r2));
+        c.optim.init(8).unwrap();
+        let mut bad = c.target.clone();
+        bad.w_star = 1.5;
+        assert!(
+            bad.init()
+                .unwrap_err()
+                .to_string()
+                .contains("target.w_star")
+        );
+        let mut bad = c.optim.clone();
+        bad.steps = 0;
+        let e = bad.init(8).err().unwrap().to_string();
+        assert!(e.contains("optim.steps"), "{e}");
     }
 }
