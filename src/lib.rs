@@ -15,7 +15,8 @@
 //! - [`statistics`]: the same SGD simulated exactly in the summary statistics (cost
 //!   independent of d);
 //! - [`metrics`]: outcomes (covered / collapsed / diverged) and the light-mode mass;
-//! - [`config`]: validated TOML configuration;
+//! - [`config`]: validated TOML configuration (each section defined next to what it
+//!   configures; [`check`] holds the range checks they share);
 //! - [`figure`], [`plot`]: the paper's figures;
 //! - [`bench`]: throughput measurement;
 //! - [`prelude`]: the common types in one import;
@@ -27,6 +28,7 @@
 #![allow(clippy::needless_range_loop)]
 
 pub mod bench;
+pub mod check;
 pub mod config;
 pub mod design;
 pub mod error;

@@ -4,8 +4,14 @@
 //! (κ = 1); the log-scales use κ_σ = c_σ/d (default c_σ = 10) because ∂F/∂ln σ_k is O(d)
 //! (its curvature at equilibrium is 2 w_k d), so plain η would be unstable at d = 512; see
 //! docs/theory.md, "Learning rates and time".
+//!
+//! [`OptimConfig`] (the `[optim]` section of a configuration) validates its fields and builds
+//! the optimiser with [`OptimConfig::init`].
 
+use crate::check::{self, positive, positive_or_inf};
+use crate::error::Result;
 use crate::family::{GroupKind, ParamGroup};
+use serde::{Deserialize, Serialize};
 
 /// Per-group learning-rate multipliers κ_g.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -243,6 +249,110 @@ impl Optimizer for Adam {
                 let vh = *v / bc2;
                 *t -= lr * mh / (vh.sqrt() + eps);
             }
+        }
+    }
+}
+
+/// Which optimiser.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OptimKind {
+    /// Plain SGD (the paper's).
+    Sgd,
+    /// Adam.
+    Adam,
+}
+
+/// Optimiser settings (the `[optim]` section of a configuration).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OptimConfig {
+    /// `sgd` or `adam`.
+    pub kind: OptimKind,
+    /// Base learning rate η > 0 (applies to the means).
+    pub lr: f64,
+    /// c_σ > 0: the log-scales use η c_σ / d.
+    pub sigma_lr_factor: f64,
+    /// c_w > 0: the logits use η c_w.
+    pub logit_lr_factor: f64,
+    /// SGD trust region: largest |Δ ln σ| per step (> 0; `inf` disables).
+    pub max_log_sigma_step: f64,
+    /// Adam β1 ∈ [0, 1).
+    pub adam_beta1: f64,
+    /// Adam β2 ∈ [0, 1).
+    pub adam_beta2: f64,
+    /// Adam ε > 0.
+    pub adam_eps: f64,
+    /// Adam gradient-norm clipping: ‖g‖₂ is scaled down to at most this (> 0; `inf` = off).
+    pub max_grad_norm: f64,
+    /// Number of SGD steps ≥ 1.
+    pub steps: usize,
+}
+
+impl Default for OptimConfig {
+    fn default() -> Self {
+        Self {
+            kind: OptimKind::Sgd,
+            lr: 0.05,
+            sigma_lr_factor: 10.0,
+            logit_lr_factor: 1.0,
+            max_log_sigma_step: 0.5,
+            adam_beta1: 0.9,
+            adam_beta2: 0.999,
+            adam_eps: 1e-8,
+            max_grad_norm: f64::INFINITY,
+            steps: 3000,
+        }
+    }
+}
+
+impl OptimConfig {
+    /// Checks every field (named `optim.…`); the first violation is returned.
+    pub fn validate(&self) -> Result<()> {
+        positive("optim.lr", self.lr)?;
+        positive("optim.sigma_lr_factor", self.sigma_lr_factor)?;
+        positive("optim.logit_lr_factor", self.logit_lr_factor)?;
+        // NaN or ≤ 0 would make the SGD clamp panic; +∞ is allowed (no clipping)
+        positive_or_inf("optim.max_log_sigma_step", self.max_log_sigma_step)?;
+        let beta = "a number in [0, 1)";
+        check::number_in("optim.adam_beta1", self.adam_beta1, 0.0..1.0, beta)?;
+        check::number_in("optim.adam_beta2", self.adam_beta2, 0.0..1.0, beta)?;
+        positive("optim.adam_eps", self.adam_eps)?;
+        positive_or_inf("optim.max_grad_norm", self.max_grad_norm)?;
+        check::count_in("optim.steps", self.steps, 1, 100_000_000)
+    }
+
+    /// The optimiser for a student in dimension d, after [`Self::validate`].
+    pub fn init(&self, d: usize) -> Result<Box<dyn Optimizer>> {
+        self.validate()?;
+        Ok(self.build(d))
+    }
+
+    /// The optimiser, with group rates κ_mean = 1, κ_σ = c_σ/d, κ_logit = c_w, κ_network = 1;
+    /// without validation (for a section already validated).
+    pub(crate) fn build(&self, d: usize) -> Box<dyn Optimizer> {
+        let rates = GroupRates {
+            mean: 1.0,
+            log_scale: self.sigma_lr_factor / d as f64,
+            logit: self.logit_lr_factor,
+            network: 1.0,
+        };
+        match self.kind {
+            OptimKind::Sgd => Box::new(Sgd {
+                lr: self.lr,
+                rates,
+                max_log_scale_step: self.max_log_sigma_step,
+            }),
+            OptimKind::Adam => Box::new(
+                Adam::new(
+                    self.lr,
+                    rates,
+                    self.adam_beta1,
+                    self.adam_beta2,
+                    self.adam_eps,
+                )
+                .with_max_grad_norm(self.max_grad_norm),
+            ),
         }
     }
 }

@@ -2,8 +2,13 @@
 //!
 //! t counts SGD steps (not gradient-flow time; the map to ODE time is τ = η t, see
 //! docs/theory.md). All schedules end at β = 1 for t ≥ t0 unless constant.
+//!
+//! [`ScheduleConfig`] (the `[schedule]` section of a configuration) validates its fields and
+//! builds the schedule with [`ScheduleConfig::init`].
 
-use serde::Serialize;
+use crate::check::{self, UNIT};
+use crate::error::{Error, Result};
+use serde::{Deserialize, Serialize};
 
 /// β as a function of the SGD step.
 pub trait Schedule: Send + Sync {
@@ -120,7 +125,7 @@ pub struct Points {
 
 impl Points {
     /// Points must be non-empty, with strictly increasing t ≥ 0 and β ∈ (0, 1]
-    /// (validated by [`crate::config`]).
+    /// (validated by [`ScheduleConfig::validate`]).
     pub fn new(points: Vec<(f64, f64)>) -> Self {
         assert!(!points.is_empty());
         Self { points }
@@ -144,6 +149,106 @@ impl Schedule for Points {
     }
     fn end(&self) -> f64 {
         self.points[self.points.len() - 1].0
+    }
+}
+
+/// Which schedule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ScheduleKind {
+    /// β(t) = `beta`.
+    Constant,
+    /// β(t) = β_i^(1 − t/t0), then 1.
+    Exponential,
+    /// β(t) = β_i + (1 − β_i) t/t0, then 1.
+    Linear,
+    /// Temperature 1/β falling linearly from 1/β_i to 1 at t0, then β = 1.
+    LinearTemperature,
+    /// Geometric interpolation of `points`.
+    Points,
+}
+
+/// Schedule settings (the `[schedule]` section of a configuration).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ScheduleConfig {
+    /// Which schedule.
+    pub kind: ScheduleKind,
+    /// β for the constant schedule, in (0, 1].
+    pub beta: f64,
+    /// Initial β_i ∈ (0, 1] (exponential, linear).
+    pub beta_i: f64,
+    /// Annealing time t0 ≥ 0 in SGD steps (exponential, linear).
+    pub t0: f64,
+    /// (step, β) points for `points`: steps ≥ 0 strictly increasing, β ∈ (0, 1].
+    pub points: Vec<(f64, f64)>,
+}
+
+impl Default for ScheduleConfig {
+    fn default() -> Self {
+        Self {
+            kind: ScheduleKind::Constant,
+            beta: 1.0,
+            beta_i: 0.05,
+            t0: 1000.0,
+            points: Vec::new(),
+        }
+    }
+}
+
+impl ScheduleConfig {
+    /// Checks the fields the kind uses (named `schedule.…`); the first violation is returned.
+    pub fn validate(&self) -> Result<()> {
+        match self.kind {
+            ScheduleKind::Constant => {
+                check::number_in("schedule.beta", self.beta, UNIT, "a number in (0, 1]")
+            }
+            ScheduleKind::Exponential | ScheduleKind::Linear | ScheduleKind::LinearTemperature => {
+                check::number_in("schedule.beta_i", self.beta_i, UNIT, "a number in (0, 1]")?;
+                check::number_in("schedule.t0", self.t0, 0.0.., "a number of steps ≥ 0")
+            }
+            ScheduleKind::Points => {
+                if self.points.is_empty() {
+                    return Err(Error::config(
+                        "schedule.points",
+                        "[]",
+                        "at least one [step, beta] pair",
+                    ));
+                }
+                let mut last = -1.0;
+                for (j, &(t, b)) in self.points.iter().enumerate() {
+                    let f = format!("schedule.points[{j}]");
+                    if !t.is_finite() || t < 0.0 || t <= last {
+                        return Err(Error::config(
+                            &f,
+                            format!("[{t}, {b}]"),
+                            "a step ≥ 0, strictly larger than the previous point's",
+                        ));
+                    }
+                    check::number_in(&f, b, UNIT, "β in (0, 1]")?;
+                    last = t;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// The schedule β(t) the section describes, after [`Self::validate`].
+    pub fn init(&self) -> Result<Box<dyn Schedule>> {
+        self.validate()?;
+        Ok(self.build())
+    }
+
+    /// The schedule β(t), without validation (for a section already validated).
+    pub(crate) fn build(&self) -> Box<dyn Schedule> {
+        let (beta_i, t0) = (self.beta_i, self.t0);
+        match self.kind {
+            ScheduleKind::Constant => Box::new(Constant { beta: self.beta }),
+            ScheduleKind::Exponential => Box::new(Exponential { beta_i, t0 }),
+            ScheduleKind::Linear => Box::new(Linear { beta_i, t0 }),
+            ScheduleKind::LinearTemperature => Box::new(LinearTemperature { beta_i, t0 }),
+            ScheduleKind::Points => Box::new(Points::new(self.points.clone())),
+        }
     }
 }
 

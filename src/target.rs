@@ -15,9 +15,17 @@
 //!          + ln ∫ exp(β(−s²/2 + ln cosh(R s + h))) ds,
 //!
 //! where the last integral is one-dimensional (computed by Gauss–Legendre panels).
+//!
+//! # Configuration
+//! [`TargetConfig`] (the `[target]` section) validates its fields and builds the target with
+//! [`TargetConfig::init`].
 
+use crate::check;
+use crate::error::{Error, Result};
 use crate::gauss1d::log_cosh;
 use crate::quadrature::composite_gauss_legendre;
+use serde::{Deserialize, Serialize};
+use std::ops::Bound;
 
 /// A (possibly unnormalised) log-density on R^d.
 pub trait LogDensity: Send + Sync {
@@ -121,7 +129,7 @@ impl IsotropicMixture {
     /// A mixture with the given means, weights (positive, summing to 1) and variances (> 0).
     ///
     /// The "axis" used for marginals and outcomes is the direction of the first mean (e_1 if
-    /// it is zero). Validation of user input happens in [`crate::config`]; here violated
+    /// it is zero). Validation of user input happens in [`TargetConfig::validate`]; here violated
     /// preconditions are programming errors.
     pub fn new(means: Vec<Vec<f64>>, weights: Vec<f64>, variances: Vec<f64>) -> Self {
         assert!(!means.is_empty() && means.len() == weights.len());
@@ -344,6 +352,156 @@ pub fn log_sum_exp(a: &[f64]) -> f64 {
 /// N(s; mean, var) in one dimension.
 pub fn normal_pdf(s: f64, mean: f64, var: f64) -> f64 {
     (-(s - mean) * (s - mean) / (2.0 * var)).exp() / (2.0 * std::f64::consts::PI * var).sqrt()
+}
+
+/// Which target density.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TargetKind {
+    /// w* N(μ*, I) + (1 − w*) N(−μ*, I), μ* = R e_1.
+    Bimodal,
+    /// Σ_j ω_j N(ν_j, v_j I) with explicit means, weights, variances.
+    Mixture,
+}
+
+/// Direction of μ* for the bimodal target.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// μ* = R e_1 (the paper's convention; every student).
+    Axis,
+    /// μ* = R (1, …, 1)/√d: the modes differ in every coordinate, so that every coupling of a
+    /// RealNVP student sees them (flow students only; see docs/flows.md).
+    Diagonal,
+}
+
+/// Target settings (the `[target]` section of a configuration).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TargetConfig {
+    /// `bimodal` or `mixture`.
+    pub kind: TargetKind,
+    /// Direction of μ* (bimodal): `axis` (e_1) or `diagonal` ((1, …, 1)/√d, flows only).
+    pub direction: Direction,
+    /// Dimension d ≥ 1.
+    pub d: usize,
+    /// R = ‖μ*‖ ≥ 0 (bimodal).
+    pub r: f64,
+    /// Weight w* ∈ (0, 1) of the mode at +μ* (bimodal).
+    pub w_star: f64,
+    /// Mixture means; each has at most d entries and is padded with zeros to length d.
+    pub means: Vec<Vec<f64>>,
+    /// Mixture weights (positive, summing to 1); empty = uniform.
+    pub weights: Vec<f64>,
+    /// Mixture variances (> 0); empty = all 1.
+    pub variances: Vec<f64>,
+}
+
+impl Default for TargetConfig {
+    fn default() -> Self {
+        Self {
+            kind: TargetKind::Bimodal,
+            direction: Direction::Axis,
+            d: 512,
+            r: 3.0,
+            w_star: 0.8,
+            means: Vec::new(),
+            weights: Vec::new(),
+            variances: Vec::new(),
+        }
+    }
+}
+
+impl TargetConfig {
+    /// Checks every field of the section (fields named `target.…`); the first violation is
+    /// returned. Whether the student can use the direction is checked by the whole
+    /// configuration.
+    pub fn validate(&self) -> Result<()> {
+        if self.d == 0 {
+            return Err(Error::config("target.d", self.d, "an integer ≥ 1"));
+        }
+        if self.d > 1 << 24 {
+            return Err(Error::config("target.d", self.d, "an integer ≤ 16777216"));
+        }
+        match self.kind {
+            TargetKind::Bimodal => {
+                check::number_in("target.r", self.r, 0.0.., "a number ≥ 0")?;
+                check::number_in(
+                    "target.w_star",
+                    self.w_star,
+                    (Bound::Excluded(0.0), Bound::Excluded(1.0)),
+                    "a number in (0, 1)",
+                )
+            }
+            TargetKind::Mixture => {
+                if self.direction != Direction::Axis {
+                    return Err(Error::config(
+                        "target.direction",
+                        "diagonal",
+                        "\"axis\" for kind = \"mixture\" (the means give the directions)",
+                    ));
+                }
+                if self.means.is_empty() {
+                    return Err(Error::config(
+                        "target.means",
+                        "[]",
+                        "at least one mean when target.kind = \"mixture\"",
+                    ));
+                }
+                let n = self.means.len();
+                check::means("target.means", &self.means, self.d)?;
+                check::weights("target.weights", &self.weights, n)?;
+                if self.variances.is_empty() {
+                    return Ok(());
+                }
+                if self.variances.len() != n {
+                    return Err(Error::config(
+                        "target.variances",
+                        format!("{} entries", self.variances.len()),
+                        &format!("{n} entries (one per mean) or none"),
+                    ));
+                }
+                for (j, v) in self.variances.iter().enumerate() {
+                    check::positive(&format!("target.variances[{j}]"), *v)?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// The target π the section describes, after [`Self::validate`].
+    pub fn init(&self) -> Result<IsotropicMixture> {
+        self.validate()?;
+        Ok(self.build())
+    }
+
+    /// The target π, without validation (for a section already validated).
+    pub(crate) fn build(&self) -> IsotropicMixture {
+        match self.kind {
+            TargetKind::Bimodal => match self.direction {
+                Direction::Axis => IsotropicMixture::bimodal(self.d, self.r, self.w_star),
+                Direction::Diagonal => {
+                    let u = vec![1.0 / (self.d as f64).sqrt(); self.d];
+                    IsotropicMixture::bimodal_along(&u, self.r, self.w_star)
+                }
+            },
+            TargetKind::Mixture => {
+                let n = self.means.len();
+                let means = self.means.iter().map(|m| check::pad(m, self.d)).collect();
+                let weights = if self.weights.is_empty() {
+                    vec![1.0 / n as f64; n]
+                } else {
+                    self.weights.clone()
+                };
+                let variances = if self.variances.is_empty() {
+                    vec![1.0; n]
+                } else {
+                    self.variances.clone()
+                };
+                IsotropicMixture::new(means, weights, variances)
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -35,6 +35,7 @@ fn arch(d: usize, width: usize, layers: usize, depth: usize, mask: MaskKind) -> 
         sigma0: 1.2,
         // every layer random (PyTorch-style bounds), so no coupling is the identity
         last_init: 1.0,
+        ..FlowArch::default()
     }
 }
 

@@ -3,7 +3,7 @@
 //!
 //! | layer | modules |
 //! |---|---|
-//! | core | error, seed, quadrature, gauss1d, target, normal, family (gmm, realnvp, realnvp_gpu), metrics, optim, objective, schedule, config, train, statistics, run |
+//! | core | error, check, seed, quadrature, gauss1d, target, normal, family (gmm, realnvp, realnvp_gpu), metrics, optim, objective, schedule, config, train, statistics, run |
 //! | study | progress, output, sweep, theory, design, bench |
 //! | plot | plot (generic charts) |
 //! | figure | figure (the paper's figures: study + plot) |
@@ -20,6 +20,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         "core",
         &[
             "error",
+            "check",
             "seed",
             "quadrature",
             "gauss1d",

@@ -21,6 +21,7 @@ fn arch(d: usize, layers: usize, mask: MaskKind, act: Activation) -> FlowArch {
         scale_bound: 1.5,
         sigma0: 1.3,
         last_init: 1.0,
+        ..FlowArch::default()
     }
 }
 
