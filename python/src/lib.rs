@@ -321,7 +321,7 @@ fn collapse_probability<'py>(
                 .into_par_iter()
                 .map(|j| {
                     if cancel.load(Ordering::Relaxed) {
-                        return Err(Error::Invalid("interrupted".into()));
+                        return Err(Error::Interrupted);
                     }
                     let p = model.cell(beta_i[j], t0[j]).p;
                     Ok((p, f64::NAN, f64::NAN, -1))
@@ -333,7 +333,7 @@ fn collapse_probability<'py>(
             .into_par_iter()
             .map(|j| {
                 if cancel.load(Ordering::Relaxed) {
-                    return Err(Error::Invalid("interrupted".into()));
+                    return Err(Error::Interrupted);
                 }
                 let s = Exponential {
                     beta_i: beta_i[j],
@@ -350,7 +350,7 @@ fn collapse_probability<'py>(
             .collect()
     })?
     .map_err(|e| match e {
-        Error::Invalid(m) if m == "interrupted" => interrupted(),
+        Error::Interrupted => interrupted(),
         e => to_py(e),
     })?;
     let dict = PyDict::new(py);
@@ -432,9 +432,9 @@ fn design<'py>(
         let range = (t_min, t_max);
         let (best, all) =
             fastest_exponential_cancellable(&pred, max_collapse, &betas, range, cancel).map_err(
-                |e| match cancel.load(Ordering::Relaxed) {
-                    true => interrupted(),
-                    false => PyValueError::new_err(e),
+                |e| match e {
+                    Error::Interrupted => interrupted(),
+                    e => to_py(e),
                 },
             )?;
         let check = match best {
@@ -544,7 +544,7 @@ fn ode_trajectory<'py>(
     }
     let schedule = cfg.build_schedule();
     let dy = annealvi::theory::Dynamics::from_config(&cfg, schedule.as_ref(), quasi_static)
-        .map_err(PyValueError::new_err)?;
+        .map_err(to_py)?;
     let mut init = stream(cfg.seed, run, Purpose::Init);
     let q = cfg.init_student(&mut init);
     let mut e1 = vec![0.0; d];

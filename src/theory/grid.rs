@@ -4,7 +4,7 @@
 //! it.
 
 use crate::config::FamilyKind;
-use crate::error::{Error, Result};
+use crate::error::{Error, IntegrateError, Result};
 use crate::metrics::wilson_interval;
 use crate::output;
 use crate::sweep::{Cell, SweepConfig};
@@ -98,7 +98,7 @@ pub fn theory_grid(
         beta_i: 1.0,
         t0: 0.0,
     };
-    Dynamics::from_config(&cfg.run, &probe, true).map_err(Error::Invalid)?;
+    Dynamics::from_config(&cfg.run, &probe, true)?;
     let bimodal = *target
         .as_bimodal()
         .expect("checked by Dynamics::from_config");
@@ -121,7 +121,7 @@ pub fn theory_grid(
         .build()
         .map_err(|e| Error::Invalid(format!("cannot start {threads} threads: {e}")))?;
     // one paired integration: initial means of seed i, classified at the end of cell c's run
-    let paired = |c: usize, i: usize| -> std::result::Result<bool, String> {
+    let paired = |c: usize, i: usize| -> Result<bool> {
         let cell = cells[c];
         let cc = cfg.cell_config(&cell);
         let sched = Exponential {
@@ -130,27 +130,32 @@ pub fn theory_grid(
         };
         let tau_end = cc.optim.lr * cc.optim.steps as f64;
         let (q, axis) = crate::run::initial_student(&cc, i as u64);
-        let x = to_vec(&ExactObjective::reduce(&q, &axis).map_err(|e| e.to_string())?);
+        let x = to_vec(&ExactObjective::reduce(&q, &axis)?);
         match entropy.as_ref() {
             Some(tab) => {
                 let flow = QuasiStatic::new(bimodal, &sched, cc.optim.lr, tab);
                 let x5 = [x[0], x[1], x[2], x[3], x[4]];
-                collapses(&flow, x5, cc.optim.lr * cell.t0, tau_end)
+                Ok(collapses(&flow, x5, cc.optim.lr * cell.t0, tau_end)?)
             }
-            None => ode_collapses(&Dynamics::from_config(&cc, &sched, true)?, x, tau_end),
+            None => Ok(ode_collapses(
+                &Dynamics::from_config(&cc, &sched, true)?,
+                x,
+                tau_end,
+            )?),
         }
     };
     // fail early when the integrator cannot reach the end of the longest run within its step
     // budget (an absurd learning rate or target scale): every other cell would fail the same
     // way, slowly
     if let Some(longest) = (0..cells.len()).max_by_key(|&c| cfg.cell_config(&cells[c]).optim.steps)
-        && let Err(e) = paired(longest, 0)
-        && e.contains("budget")
+        && let Err(Error::Integrate(source @ IntegrateError::StepBudget { .. })) =
+            paired(longest, 0)
     {
-        return Err(Error::Invalid(format!(
-            "theory: the ODE of cell (beta_i = {}, t0 = {}) cannot be integrated: {e}",
-            cells[longest].beta_i, cells[longest].t0
-        )));
+        return Err(Error::CellOde {
+            beta_i: cells[longest].beta_i,
+            t0: cells[longest].t0,
+            source,
+        });
     }
     let jobs: Vec<(usize, usize)> = match method {
         IcMethod::Paired => (0..cells.len())
