@@ -6,6 +6,9 @@
 //! set of initial conditions (common random numbers across candidate schedules, so the
 //! searched curve P(t0) has no sampling jitter from one candidate to the next). [`run`] then
 //! checks the chosen schedule by SGD.
+//!
+//! The searches, the comparison and the SGD check run in parallel on the caller's rayon pool
+//! (install one to choose the number of threads); the results do not depend on it.
 
 use crate::error::{Error, Result};
 use crate::metrics::wilson_interval;
@@ -313,21 +316,11 @@ pub struct DesignOptions {
     pub check_seeds: usize,
     /// Also compare schedule shapes at these annealing lengths (empty = no comparison).
     pub compare_t0: Vec<f64>,
-    /// Worker threads (0 = all cores).
-    pub threads: usize,
 }
 
 /// `annealvi design`: the fastest exponential schedule with predicted P(collapse) ≤ ε, its SGD
 /// check, and optionally the comparison of schedule shapes. Returns the report (markdown).
 pub fn run(cfg: &SweepConfig, o: &DesignOptions) -> Result<String> {
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(o.threads)
-        .build()
-        .map_err(|e| Error::Invalid(format!("cannot start {} threads: {e}", o.threads)))?;
-    pool.install(|| run_inner(cfg, o))
-}
-
-fn run_inner(cfg: &SweepConfig, o: &DesignOptions) -> Result<String> {
     let pred = Predictor::from_sweep(cfg, o.ics)?;
     let betas: Vec<f64> = (0..16)
         .map(|i| 10f64.powf(-3.0 + 2.7 * i as f64 / 15.0))

@@ -327,8 +327,39 @@ impl EngineArg {
     }
 }
 
+impl Command {
+    /// `--threads` of the commands that run on a rayon pool (the benchmarks manage their own
+    /// threads).
+    fn threads(&self) -> Option<usize> {
+        match self {
+            Command::Figure { threads, .. }
+            | Command::Sweep { threads, .. }
+            | Command::Theory { threads, .. }
+            | Command::Design { threads, .. }
+            | Command::Reproduce { threads, .. } => Some(*threads),
+            Command::Train { .. } | Command::Merge { .. } | Command::Bench { .. } => None,
+        }
+    }
+}
+
+/// Runs the command; those with `--threads` run inside one rayon pool of that many threads
+/// (0 = all cores), which every parallel loop of the library uses.
 fn run(cli: Cli) -> Result<()> {
-    match cli.command {
+    match cli.command.threads() {
+        Some(threads) => {
+            check_threads(threads)?;
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .map_err(|e| Error::Invalid(format!("cannot start {threads} threads: {e}")))?;
+            pool.install(|| execute(cli.command))
+        }
+        None => execute(cli.command),
+    }
+}
+
+fn execute(command: Command) -> Result<()> {
+    match command {
         Command::Train { config, sets, out } => train(config, &sets, &out),
         Command::Figure {
             number,
@@ -338,12 +369,11 @@ fn run(cli: Cli) -> Result<()> {
             engine,
             out,
             seed,
-            threads,
+            threads: _,
             from,
         } => {
-            check_threads(threads)?;
             if number == "dim" {
-                figure::figure_dim(&out, quick, threads)?;
+                figure::figure_dim(&out, quick)?;
                 return Ok(());
             }
             let number: u32 = number
@@ -379,14 +409,14 @@ fn run(cli: Cli) -> Result<()> {
                 return Ok(());
             }
             match number {
-                1 => figure::figure1(&out, quick, seed, threads),
-                2 => figure::figure2(&out, quick, threads),
+                1 => figure::figure1(&out, quick, seed),
+                2 => figure::figure2(&out, quick),
                 3 => figure::figure3(&out, quick, seed),
-                4 => figure::figure4(&out, quick, threads, engine),
+                4 => figure::figure4(&out, quick, engine),
                 5 => {
                     let dir = out.join("fig4");
                     let flow = flow.quick().map(|q| (dir.as_path(), q, engine));
-                    figure::figure5(&out, quick, threads, flow)
+                    figure::figure5(&out, quick, flow)
                 }
                 n => Err(Error::config("figure", n, "1, 2, 3, 4, 5 or dim")),
             }
@@ -398,15 +428,14 @@ fn run(cli: Cli) -> Result<()> {
             resume,
             shard,
             dry_run,
-            threads,
+            threads: _,
             max_minutes,
         } => {
-            check_threads(threads)?;
             let budget = max_minutes.map(budget_of).transpose()?;
             let cfg = SweepConfig::load(config.as_deref(), &sets)?;
             let shard = shard.as_deref().map(Shard::parse).transpose()?;
             if dry_run {
-                return dry_run_report(&cfg, shard, threads, &out, resume);
+                return dry_run_report(&cfg, shard, &out, resume);
             }
             let rep = sweep::run_sweep(
                 &cfg,
@@ -414,7 +443,6 @@ fn run(cli: Cli) -> Result<()> {
                     out: out.clone(),
                     resume,
                     shard,
-                    threads,
                     max_runs: None,
                     budget,
                 },
@@ -446,9 +474,8 @@ fn run(cli: Cli) -> Result<()> {
             out,
             ics,
             method,
-            threads,
+            threads: _,
         } => {
-            check_threads(threads)?;
             let cfg = SweepConfig::load(config.as_deref(), &sets)?;
             let method = match method.as_str() {
                 "paired" => annealvi::theory::grid::IcMethod::Paired,
@@ -466,7 +493,7 @@ fn run(cli: Cli) -> Result<()> {
             check_range("--ics", n, 1, 1 << 24)?;
             output::ensure_dir(&out)?;
             let start = Instant::now();
-            let cells = annealvi::theory::grid::theory_grid(&cfg, n, threads, method)?;
+            let cells = annealvi::theory::grid::theory_grid(&cfg, n, method)?;
             annealvi::theory::grid::write_theory(&out, &cells)?;
             let failed = cells.iter().filter(|c| c.n > 0 && c.failed >= c.n).count();
             if failed > 0 {
@@ -511,9 +538,8 @@ fn run(cli: Cli) -> Result<()> {
             check_seeds,
             compare,
             out,
-            threads,
+            threads: _,
         } => {
-            check_threads(threads)?;
             if !(max_collapse > 0.0 && max_collapse < 1.0) {
                 return Err(Error::config(
                     "--max-collapse",
@@ -549,7 +575,6 @@ fn run(cli: Cli) -> Result<()> {
                     ics,
                     check_seeds,
                     compare_t0: compare,
-                    threads,
                 },
             )?;
             print!("{report}");
@@ -578,13 +603,12 @@ fn run(cli: Cli) -> Result<()> {
             flow,
             engine,
             out,
-            threads,
+            threads: _,
         } => {
-            check_threads(threads)?;
             if flow != FlowScale::None {
                 check_engine(engine)?;
             }
-            figure::reproduce(&out, !full, flow.quick(), threads, engine.engine())
+            figure::reproduce(&out, !full, flow.quick(), engine.engine())
         }
         Command::Bench {
             which:
@@ -741,7 +765,6 @@ fn run(cli: Cli) -> Result<()> {
 fn dry_run_report(
     cfg: &SweepConfig,
     shard: Option<Shard>,
-    threads: usize,
     out: &std::path::Path,
     resume: bool,
 ) -> Result<()> {
@@ -776,11 +799,7 @@ fn dry_run_report(
         annealvi::run::run_config(&probe, 0, &mut annealvi::train::NoObserver);
     }
     let per_step = t.elapsed().as_secs_f64() / 300.0;
-    let workers = if threads == 0 {
-        rayon::current_num_threads()
-    } else {
-        threads
-    };
+    let workers = rayon::current_num_threads();
     let secs = steps as f64 * per_step / workers as f64;
     println!(
         "{} cells x {} seeds = {} runs; {} to run{} ({} training steps)",

@@ -14,7 +14,8 @@
 //! * runs are keyed by (β_i, t0, seed index), and their random streams are derived from
 //!   (base seed, seed index) for the initialisation (shared across cells: common random
 //!   numbers) and from (base seed, cell, seed index) for the SGD noise, so results do not
-//!   depend on thread count, sharding or order;
+//!   depend on thread count, sharding or order (the runs execute on the caller's rayon pool:
+//!   install one to choose the number of threads);
 //! * `--shard K/N` runs every N-th run (round-robin over the grid), `merge` combines shards
 //!   and refuses shards of different configurations.
 //!
@@ -701,8 +702,6 @@ pub struct SweepOptions {
     pub resume: bool,
     /// Shard to run.
     pub shard: Option<Shard>,
-    /// Worker threads (0 = all cores).
-    pub threads: usize,
     /// Stop after this many new runs (for tests of interruption; None = all).
     pub max_runs: Option<usize>,
     /// Wall-time budget (`--max-minutes`): no run (CPU engine) or batch (GPU engines) starts
@@ -859,10 +858,6 @@ pub fn run_sweep_with(
         .open(&runs_path)
         .map_err(|e| Error::io(&runs_path, "open for appending", e))?;
     let writer = Mutex::new(file);
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(opts.threads)
-        .build()
-        .map_err(|e| Error::Invalid(format!("cannot start {} threads: {e}", opts.threads)))?;
     let bar = crate::progress::bar(todo.len() as u64, "sweep");
     let start = Instant::now();
     let deadline = opts.budget.map(|b| start + b);
@@ -907,25 +902,23 @@ pub fn run_sweep_with(
         bar.inc(1);
     };
     match cfg.grid.engine {
-        Engine::Cpu => pool.install(|| {
-            todo.par_iter().for_each(|spec| {
-                if !stop.load(Ordering::SeqCst)
-                    && !cancel.load(Ordering::Relaxed)
-                    && deadline.is_none_or(|d| Instant::now() < d)
-                {
-                    match runner {
-                        None => append(&cfg.run_one(*spec, &cells)),
-                        Some(f) => {
-                            if let Some(line) = f(*spec, &cells) {
-                                append(&line);
-                            }
+        Engine::Cpu => todo.par_iter().for_each(|spec| {
+            if !stop.load(Ordering::SeqCst)
+                && !cancel.load(Ordering::Relaxed)
+                && deadline.is_none_or(|d| Instant::now() < d)
+            {
+                match runner {
+                    None => append(&cfg.run_one(*spec, &cells)),
+                    Some(f) => {
+                        if let Some(line) = f(*spec, &cells) {
+                            append(&line);
                         }
                     }
                 }
-            })
+            }
         }),
         #[cfg(feature = "gpu")]
-        engine => pool.install(|| gpu::run(cfg, engine, &cells, todo, deadline, &append))?,
+        engine => gpu::run(cfg, engine, &cells, todo, deadline, &append)?,
         #[cfg(not(feature = "gpu"))]
         _ => {
             // refused by validate(); kept as an error rather than a panic

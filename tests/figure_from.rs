@@ -2,7 +2,7 @@
 //! (a small CPU sweep stopped after some of its runs).
 
 use annealvi::figure::figure4_from;
-use annealvi::sweep::{SweepConfig, SweepOptions, run_sweep};
+use annealvi::sweep::{SweepConfig, SweepOptions};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -36,6 +36,17 @@ samples = 16
 kind = "adam"
 lr = 0.002
 "#;
+/// [`annealvi::sweep::run_sweep`] on a pool of 1 thread.
+fn run_sweep(
+    cfg: &SweepConfig,
+    opts: &SweepOptions,
+) -> annealvi::Result<annealvi::sweep::SweepReport> {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap()
+        .install(|| annealvi::sweep::run_sweep(cfg, opts))
+}
 
 fn tmp(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("annealvi-from-{}-{name}", std::process::id()));
@@ -51,7 +62,6 @@ fn sweep(out: &Path, max_runs: Option<usize>) {
         out: out.to_path_buf(),
         resume: true,
         shard: None,
-        threads: 1,
         max_runs,
         budget: None,
     };

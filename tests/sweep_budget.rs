@@ -2,7 +2,7 @@
 //! after it, finished runs are kept, the report says how many are left, and `--resume`
 //! completes the sweep to exactly the runs of an uninterrupted one.
 
-use annealvi::sweep::{SweepConfig, SweepOptions, run_sweep};
+use annealvi::sweep::{SweepConfig, SweepOptions};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -25,6 +25,17 @@ sigma0 = "schedule"
 [run.objective]
 samples = 8
 "#;
+/// [`annealvi::sweep::run_sweep`] on a pool of 1 thread (the budget is timed against runs one after another).
+fn run_sweep(
+    cfg: &SweepConfig,
+    opts: &SweepOptions,
+) -> annealvi::Result<annealvi::sweep::SweepReport> {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap()
+        .install(|| annealvi::sweep::run_sweep(cfg, opts))
+}
 
 fn tmp(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("annealvi-budget-{}-{name}", std::process::id()));
@@ -52,7 +63,6 @@ fn opts(out: &Path, resume: bool, budget: Option<Duration>) -> SweepOptions {
         out: out.to_path_buf(),
         resume,
         shard: None,
-        threads: 1,
         max_runs: None,
         budget,
     }

@@ -1,7 +1,8 @@
 //! Theory on a sweep's grid: the ODE Monte Carlo and the analytical formula on every cell of a
 //! [`SweepConfig`], the check that the summary-statistics ODE describes the configured training,
 //! and DIR/theory.csv. It reads the sweep's configuration and cells; the sweep knows nothing of
-//! it.
+//! it. The integrations run in parallel on the caller's rayon pool (install one to choose the
+//! number of threads); the results do not depend on it.
 
 use crate::config::FamilyKind;
 use crate::error::{Error, IntegrateError, Result};
@@ -77,12 +78,7 @@ pub enum IcMethod {
 /// fast flow ([`crate::theory::quasi_static`]); trainable weights the exact-objective one.
 /// `Table` draws its initial conditions from stream (seed, cell, Eval), so it is reproducible.
 /// Needs the bimodal target and 2 components.
-pub fn theory_grid(
-    cfg: &SweepConfig,
-    n: usize,
-    threads: usize,
-    method: IcMethod,
-) -> Result<Vec<TheoryCell>> {
+pub fn theory_grid(cfg: &SweepConfig, n: usize, method: IcMethod) -> Result<Vec<TheoryCell>> {
     use crate::objective::ExactObjective;
     use crate::schedule::Exponential;
     use crate::seed::{Purpose, stream};
@@ -116,10 +112,6 @@ pub fn theory_grid(
     let entropy = w1.map(EntropyTable::new);
     let formula = FormulaModel::from_sweep(cfg);
     let cells = cfg.cells();
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .map_err(|e| Error::Invalid(format!("cannot start {threads} threads: {e}")))?;
     // one paired integration: initial means of seed i, classified at the end of cell c's run
     let paired = |c: usize, i: usize| -> Result<bool> {
         let cell = cells[c];
@@ -165,43 +157,42 @@ pub fn theory_grid(
     };
     let bar = crate::progress::bar(jobs.len() as u64, "theory");
     // (cell, collapsed, failed, classified)
-    let results: Vec<(usize, usize, usize, usize)> = pool.install(|| {
-        jobs.par_iter()
-            .map(|&(c, i)| {
-                let cell = cells[c];
-                let cc = cfg.cell_config(&cell);
-                let sched = Exponential {
-                    beta_i: cell.beta_i,
-                    t0: cell.t0,
-                };
-                let tau_end = cc.optim.lr * cc.optim.steps as f64;
-                let tau_kink = cc.optim.lr * cell.t0;
-                let out = match (method, entropy.as_ref()) {
-                    (IcMethod::Table, Some(tab)) => {
-                        let flow = QuasiStatic::new(bimodal, &sched, cc.optim.lr, tab);
-                        let s = scale.unwrap_or(1.0);
-                        match CollapseTable::new(&flow, d, s, (tau_kink, tau_end)) {
-                            Ok(table) => {
-                                let mut rng = stream(cc.seed, c as u64, Purpose::Eval);
-                                let col = (0..n)
-                                    .filter(|_| table.collapses(&draw_initial(&mut rng, d, s)))
-                                    .count();
-                                (c, col, 0, n)
-                            }
-                            Err(_) => (c, 0, n, n),
+    let results: Vec<(usize, usize, usize, usize)> = jobs
+        .par_iter()
+        .map(|&(c, i)| {
+            let cell = cells[c];
+            let cc = cfg.cell_config(&cell);
+            let sched = Exponential {
+                beta_i: cell.beta_i,
+                t0: cell.t0,
+            };
+            let tau_end = cc.optim.lr * cc.optim.steps as f64;
+            let tau_kink = cc.optim.lr * cell.t0;
+            let out = match (method, entropy.as_ref()) {
+                (IcMethod::Table, Some(tab)) => {
+                    let flow = QuasiStatic::new(bimodal, &sched, cc.optim.lr, tab);
+                    let s = scale.unwrap_or(1.0);
+                    match CollapseTable::new(&flow, d, s, (tau_kink, tau_end)) {
+                        Ok(table) => {
+                            let mut rng = stream(cc.seed, c as u64, Purpose::Eval);
+                            let col = (0..n)
+                                .filter(|_| table.collapses(&draw_initial(&mut rng, d, s)))
+                                .count();
+                            (c, col, 0, n)
                         }
+                        Err(_) => (c, 0, n, n),
                     }
-                    _ => match paired(c, i) {
-                        Ok(true) => (c, 1, 0, 1),
-                        Ok(false) => (c, 0, 0, 1),
-                        Err(_) => (c, 0, 1, 1),
-                    },
-                };
-                bar.inc(1);
-                out
-            })
-            .collect()
-    });
+                }
+                _ => match paired(c, i) {
+                    Ok(true) => (c, 1, 0, 1),
+                    Ok(false) => (c, 0, 0, 1),
+                    Err(_) => (c, 0, 1, 1),
+                },
+            };
+            bar.inc(1);
+            out
+        })
+        .collect();
     bar.finish_and_clear();
     let mut out: Vec<TheoryCell> = cells
         .iter()
