@@ -5,13 +5,12 @@
 #[cfg(feature = "gpu")]
 use super::gpu;
 use super::{
-    Cell, Engine, META, RunKey, RunLine, RunSpec, Shard, SweepConfig, has_runs, key_of, lock_dir,
-    meta_config, meta_text, read_runs, write_cells,
+    Cell, Engine, META, RunLine, RunPlan, RunSpec, Shard, SweepConfig, has_runs, lock_dir,
+    meta_config, meta_text, read_runs, recorded_runs, write_cells,
 };
 use crate::error::{Error, Result};
 use crate::output;
 use rayon::prelude::*;
-use std::collections::HashSet;
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -124,23 +123,12 @@ pub fn run_sweep_with(
         }
         Err(e) => return Err(Error::io(&meta_path, "read", e)),
     }
-    let done: HashSet<RunKey> = read_runs(&runs_path, true)?.iter().map(key_of).collect();
-    let cells = cfg.cells();
-    let all = cfg.runs();
-    let mine: Vec<RunSpec> = all
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| opts.shard.is_none_or(|s| s.contains(*i)))
-        .map(|(_, r)| *r)
-        .collect();
-    let missing: Vec<RunSpec> = mine
-        .iter()
-        .filter(|r| {
-            let c = cells[r.cell];
-            !done.contains(&(c.beta_i.to_bits(), c.t0.to_bits(), r.seed))
-        })
-        .copied()
-        .collect();
+    let RunPlan {
+        cells,
+        mine,
+        missing,
+        ..
+    } = RunPlan::new(cfg, opts.shard, &recorded_runs(&runs_path, true)?);
     let todo = &missing[..missing.len().min(opts.max_runs.unwrap_or(usize::MAX))];
     let file = std::fs::OpenOptions::new()
         .create(true)

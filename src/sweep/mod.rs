@@ -31,7 +31,7 @@
 //! # Files
 //! * `grid` — [`SweepConfig`]: the grid, its cells and runs, one run's training;
 //! * `store` — runs.jsonl ([`RunLine`], [`read_runs`]), sweep.toml and the directory lock;
-//! * `plan` — [`Shard`]: which runs a shard holds;
+//! * `plan` — [`Shard`] and [`RunPlan`]: the runs of a shard still to be done;
 //! * `exec` — [`run_sweep`] and its variants;
 //! * `aggregate` — [`aggregate`] per cell and cells.csv;
 //! * `merge` — [`merge`] of shards;
@@ -54,6 +54,6 @@ pub use grid::{
     Axis, Cell, Engine, GridConfig, MAX_RUNS, RangeSpec, RunSpec, SweepConfig, noise_index,
 };
 pub use merge::{MergeReport, merge};
-pub use plan::Shard;
+pub use plan::{RunPlan, Shard, recorded_runs};
 pub use store::{LOCK, RunKey, RunLine, lock_dir, read_runs, read_runs_raw, run_line};
 use store::{META, has_runs, key_of, meta_config, meta_text};
