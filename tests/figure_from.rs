@@ -2,7 +2,7 @@
 //! (a small CPU sweep stopped after some of its runs).
 
 use annealvi::figure::figure4_from;
-use annealvi::sweep::{SweepConfig, SweepOptions};
+use annealvi::sweep::{SweepConfig, SweepOptions, run_sweep};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -36,18 +36,6 @@ samples = 16
 kind = "adam"
 lr = 0.002
 "#;
-/// [`annealvi::sweep::run_sweep`] on a pool of 1 thread.
-fn run_sweep(
-    cfg: &SweepConfig,
-    opts: &SweepOptions,
-) -> annealvi::Result<annealvi::sweep::SweepReport> {
-    rayon::ThreadPoolBuilder::new()
-        .num_threads(1)
-        .build()
-        .unwrap()
-        .install(|| annealvi::sweep::run_sweep(cfg, opts))
-}
-
 fn tmp(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("annealvi-from-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);

@@ -2,7 +2,10 @@
 //! after it, finished runs are kept, the report says how many are left, and `--resume`
 //! completes the sweep to exactly the runs of an uninterrupted one.
 
+mod common;
+
 use annealvi::sweep::{SweepConfig, SweepOptions};
+use common::run_sweep_on;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -25,18 +28,6 @@ sigma0 = "schedule"
 [run.objective]
 samples = 8
 "#;
-/// [`annealvi::sweep::run_sweep`] on a pool of 1 thread (the budget is timed against runs one after another).
-fn run_sweep(
-    cfg: &SweepConfig,
-    opts: &SweepOptions,
-) -> annealvi::Result<annealvi::sweep::SweepReport> {
-    rayon::ThreadPoolBuilder::new()
-        .num_threads(1)
-        .build()
-        .unwrap()
-        .install(|| annealvi::sweep::run_sweep(cfg, opts))
-}
-
 fn tmp(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("annealvi-budget-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
@@ -74,13 +65,13 @@ fn budget_stops_between_runs_and_resume_completes_the_sweep() {
     cfg.validate().unwrap();
     let dir = tmp("lib");
     let t = Instant::now();
-    let full = run_sweep(&cfg, &opts(&dir.join("full"), false, None)).unwrap();
+    let full = run_sweep_on(1, &cfg, &opts(&dir.join("full"), false, None)).unwrap();
     let wall = t.elapsed();
     assert_eq!(full.remaining, 0);
     assert_eq!(full.ran, full.planned);
 
     // a quarter of the uninterrupted sweep's time: some runs, not all
-    let part = run_sweep(&cfg, &opts(&dir.join("part"), false, Some(wall / 4))).unwrap();
+    let part = run_sweep_on(1, &cfg, &opts(&dir.join("part"), false, Some(wall / 4))).unwrap();
     eprintln!(
         "budget {:?} of {:?}: {} of {} runs, {} left",
         wall / 4,
@@ -97,7 +88,7 @@ fn budget_stops_between_runs_and_resume_completes_the_sweep() {
     assert_eq!(got.len(), n);
 
     // resumed without a budget: the runs of the uninterrupted sweep, each once
-    let rest = run_sweep(&cfg, &opts(&dir.join("part"), true, None)).unwrap();
+    let rest = run_sweep_on(1, &cfg, &opts(&dir.join("part"), true, None)).unwrap();
     assert_eq!(rest.skipped, part.ran);
     assert_eq!(rest.ran, part.remaining);
     assert_eq!(rest.remaining, 0);

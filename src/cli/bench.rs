@@ -97,10 +97,7 @@ pub fn flow(a: FlowArgs) -> Result<()> {
         threads,
         precision,
     } = a;
-    check_range("--d", d, 2, 1 << 16)?;
-    check_range("--width", width, 1, 1 << 16)?;
-    check_range("--batch", batch, 1, 1 << 20)?;
-    check_range("--steps", steps, 1, 1 << 30)?;
+    check_flow_model(d, width, batch, steps)?;
     check_range("--threads", threads, 1, 1024)?;
     let precision = match precision.as_str() {
         "f32" => Precision::F32,
@@ -138,10 +135,7 @@ pub fn flow_gpu(a: FlowGpuArgs) -> Result<()> {
         warmup,
         flows,
     } = a;
-    check_range("--d", d, 2, 1 << 16)?;
-    check_range("--width", width, 1, 1 << 16)?;
-    check_range("--batch", batch, 1, 1 << 20)?;
-    check_range("--steps", steps, 1, 1 << 30)?;
+    check_flow_model(d, width, batch, steps)?;
     check_range("--warmup", warmup, 0, 1 << 30)?;
     check_range("--flows", flows, 1, 1 << 16)?;
     println!(
@@ -156,4 +150,12 @@ pub fn flow_gpu(a: FlowGpuArgs) -> Result<()> {
     );
     println!("steps/s: {:.3}", r.steps_per_sec);
     Ok(())
+}
+
+/// The flow benchmarks' model and run: dimension d ≥ 2, MLP width, batch and timed steps.
+fn check_flow_model(d: usize, width: usize, batch: usize, steps: usize) -> Result<()> {
+    check_range("--d", d, 2, 1 << 16)?;
+    check_range("--width", width, 1, 1 << 16)?;
+    check_range("--batch", batch, 1, 1 << 20)?;
+    check_range("--steps", steps, 1, 1 << 30)
 }

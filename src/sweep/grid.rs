@@ -4,7 +4,6 @@
 use super::{RunLine, run_line};
 use crate::config::{Config, FamilyKind, ScheduleKind};
 use crate::error::{Error, Result};
-use crate::metrics::Outcome;
 use crate::run::{run_flow_with_streams_cancellable, run_with_streams_cancellable};
 use crate::seed::mix;
 use crate::train::{NoObserver, RunResult};
@@ -414,38 +413,17 @@ impl SweepConfig {
             match run_flow_with_streams_cancellable(&cfg, streams, &mut NoObserver, cancel) {
                 Ok(None) => return None,
                 Ok(Some((_, r))) => {
-                    let flow = Some(r.stats.clone());
-                    let res = RunResult {
-                        outcome: r.outcome,
-                        final_step: r.final_step,
-                        light_mode_mass: r.light_mode_mass,
-                        stats: (),
-                    };
-                    (res, None, flow)
+                    let (res, flow) = split_stats(r);
+                    (res, None, Some(flow))
                 }
                 // unreachable after validation; recorded as a divergence at step 0, not a panic
-                Err(_) => (
-                    RunResult {
-                        outcome: Outcome::Diverged { step: 0 },
-                        final_step: 0,
-                        light_mode_mass: f64::NAN,
-                        stats: (),
-                    },
-                    None,
-                    None,
-                ),
+                Err(_) => (RunResult::diverged(0, ()), None, None),
             }
         } else {
             let streams = (init_index, noise_index);
             let (_, r) = run_with_streams_cancellable(&cfg, streams, &mut NoObserver, cancel)?;
-            let gmm = Some(r.stats.clone());
-            let res = RunResult {
-                outcome: r.outcome,
-                final_step: r.final_step,
-                light_mode_mass: r.light_mode_mass,
-                stats: (),
-            };
-            (res, gmm, None)
+            let (res, gmm) = split_stats(r);
+            (res, Some(gmm), None)
         };
         Some(run_line(
             cell,
@@ -463,6 +441,17 @@ impl SweepConfig {
             .map(|r| self.cell_config(&cells[r.cell]).optim.steps as u64)
             .sum()
     }
+}
+
+/// A run's result without its statistics, and the statistics.
+fn split_stats<S>(r: RunResult<S>) -> (RunResult<()>, S) {
+    let res = RunResult {
+        outcome: r.outcome,
+        final_step: r.final_step,
+        light_mode_mass: r.light_mode_mass,
+        stats: (),
+    };
+    (res, r.stats)
 }
 
 /// The noise stream index of seed `seed` in `cell` (the initialisation uses the seed index).

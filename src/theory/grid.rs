@@ -115,12 +115,7 @@ pub fn theory_grid(cfg: &SweepConfig, n: usize, method: IcMethod) -> Result<Vec<
     // one paired integration: initial means of seed i, classified at the end of cell c's run
     let paired = |c: usize, i: usize| -> Result<bool> {
         let cell = cells[c];
-        let cc = cfg.cell_config(&cell);
-        let sched = Exponential {
-            beta_i: cell.beta_i,
-            t0: cell.t0,
-        };
-        let tau_end = cc.optim.lr * cc.optim.steps as f64;
+        let (cc, sched, tau_end) = cell_run(cfg, &cell);
         let (q, axis) = crate::run::initial_student(&cc, i as u64);
         let x = to_vec(&ExactObjective::reduce(&q, &axis)?);
         match entropy.as_ref() {
@@ -161,12 +156,7 @@ pub fn theory_grid(cfg: &SweepConfig, n: usize, method: IcMethod) -> Result<Vec<
         .par_iter()
         .map(|&(c, i)| {
             let cell = cells[c];
-            let cc = cfg.cell_config(&cell);
-            let sched = Exponential {
-                beta_i: cell.beta_i,
-                t0: cell.t0,
-            };
-            let tau_end = cc.optim.lr * cc.optim.steps as f64;
+            let (cc, sched, tau_end) = cell_run(cfg, &cell);
             let tau_kink = cc.optim.lr * cell.t0;
             let out = match (method, entropy.as_ref()) {
                 (IcMethod::Table, Some(tab)) => {
@@ -212,6 +202,21 @@ pub fn theory_grid(cfg: &SweepConfig, n: usize, method: IcMethod) -> Result<Vec<
         out[c].failed += failed;
     }
     Ok(out)
+}
+
+/// The run of `cell`: its configuration, its schedule, and the ODE time τ_end = η × steps at
+/// its end.
+fn cell_run(
+    cfg: &SweepConfig,
+    cell: &Cell,
+) -> (crate::config::Config, crate::schedule::Exponential, f64) {
+    let cc = cfg.cell_config(cell);
+    let sched = crate::schedule::Exponential {
+        beta_i: cell.beta_i,
+        t0: cell.t0,
+    };
+    let tau_end = cc.optim.lr * cc.optim.steps as f64;
+    (cc, sched, tau_end)
 }
 
 /// Writes DIR/theory.csv: `beta_i,t0,rate,n,p_ode,ci_low,ci_high,failed,p_formula`. A cell
