@@ -3,6 +3,10 @@
 //! Every failure a user can cause (bad configuration, unwritable output, malformed file) becomes
 //! an [`Error`] whose message names what was wrong and what would have been valid. The CLI prints
 //! it and exits with status 2; nothing in the library panics on user input.
+//!
+//! Callers tell failures apart by variant (a cancelled search is [`Error::Interrupted`], an ODE
+//! out of its step budget [`IntegrateError::StepBudget`] inside [`Error::Integrate`]), never by
+//! message; [`Error::Invalid`] is kept for free-form explanations.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
