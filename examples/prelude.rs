@@ -25,15 +25,14 @@ fn main() -> Result<()> {
     );
     // P(collapse) over 2000 initial conditions, 500 steps at beta = 1 after the annealing
     let pred = Predictor::new(target, 512, 0.05, 1.0, 500.0, 2000, 0);
-    let c = pred.collapsed(&schedule, 4000.0).map_err(Error::Invalid)?;
+    let c = pred.collapsed(&schedule, 4000.0)?;
     let (lo, hi) = wilson_interval(c, 2000);
     println!(
         "predicted P(collapse) = {:.3} [{lo:.3}, {hi:.3}]",
         c as f64 / 2000.0
     );
     let betas = [0.01, 0.03, 0.1];
-    let (best, _) =
-        fastest_exponential(&pred, 0.1, &betas, (100.0, 20000.0)).map_err(Error::Invalid)?;
+    let (best, _) = fastest_exponential(&pred, 0.1, &betas, (100.0, 20000.0))?;
     if let Some(d) = best {
         println!(
             "fastest schedule with P <= 0.1 among beta_i in {betas:?}: beta_i = {}, t0 = {}",

@@ -34,7 +34,6 @@ fn main() -> Result<()> {
         out: out.clone(),
         resume: true,
         shard: None,
-        threads: 0,
         max_runs: None,
         budget: None,
     };

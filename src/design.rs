@@ -6,6 +6,9 @@
 //! set of initial conditions (common random numbers across candidate schedules, so the
 //! searched curve P(t0) has no sampling jitter from one candidate to the next). [`run`] then
 //! checks the chosen schedule by SGD.
+//!
+//! The searches, the comparison and the SGD check run in parallel on the caller's rayon pool
+//! (install one to choose the number of threads); the results do not depend on it.
 
 use crate::error::{Error, Result};
 use crate::metrics::wilson_interval;
@@ -19,10 +22,6 @@ use crate::theory::tables::EntropyTable;
 use serde::Serialize;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, Ordering};
-
-/// The error of the cancellable searches ([`fastest_exponential_cancellable`]) once their flag
-/// is set.
-pub const INTERRUPTED: &str = "interrupted";
 
 /// What the predictions need.
 pub struct Predictor {
@@ -98,11 +97,7 @@ impl Predictor {
 
     /// Collapsed count among the initial conditions under `schedule`, which reaches β = 1 at
     /// step `t_end_anneal`; the run lasts `t_end_anneal + extra_steps` steps.
-    pub fn collapsed(
-        &self,
-        schedule: &dyn Schedule,
-        t_end_anneal: f64,
-    ) -> std::result::Result<usize, String> {
+    pub fn collapsed(&self, schedule: &dyn Schedule, t_end_anneal: f64) -> Result<usize> {
         let flow = QuasiStatic::new(self.target, schedule, self.lr, &self.entropy);
         let times = (
             self.lr * t_end_anneal,
@@ -113,11 +108,7 @@ impl Predictor {
     }
 
     /// Predicted P(collapse) under `schedule`.
-    pub fn p(
-        &self,
-        schedule: &dyn Schedule,
-        t_end_anneal: f64,
-    ) -> std::result::Result<f64, String> {
+    pub fn p(&self, schedule: &dyn Schedule, t_end_anneal: f64) -> Result<f64> {
         Ok(self.collapsed(schedule, t_end_anneal)? as f64 / self.ics.len() as f64)
     }
 }
@@ -147,70 +138,68 @@ pub fn fastest_exponential(
     eps: f64,
     betas: &[f64],
     t_range: (f64, f64),
-) -> std::result::Result<(Option<Design>, PerBeta), String> {
+) -> Result<(Option<Design>, PerBeta)> {
     fastest_exponential_cancellable(pred, eps, betas, t_range, &AtomicBool::new(false))
 }
 
 /// [`fastest_exponential`] that stops once `cancel` is set (read before every prediction):
-/// then `Err(INTERRUPTED)`.
+/// then `Err(Error::Interrupted)`.
 pub fn fastest_exponential_cancellable(
     pred: &Predictor,
     eps: f64,
     betas: &[f64],
     (t_min, t_max): (f64, f64),
     cancel: &AtomicBool,
-) -> std::result::Result<(Option<Design>, PerBeta), String> {
+) -> Result<(Option<Design>, PerBeta)> {
     use rayon::prelude::*;
     let per_beta: Vec<(f64, Option<Design>)> = betas
         .par_iter()
-        .map(
-            |&bi| -> std::result::Result<(f64, Option<Design>), String> {
-                let eval = |t0: f64| -> std::result::Result<(f64, usize), String> {
-                    if cancel.load(Ordering::Relaxed) {
-                        return Err(INTERRUPTED.into());
-                    }
-                    let c = pred.collapsed(&Exponential { beta_i: bi, t0 }, t0)?;
-                    Ok((c as f64 / pred.ics.len() as f64, c))
-                };
-                let top = eval(t_max)?;
-                if top.0 > eps {
-                    return Ok((bi, None));
+        .map(|&bi| -> Result<(f64, Option<Design>)> {
+            let eval = |t0: f64| -> Result<(f64, usize)> {
+                if cancel.load(Ordering::Relaxed) {
+                    return Err(Error::Interrupted);
                 }
-                let (mut lo, mut hi, mut at_hi) = (t_min.ln(), t_max.ln(), top);
-                let low = eval(t_min)?;
-                if low.0 <= eps {
-                    return Ok((
-                        bi,
-                        Some(Design {
-                            beta_i: bi,
-                            t0: t_min,
-                            p_predicted: low.0,
-                            collapsed: low.1,
-                        }),
-                    ));
-                }
-                while hi - lo > 0.02 {
-                    let mid = 0.5 * (lo + hi);
-                    let v = eval(mid.exp())?;
-                    if v.0 <= eps {
-                        hi = mid;
-                        at_hi = v;
-                    } else {
-                        lo = mid;
-                    }
-                }
-                Ok((
+                let c = pred.collapsed(&Exponential { beta_i: bi, t0 }, t0)?;
+                Ok((c as f64 / pred.ics.len() as f64, c))
+            };
+            let top = eval(t_max)?;
+            if top.0 > eps {
+                return Ok((bi, None));
+            }
+            let (mut lo, mut hi, mut at_hi) = (t_min.ln(), t_max.ln(), top);
+            let low = eval(t_min)?;
+            if low.0 <= eps {
+                return Ok((
                     bi,
                     Some(Design {
                         beta_i: bi,
-                        t0: hi.exp().ceil(),
-                        p_predicted: at_hi.0,
-                        collapsed: at_hi.1,
+                        t0: t_min,
+                        p_predicted: low.0,
+                        collapsed: low.1,
                     }),
-                ))
-            },
-        )
-        .collect::<std::result::Result<_, _>>()?;
+                ));
+            }
+            while hi - lo > 0.02 {
+                let mid = 0.5 * (lo + hi);
+                let v = eval(mid.exp())?;
+                if v.0 <= eps {
+                    hi = mid;
+                    at_hi = v;
+                } else {
+                    lo = mid;
+                }
+            }
+            Ok((
+                bi,
+                Some(Design {
+                    beta_i: bi,
+                    t0: hi.exp().ceil(),
+                    p_predicted: at_hi.0,
+                    collapsed: at_hi.1,
+                }),
+            ))
+        })
+        .collect::<Result<_>>()?;
     let best = per_beta
         .iter()
         .filter_map(|(_, d)| *d)
@@ -245,11 +234,7 @@ pub struct ShapeResult {
 
 /// For each shape and each annealing length t0: min over β_i ∈ `betas` of the predicted
 /// P(collapse).
-pub fn compare_schedules(
-    pred: &Predictor,
-    betas: &[f64],
-    t0s: &[f64],
-) -> std::result::Result<Vec<ShapeResult>, String> {
+pub fn compare_schedules(pred: &Predictor, betas: &[f64], t0s: &[f64]) -> Result<Vec<ShapeResult>> {
     use rayon::prelude::*;
     let jobs: Vec<(&'static str, f64, f64)> = SHAPES
         .iter()
@@ -261,7 +246,7 @@ pub fn compare_schedules(
     let ps: Vec<f64> = jobs
         .par_iter()
         .map(|&(s, t0, b)| pred.p(shaped(s, b, t0).as_ref(), t0))
-        .collect::<std::result::Result<_, _>>()?;
+        .collect::<Result<_>>()?;
     let mut out = Vec::new();
     for &s in SHAPES.iter() {
         for &t0 in t0s {
@@ -331,27 +316,16 @@ pub struct DesignOptions {
     pub check_seeds: usize,
     /// Also compare schedule shapes at these annealing lengths (empty = no comparison).
     pub compare_t0: Vec<f64>,
-    /// Worker threads (0 = all cores).
-    pub threads: usize,
 }
 
 /// `annealvi design`: the fastest exponential schedule with predicted P(collapse) ≤ ε, its SGD
 /// check, and optionally the comparison of schedule shapes. Returns the report (markdown).
 pub fn run(cfg: &SweepConfig, o: &DesignOptions) -> Result<String> {
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(o.threads)
-        .build()
-        .map_err(|e| Error::Invalid(format!("cannot start {} threads: {e}", o.threads)))?;
-    pool.install(|| run_inner(cfg, o))
-}
-
-fn run_inner(cfg: &SweepConfig, o: &DesignOptions) -> Result<String> {
     let pred = Predictor::from_sweep(cfg, o.ics)?;
     let betas: Vec<f64> = (0..16)
         .map(|i| 10f64.powf(-3.0 + 2.7 * i as f64 / 15.0))
         .collect();
-    let (best, all) =
-        fastest_exponential(&pred, o.max_collapse, &betas, (10.0, 2e5)).map_err(Error::Invalid)?;
+    let (best, all) = fastest_exponential(&pred, o.max_collapse, &betas, (10.0, 2e5))?;
     let mut r = String::new();
     let _ = writeln!(
         r,
@@ -412,7 +386,7 @@ fn run_inner(cfg: &SweepConfig, o: &DesignOptions) -> Result<String> {
         }
     }
     if !o.compare_t0.is_empty() {
-        let res = compare_schedules(&pred, &betas, &o.compare_t0).map_err(Error::Invalid)?;
+        let res = compare_schedules(&pred, &betas, &o.compare_t0)?;
         let _ = writeln!(
             r,
             "\n## Schedule shapes at equal length (min over β_i of the predicted P)\n"

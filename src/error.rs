@@ -3,6 +3,10 @@
 //! Every failure a user can cause (bad configuration, unwritable output, malformed file) becomes
 //! an [`Error`] whose message names what was wrong and what would have been valid. The CLI prints
 //! it and exits with status 2; nothing in the library panics on user input.
+//!
+//! Callers tell failures apart by variant (a cancelled search is [`Error::Interrupted`], an ODE
+//! out of its step budget [`IntegrateError::StepBudget`] inside [`Error::Integrate`]), never by
+//! message; [`Error::Invalid`] is kept for free-form explanations.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -34,6 +38,33 @@ pub enum Error {
         action: &'static str,
         /// The underlying error.
         source: std::io::Error,
+    },
+    /// The summary-statistics ODE does not describe the configured model (it needs the bimodal
+    /// target and a 2-component Gaussian-mixture student).
+    OdeModel {
+        /// What the ODE needs, e.g. `a 2-component student`.
+        needs: &'static str,
+    },
+    /// An ODE integration failed (non-finite state, step underflow, or its step budget
+    /// [`crate::theory::MAX_STEPS`] spent: [`IntegrateError::StepBudget`]).
+    Integrate(IntegrateError),
+    /// The ODE of one cell of a theory grid cannot be integrated to the end of its run within
+    /// the step budget (so neither can the other cells': the grid is refused early).
+    CellOde {
+        /// The cell's initial inverse temperature β_i.
+        beta_i: f64,
+        /// The cell's annealing time t0.
+        t0: f64,
+        /// Why the integration failed.
+        source: IntegrateError,
+    },
+    /// A cancellable computation stopped because its cancel flag was set.
+    Interrupted,
+    /// The GPU engine failed (no device, a CUDA call, or a request it cannot serve).
+    Gpu {
+        /// The engine's error: a `family::realnvp_gpu::GpuError` (cargo feature `gpu`; reach its
+        /// variants with `downcast_ref`).
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
     },
     /// Anything else the user asked for that cannot be done, with an explanation.
     Invalid(String),
@@ -79,6 +110,15 @@ impl fmt::Display for Error {
                 action,
                 source,
             } => write!(f, "cannot {action} `{}`: {source}", path.display()),
+            Error::OdeModel { needs } => write!(f, "the summary-statistics ODE needs {needs}"),
+            Error::Integrate(e) => write!(f, "{e}"),
+            Error::CellOde { beta_i, t0, source } => write!(
+                f,
+                "theory: the ODE of cell (beta_i = {beta_i}, t0 = {t0}) cannot be integrated: \
+                 {source}"
+            ),
+            Error::Interrupted => write!(f, "interrupted"),
+            Error::Gpu { source } => write!(f, "{source}"),
             Error::Invalid(msg) => write!(f, "{msg}"),
         }
     }
@@ -88,10 +128,59 @@ impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Error::Io { source, .. } => Some(source),
+            Error::Integrate(source) | Error::CellOde { source, .. } => Some(source),
+            Error::Gpu { source } => Some(source.as_ref()),
             _ => None,
         }
     }
 }
+
+impl From<IntegrateError> for Error {
+    fn from(e: IntegrateError) -> Self {
+        Error::Integrate(e)
+    }
+}
+
+/// Why an ODE integration failed (the integrator is [`crate::theory::integrate`]).
+#[derive(Clone, Debug, PartialEq)]
+pub enum IntegrateError {
+    /// The state became non-finite at time τ and no smaller step helped.
+    NonFinite {
+        /// Time reached.
+        tau: f64,
+    },
+    /// The step size fell below 1e-12 at time τ.
+    StepUnderflow {
+        /// Time reached.
+        tau: f64,
+    },
+    /// The step budget ([`crate::theory::MAX_STEPS`]) was spent before reaching `target`.
+    StepBudget {
+        /// Time reached.
+        tau: f64,
+        /// Time asked for.
+        target: f64,
+        /// The budget spent (steps, accepted or rejected).
+        steps: usize,
+    },
+}
+
+impl fmt::Display for IntegrateError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            IntegrateError::NonFinite { tau } => write!(f, "non-finite state at τ = {tau}"),
+            IntegrateError::StepUnderflow { tau } => write!(f, "step size underflow at τ = {tau}"),
+            IntegrateError::StepBudget { tau, target, steps } => write!(
+                f,
+                "the ODE integrator took its budget of {steps} steps and reached only \
+                 τ = {tau:.4e} of τ = {target:.4e} (τ = learning rate × steps; check \
+                 run.optim.lr, run.target.r and the schedule lengths)"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for IntegrateError {}
 
 /// The toolkit's result type.
 pub type Result<T> = std::result::Result<T, Error>;

@@ -1,10 +1,10 @@
 //! Cancellation flags of single runs and of the schedule design: a set flag stops the call
 //! promptly; a flag never set changes nothing.
 
+use annealvi::Error;
 use annealvi::config::Config;
 use annealvi::design::{
-    INTERRUPTED, Predictor, fastest_exponential, fastest_exponential_cancellable, simulate,
-    simulate_cancellable,
+    Predictor, fastest_exponential, fastest_exponential_cancellable, simulate, simulate_cancellable,
 };
 use annealvi::family::VariationalFamily;
 use annealvi::run::{
@@ -102,7 +102,7 @@ fn the_design_stops_on_its_flag() {
     let on = AtomicBool::new(true);
     let off = AtomicBool::new(false);
     let r = fastest_exponential_cancellable(&pred, 0.3, &betas, (10.0, 1e4), &on);
-    assert_eq!(r.err().as_deref(), Some(INTERRUPTED));
+    assert!(matches!(r, Err(Error::Interrupted)), "{r:?}");
     let a = fastest_exponential(&pred, 0.3, &betas, (10.0, 1e4)).unwrap();
     let b = fastest_exponential_cancellable(&pred, 0.3, &betas, (10.0, 1e4), &off).unwrap();
     assert_eq!(format!("{a:?}"), format!("{b:?}"));

@@ -36,7 +36,6 @@ samples = 16
 kind = "adam"
 lr = 0.002
 "#;
-
 fn tmp(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("annealvi-from-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
@@ -51,7 +50,6 @@ fn sweep(out: &Path, max_runs: Option<usize>) {
         out: out.to_path_buf(),
         resume: true,
         shard: None,
-        threads: 1,
         max_runs,
         budget: None,
     };

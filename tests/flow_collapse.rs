@@ -45,7 +45,6 @@ fn annealing_prevents_the_flows_collapse() {
         out: out.clone(),
         resume: false,
         shard: None,
-        threads: 0,
         max_runs: None,
         budget: None,
     };

@@ -2,7 +2,10 @@
 //! after it, finished runs are kept, the report says how many are left, and `--resume`
 //! completes the sweep to exactly the runs of an uninterrupted one.
 
-use annealvi::sweep::{SweepConfig, SweepOptions, run_sweep};
+mod common;
+
+use annealvi::sweep::{SweepConfig, SweepOptions};
+use common::run_sweep_on;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -25,7 +28,6 @@ sigma0 = "schedule"
 [run.objective]
 samples = 8
 "#;
-
 fn tmp(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("annealvi-budget-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
@@ -52,7 +54,6 @@ fn opts(out: &Path, resume: bool, budget: Option<Duration>) -> SweepOptions {
         out: out.to_path_buf(),
         resume,
         shard: None,
-        threads: 1,
         max_runs: None,
         budget,
     }
@@ -64,13 +65,13 @@ fn budget_stops_between_runs_and_resume_completes_the_sweep() {
     cfg.validate().unwrap();
     let dir = tmp("lib");
     let t = Instant::now();
-    let full = run_sweep(&cfg, &opts(&dir.join("full"), false, None)).unwrap();
+    let full = run_sweep_on(1, &cfg, &opts(&dir.join("full"), false, None)).unwrap();
     let wall = t.elapsed();
     assert_eq!(full.remaining, 0);
     assert_eq!(full.ran, full.planned);
 
     // a quarter of the uninterrupted sweep's time: some runs, not all
-    let part = run_sweep(&cfg, &opts(&dir.join("part"), false, Some(wall / 4))).unwrap();
+    let part = run_sweep_on(1, &cfg, &opts(&dir.join("part"), false, Some(wall / 4))).unwrap();
     eprintln!(
         "budget {:?} of {:?}: {} of {} runs, {} left",
         wall / 4,
@@ -87,7 +88,7 @@ fn budget_stops_between_runs_and_resume_completes_the_sweep() {
     assert_eq!(got.len(), n);
 
     // resumed without a budget: the runs of the uninterrupted sweep, each once
-    let rest = run_sweep(&cfg, &opts(&dir.join("part"), true, None)).unwrap();
+    let rest = run_sweep_on(1, &cfg, &opts(&dir.join("part"), true, None)).unwrap();
     assert_eq!(rest.skipped, part.ran);
     assert_eq!(rest.ran, part.remaining);
     assert_eq!(rest.remaining, 0);

@@ -4,7 +4,10 @@
 
 #![cfg(feature = "gpu")]
 
+mod common;
+
 use annealvi::sweep::{SweepConfig, SweepOptions, read_runs, run_sweep};
+use common::run_sweep_on;
 
 const CONFIG: &str = r#"
 [grid]
@@ -34,7 +37,6 @@ estimator = "ESTIMATOR"
 kind = "adam"
 lr = 0.01
 "#;
-
 fn sweep(engine: &str, estimator: &str) -> Vec<annealvi::sweep::RunLine> {
     let text = CONFIG.replace("ESTIMATOR", estimator);
     let mut cfg: SweepConfig = toml::from_str(&text).unwrap();
@@ -50,7 +52,6 @@ fn sweep(engine: &str, estimator: &str) -> Vec<annealvi::sweep::RunLine> {
         out: out.clone(),
         resume: false,
         shard: None,
-        threads: 2,
         max_runs: None,
         budget: None,
     };
@@ -134,11 +135,10 @@ fn gpu_engine_without_a_device_is_an_error_not_a_panic() {
         out: out.clone(),
         resume: false,
         shard: None,
-        threads: 1,
         max_runs: None,
         budget: None,
     };
-    let r = run_sweep(&cfg, &opts);
+    let r = run_sweep_on(1, &cfg, &opts);
     let _ = std::fs::remove_dir_all(&out);
     match r {
         // a machine with a CUDA device trains the sweep
@@ -166,17 +166,16 @@ fn gpu_engine_budget_stops_between_batches() {
         out: dir.join(out),
         resume,
         shard: None,
-        threads: 1,
         max_runs: None,
         budget,
     };
     let t = Instant::now();
-    let full = run_sweep(&cfg, &opts("full", false, None)).unwrap();
+    let full = run_sweep_on(1, &cfg, &opts("full", false, None)).unwrap();
     let wall = t.elapsed();
     assert_eq!((full.ran, full.remaining), (6, 0));
-    let zero = run_sweep(&cfg, &opts("zero", false, Some(Duration::ZERO))).unwrap();
+    let zero = run_sweep_on(1, &cfg, &opts("zero", false, Some(Duration::ZERO))).unwrap();
     assert_eq!((zero.ran, zero.remaining), (0, 6));
-    let part = run_sweep(&cfg, &opts("part", false, Some(wall / 3))).unwrap();
+    let part = run_sweep_on(1, &cfg, &opts("part", false, Some(wall / 3))).unwrap();
     eprintln!(
         "budget {:?} of {wall:?}: {} batches of 1 run, {} left",
         wall / 3,
@@ -190,7 +189,7 @@ fn gpu_engine_budget_stops_between_batches() {
             .len(),
         part.ran
     );
-    let rest = run_sweep(&cfg, &opts("part", true, None)).unwrap();
+    let rest = run_sweep_on(1, &cfg, &opts("part", true, None)).unwrap();
     assert_eq!((rest.ran, rest.remaining), (part.remaining, 0));
     let key = |r: &annealvi::sweep::RunLine| {
         let mut v = serde_json::to_value(r).unwrap();

@@ -499,3 +499,47 @@ fn flow_outcome_does_not_depend_on_recording() {
     assert_eq!(a.stats.kl, b.stats.kl);
     assert_eq!(a.stats.ess_fraction, b.stats.ess_fraction);
 }
+
+/// `--dry-run` counts the runs left by the sweep's own rule: on a partly done shard it announces
+/// exactly as many runs as `--resume` then runs.
+#[test]
+fn dry_run_counts_what_the_sweep_then_runs() {
+    let dir = tmp("dryrun");
+    let cfg = write_config(&dir, SMALL);
+    let out = dir.join("o");
+    // a repeated cell, so that the grid's runs are not simply cells x seeds
+    let set = ["--set", "grid.t0=[30,30.2]", "--shard", "2/4"];
+    let o = sweep(&cfg, &out, &set);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // an interrupted shard: only its first run recorded
+    let first = runs_text(&out).lines().next().unwrap().to_string();
+    std::fs::write(out.join("runs.jsonl"), first + "\n").unwrap();
+    let resume: Vec<&str> = set.iter().copied().chain(["--resume"]).collect();
+    let dry: Vec<&str> = resume.iter().copied().chain(["--dry-run"]).collect();
+    let o = sweep(&cfg, &out, &dry);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    // "<cells> cells x <seeds> seeds = <runs> runs; <left> to run in shard 2/4 (...)"
+    let left: usize = text
+        .split("; ")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no count in {text:?}"));
+    let o = sweep(&cfg, &out, &resume);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    // "<planned> runs in this sweep (shard 2/4): <skipped> already done, <ran> run in ..."
+    let ran: usize = text
+        .split("already done, ")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no count in {text:?}"));
+    assert!(left > 0, "{text}");
+    assert_eq!(
+        left, ran,
+        "dry run announced {left} runs, the sweep ran {ran}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}

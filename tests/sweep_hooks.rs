@@ -28,7 +28,6 @@ fn setup(name: &str) -> (SweepConfig, SweepOptions) {
         out: dir,
         resume: true,
         shard: None,
-        threads: 2,
         max_runs: None,
         budget: None,
     };

@@ -202,13 +202,12 @@ sigma0 = "schedule"
         out: dir.clone(),
         resume: false,
         shard: None,
-        threads: 2,
         max_runs: None,
         budget: None,
     };
     run_sweep(&cfg, &opts).unwrap();
     let sgd = annealvi::sweep::aggregate(&read_runs(&dir.join("runs.jsonl"), false).unwrap());
-    let ode = theory_grid(&cfg, 16, 2, IcMethod::Paired).unwrap();
+    let ode = theory_grid(&cfg, 16, IcMethod::Paired).unwrap();
     assert_eq!(sgd.len(), ode.len());
     let mut any_collapse = false;
     for o in &ode {

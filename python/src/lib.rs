@@ -20,8 +20,9 @@ use numpy::{PyArray1, PyArrayMethods, PyReadonlyArray1};
 use pyo3::exceptions::{PyKeyboardInterrupt, PyOSError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
+use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
 /// A library error as the matching Python exception.
@@ -32,21 +33,46 @@ pub(crate) fn to_py(e: Error) -> PyErr {
     }
 }
 
-/// Runs `f` on a worker thread; the caller waits without the GIL and checks for signals every
-/// 0.2 s. On a signal (Ctrl-C) `cancel` is set, the worker is awaited (it stops at its next
-/// check) and the signal's exception (KeyboardInterrupt) is returned. A panic in the worker
-/// becomes a `RuntimeError`.
+thread_local! {
+    /// The rayon pool of the call in progress on this (Python) thread, set by [`with_threads`]:
+    /// the workers of its [`interruptible`] calls run inside it.
+    static CALL_POOL: RefCell<Option<Arc<rayon::ThreadPool>>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` (a call whose Python API takes `threads`) with a rayon pool of `threads` threads
+/// (0 = all cores) for the library's parallel loops; the pool lives for this call only.
+fn with_threads<T>(threads: usize, f: impl FnOnce() -> PyResult<T>) -> PyResult<T> {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .map_err(|e| to_py(Error::Invalid(format!("cannot start {threads} threads: {e}"))))?;
+    let outer = CALL_POOL.with(|p| p.replace(Some(Arc::new(pool))));
+    let r = f();
+    CALL_POOL.with(|p| *p.borrow_mut() = outer);
+    r
+}
+
+/// Runs `f` on a worker thread (inside the call's rayon pool, if [`with_threads`] set one; else
+/// on the global pool); the caller waits without the GIL and checks for signals every 0.2 s.
+/// On a signal (Ctrl-C) `cancel` is set, the worker is awaited (it stops at its next check)
+/// and the signal's exception (KeyboardInterrupt) is returned. A panic in the worker becomes a
+/// `RuntimeError`.
 pub(crate) fn interruptible<T, F>(py: Python<'_>, f: F) -> PyResult<T>
 where
     T: Send,
     F: FnOnce(&AtomicBool) -> T + Send,
 {
     let cancel = AtomicBool::new(false);
+    let pool = CALL_POOL.with(|p| p.borrow().clone());
     std::thread::scope(|s| {
         let (tx, rx) = mpsc::channel();
         let cancel_ref = &cancel;
         s.spawn(move || {
-            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(cancel_ref)));
+            let work = || f(cancel_ref);
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match &pool {
+                Some(pool) => pool.install(work),
+                None => work(),
+            }));
             let _ = tx.send(r);
         });
         // Receiver is not Sync; the mutex lets the GIL-free closure borrow it
@@ -321,7 +347,7 @@ fn collapse_probability<'py>(
                 .into_par_iter()
                 .map(|j| {
                     if cancel.load(Ordering::Relaxed) {
-                        return Err(Error::Invalid("interrupted".into()));
+                        return Err(Error::Interrupted);
                     }
                     let p = model.cell(beta_i[j], t0[j]).p;
                     Ok((p, f64::NAN, f64::NAN, -1))
@@ -333,7 +359,7 @@ fn collapse_probability<'py>(
             .into_par_iter()
             .map(|j| {
                 if cancel.load(Ordering::Relaxed) {
-                    return Err(Error::Invalid("interrupted".into()));
+                    return Err(Error::Interrupted);
                 }
                 let s = Exponential {
                     beta_i: beta_i[j],
@@ -350,7 +376,7 @@ fn collapse_probability<'py>(
             .collect()
     })?
     .map_err(|e| match e {
-        Error::Invalid(m) if m == "interrupted" => interrupted(),
+        Error::Interrupted => interrupted(),
         e => to_py(e),
     })?;
     let dict = PyDict::new(py);
@@ -432,9 +458,9 @@ fn design<'py>(
         let range = (t_min, t_max);
         let (best, all) =
             fastest_exponential_cancellable(&pred, max_collapse, &betas, range, cancel).map_err(
-                |e| match cancel.load(Ordering::Relaxed) {
-                    true => interrupted(),
-                    false => PyValueError::new_err(e),
+                |e| match e {
+                    Error::Interrupted => interrupted(),
+                    e => to_py(e),
                 },
             )?;
         let check = match best {
@@ -544,7 +570,7 @@ fn ode_trajectory<'py>(
     }
     let schedule = cfg.build_schedule();
     let dy = annealvi::theory::Dynamics::from_config(&cfg, schedule.as_ref(), quasi_static)
-        .map_err(PyValueError::new_err)?;
+        .map_err(to_py)?;
     let mut init = stream(cfg.seed, run, Purpose::Init);
     let q = cfg.init_student(&mut init);
     let mut e1 = vec![0.0; d];
@@ -764,15 +790,14 @@ fn sweep<'py>(
         out: out.into(),
         resume,
         shard,
-        threads,
         max_runs: None,
         budget: None,
     };
-    let report = match target {
-        Some(t) => callable::sweep(py, &cfg, &opts, t)?,
+    let report = with_threads(threads, || match target {
+        Some(t) => callable::sweep(py, &cfg, &opts, t),
         None => interruptible(py, |cancel| run_sweep_cancellable(&cfg, &opts, cancel))?
-            .map_err(to_py)?,
-    };
+            .map_err(to_py),
+    })?;
     let runs = read_runs(&opts.out.join("runs.jsonl"), false).map_err(to_py)?;
     let cells = aggregate(&runs);
     let dict = PyDict::new(py);

@@ -75,14 +75,14 @@ pub struct DimPoint {
 }
 
 /// Runs (or resumes) the study in `out` and draws it.
-pub fn figure_dim(out: &Path, quick: bool, threads: usize) -> Result<Vec<DimPoint>> {
+pub fn figure_dim(out: &Path, quick: bool) -> Result<Vec<DimPoint>> {
     let mut points = Vec::new();
     for d in DIMS {
         let cfg = dim_config(d, quick)?;
         let dir = out.join(format!("d{d}"));
-        let rep = resume_sweep(&cfg, &dir, threads)?;
+        let rep = resume_sweep(&cfg, &dir)?;
         let cells = cells_in(&dir)?;
-        let theory = theory_grid(&cfg, cfg.grid.seeds, threads, IcMethod::Paired)?;
+        let theory = theory_grid(&cfg, cfg.grid.seeds, IcMethod::Paired)?;
         println!(
             "d = {d}: {} runs ({} run now in {:.1} s)",
             rep.planned, rep.ran, rep.seconds

@@ -15,7 +15,7 @@
 //! row labels on the left, a shared legend on top) is built here from the generic charts.
 
 use crate::config::{Config, NumberOr, ScheduleKind};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::metrics::wilson_interval;
 use crate::output;
 use crate::plot::{
@@ -74,35 +74,29 @@ pub fn figure1_configs(seed: u64) -> Vec<(String, Config)> {
 }
 
 /// Reproduces Figure 1 into `out` (fig1.png, fig1.svg and the CSV data behind them).
-pub fn figure1(out: &Path, quick: bool, seed: u64, threads: usize) -> Result<()> {
+pub fn figure1(out: &Path, quick: bool, seed: u64) -> Result<()> {
     output::ensure_dir(out)?;
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .map_err(|e| Error::Invalid(format!("cannot start {threads} threads: {e}")))?;
     let n_stat = if quick { 10 } else { 48 };
     let configs = figure1_configs(seed);
 
     // Collapse statistics per row over n_stat seeds (runs 0..n_stat of each config).
     let bar = crate::progress::bar((3 * n_stat) as u64, "figure 1");
-    let outcomes: Vec<Vec<crate::metrics::Outcome>> = pool.install(|| {
-        configs
-            .iter()
-            .map(|(_, c)| {
-                let mut light = c.clone();
-                light.record.every = 0;
-                light.record.marginal_steps.clear();
-                (0..n_stat as u64)
-                    .into_par_iter()
-                    .map(|run| {
-                        let (_, r) = run_config(&light, run, &mut NoObserver);
-                        bar.inc(1);
-                        r.outcome
-                    })
-                    .collect()
-            })
-            .collect()
-    });
+    let outcomes: Vec<Vec<crate::metrics::Outcome>> = configs
+        .iter()
+        .map(|(_, c)| {
+            let mut light = c.clone();
+            light.record.every = 0;
+            light.record.marginal_steps.clear();
+            (0..n_stat as u64)
+                .into_par_iter()
+                .map(|run| {
+                    let (_, r) = run_config(&light, run, &mut NoObserver);
+                    bar.inc(1);
+                    r.outcome
+                })
+                .collect()
+        })
+        .collect();
     bar.finish_and_clear();
 
     // The run shown: the first run index whose outcomes match the paper's illustration.

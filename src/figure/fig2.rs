@@ -83,8 +83,8 @@ pub fn theory_map(out: &Path, theory: &[crate::theory::grid::TheoryCell]) -> Res
 }
 
 /// Figure 2: heat-map of P(collapse) over (β_i, t0) with the simulated 0.5 isoline.
-pub fn figure2(out: &Path, quick: bool, threads: usize) -> Result<()> {
-    let cells = fig2_sweep(out, quick, threads)?;
+pub fn figure2(out: &Path, quick: bool) -> Result<()> {
+    let cells = fig2_sweep(out, quick)?;
     let grid = Grid::of_stats(&cells);
     let values = grid.values(&cells, CellStats::p_collapse);
     let title = match no_annealing(&cells) {
@@ -100,7 +100,6 @@ pub fn figure2(out: &Path, quick: bool, threads: usize) -> Result<()> {
     let theory = crate::theory::grid::theory_grid(
         &cfg,
         cfg.grid.seeds,
-        threads,
         crate::theory::grid::IcMethod::Paired,
     )?;
     crate::theory::grid::write_theory(out, &theory)?;

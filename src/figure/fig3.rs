@@ -55,7 +55,7 @@ pub fn figure3(out: &Path, quick: bool, seed: u64) -> Result<()> {
             .collect();
         let mut curves: Vec<(&str, Vec<[f64; 7]>)> = vec![("SGD", sgd)];
         for (label, quasi) in [("ODE", false), ("ODE quasi-static", true)] {
-            let dy = Dynamics::from_config(&cfg, &sched, quasi).map_err(Error::Invalid)?;
+            let dy = Dynamics::from_config(&cfg, &sched, quasi)?;
             let xs = integrate(&dy, 0.0, x0, &taus, Tolerance::default())
                 .map_err(|e| Error::Invalid(format!("ODE integration failed: {e}")))?;
             curves.push((label, xs.iter().map(first_seven).collect()));

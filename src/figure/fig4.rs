@@ -14,8 +14,8 @@ use std::path::Path;
 /// (fig4_light_mass.png/svg); DIR/cells.csv has the sweep's columns plus the flow metrics
 /// (mean mode-weight error, ESS fraction, KL(q‖π)).
 /// `engine`: where the flows are trained (`Engine::Gpu` with the `gpu` feature for `--full`).
-pub fn figure4(out: &Path, quick: bool, threads: usize, engine: Engine) -> Result<()> {
-    let cells = fig4_sweep(out, quick, threads, engine)?;
+pub fn figure4(out: &Path, quick: bool, engine: Engine) -> Result<()> {
+    let cells = fig4_sweep(out, quick, engine)?;
     let cfg = fig4_config(quick)?;
     let grid = Grid::of_stats(&cells);
     let t = &cfg.run.target;

@@ -99,13 +99,8 @@ fn rate_chart(
 /// panels have their own x axes: a step is an SGD step of η = 0.05 for the mixture and an
 /// Adam step for the flow.
 /// Writes fig5.png/svg, fig5.csv (mixture), fig5_flow.csv (flow), fig5_asymptote.csv.
-pub fn figure5(
-    out: &Path,
-    quick: bool,
-    threads: usize,
-    flow: Option<(&Path, bool, Engine)>,
-) -> Result<()> {
-    let cells = fig2_sweep(out, quick, threads)?;
+pub fn figure5(out: &Path, quick: bool, flow: Option<(&Path, bool, Engine)>) -> Result<()> {
+    let cells = fig2_sweep(out, quick)?;
     let mut mixture = rate_chart(
         &cells,
         "Gaussian-mixture student (SGD, η = 0.05)".into(),
@@ -135,7 +130,7 @@ pub fn figure5(
     }
     let mut charts = vec![mixture];
     if let Some((dir, fquick, engine)) = flow {
-        let fcells = fig4_sweep(dir, fquick, threads, engine)?;
+        let fcells = fig4_sweep(dir, fquick, engine)?;
         let fcfg = fig4_config(fquick)?;
         charts.push(rate_chart(
             &fcells,

@@ -57,19 +57,14 @@ fn fig4_config(quick: bool) -> Result<SweepConfig> {
 }
 
 /// Runs (or resumes, or reuses) the Figure 2 sweep in `out`; returns its cells.
-pub fn fig2_sweep(out: &Path, quick: bool, threads: usize) -> Result<Vec<CellStats>> {
-    builtin_sweep(fig2_config(quick)?, "Figure 2", out, threads, Engine::Cpu)
+pub fn fig2_sweep(out: &Path, quick: bool) -> Result<Vec<CellStats>> {
+    builtin_sweep(fig2_config(quick)?, "Figure 2", out, Engine::Cpu)
 }
 
 /// Runs (or resumes, or reuses) the Figure 4 (RealNVP) sweep in `out` on `engine`; returns
 /// its cells.
-pub fn fig4_sweep(
-    out: &Path,
-    quick: bool,
-    threads: usize,
-    engine: Engine,
-) -> Result<Vec<CellStats>> {
-    builtin_sweep(fig4_config(quick)?, "Figure 4", out, threads, engine)
+pub fn fig4_sweep(out: &Path, quick: bool, engine: Engine) -> Result<Vec<CellStats>> {
+    builtin_sweep(fig4_config(quick)?, "Figure 4", out, engine)
 }
 
 /// Parses a built-in sweep configuration (`name` appears in a parse error).
@@ -88,12 +83,11 @@ fn builtin_sweep(
     mut cfg: SweepConfig,
     name: &str,
     out: &Path,
-    threads: usize,
     engine: Engine,
 ) -> Result<Vec<CellStats>> {
     cfg.grid.engine = engine;
     cfg.validate()?;
-    let rep = resume_sweep(&cfg, out, threads)?;
+    let rep = resume_sweep(&cfg, out)?;
     println!(
         "{name} sweep: {} runs ({} already done, {} run now in {:.1} s) -> {}",
         rep.planned,
@@ -105,13 +99,12 @@ fn builtin_sweep(
     cells_in(out)
 }
 
-/// Runs the sweep `cfg` in `out` on `threads` threads, resuming whatever is there.
-fn resume_sweep(cfg: &SweepConfig, out: &Path, threads: usize) -> Result<SweepReport> {
+/// Runs the sweep `cfg` in `out` (on the caller's rayon pool), resuming whatever is there.
+fn resume_sweep(cfg: &SweepConfig, out: &Path) -> Result<SweepReport> {
     let opts = SweepOptions {
         out: out.to_path_buf(),
         resume: true,
         shard: None,
-        threads,
         max_runs: None,
         budget: None,
     };
@@ -227,30 +220,19 @@ pub fn isoline_t0(cells: &[CellStats], level: f64) -> Vec<(f64, f64)> {
 
 /// Every figure, their data, and `out/index.md` showing them. `flow_quick`: the scale of the
 /// RealNVP Figure 4 (and Figure 5's flow panel), `None` to leave it out.
-pub fn reproduce(
-    out: &Path,
-    quick: bool,
-    flow_quick: Option<bool>,
-    threads: usize,
-    engine: Engine,
-) -> Result<()> {
+pub fn reproduce(out: &Path, quick: bool, flow_quick: Option<bool>, engine: Engine) -> Result<()> {
     output::ensure_dir(out)?;
     let start = std::time::Instant::now();
-    figure1(&out.join("fig1"), quick, 0, threads)?;
+    figure1(&out.join("fig1"), quick, 0)?;
     figure3(&out.join("fig3"), quick, 0)?;
     let f2 = out.join("fig2");
-    figure2(&f2, quick, threads)?;
+    figure2(&f2, quick)?;
     let f4 = out.join("fig4");
     if let Some(fq) = flow_quick {
-        figure4(&f4, fq, threads, engine)?;
+        figure4(&f4, fq, engine)?;
     }
-    figure5(
-        &f2,
-        quick,
-        threads,
-        flow_quick.map(|fq| (f4.as_path(), fq, engine)),
-    )?;
-    figure_dim(&out.join("dim"), quick, threads)?;
+    figure5(&f2, quick, flow_quick.map(|fq| (f4.as_path(), fq, engine)))?;
+    figure_dim(&out.join("dim"), quick)?;
     let mut md = String::new();
     let mode = if quick { "quick" } else { "full" };
     let _ = writeln!(md, "# annealvi: reproduced figures ({mode})\n");

@@ -1,10 +1,11 @@
 //! Theory on a sweep's grid: the ODE Monte Carlo and the analytical formula on every cell of a
 //! [`SweepConfig`], the check that the summary-statistics ODE describes the configured training,
 //! and DIR/theory.csv. It reads the sweep's configuration and cells; the sweep knows nothing of
-//! it.
+//! it. The integrations run in parallel on the caller's rayon pool (install one to choose the
+//! number of threads); the results do not depend on it.
 
 use crate::config::FamilyKind;
-use crate::error::{Error, Result};
+use crate::error::{Error, IntegrateError, Result};
 use crate::metrics::wilson_interval;
 use crate::output;
 use crate::sweep::{Cell, SweepConfig};
@@ -77,12 +78,7 @@ pub enum IcMethod {
 /// fast flow ([`crate::theory::quasi_static`]); trainable weights the exact-objective one.
 /// `Table` draws its initial conditions from stream (seed, cell, Eval), so it is reproducible.
 /// Needs the bimodal target and 2 components.
-pub fn theory_grid(
-    cfg: &SweepConfig,
-    n: usize,
-    threads: usize,
-    method: IcMethod,
-) -> Result<Vec<TheoryCell>> {
+pub fn theory_grid(cfg: &SweepConfig, n: usize, method: IcMethod) -> Result<Vec<TheoryCell>> {
     use crate::objective::ExactObjective;
     use crate::schedule::Exponential;
     use crate::seed::{Purpose, stream};
@@ -98,7 +94,7 @@ pub fn theory_grid(
         beta_i: 1.0,
         t0: 0.0,
     };
-    Dynamics::from_config(&cfg.run, &probe, true).map_err(Error::Invalid)?;
+    Dynamics::from_config(&cfg.run, &probe, true)?;
     let bimodal = *target
         .as_bimodal()
         .expect("checked by Dynamics::from_config");
@@ -116,41 +112,37 @@ pub fn theory_grid(
     let entropy = w1.map(EntropyTable::new);
     let formula = FormulaModel::from_sweep(cfg);
     let cells = cfg.cells();
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .map_err(|e| Error::Invalid(format!("cannot start {threads} threads: {e}")))?;
     // one paired integration: initial means of seed i, classified at the end of cell c's run
-    let paired = |c: usize, i: usize| -> std::result::Result<bool, String> {
+    let paired = |c: usize, i: usize| -> Result<bool> {
         let cell = cells[c];
-        let cc = cfg.cell_config(&cell);
-        let sched = Exponential {
-            beta_i: cell.beta_i,
-            t0: cell.t0,
-        };
-        let tau_end = cc.optim.lr * cc.optim.steps as f64;
+        let (cc, sched, tau_end) = cell_run(cfg, &cell);
         let (q, axis) = crate::run::initial_student(&cc, i as u64);
-        let x = to_vec(&ExactObjective::reduce(&q, &axis).map_err(|e| e.to_string())?);
+        let x = to_vec(&ExactObjective::reduce(&q, &axis)?);
         match entropy.as_ref() {
             Some(tab) => {
                 let flow = QuasiStatic::new(bimodal, &sched, cc.optim.lr, tab);
                 let x5 = [x[0], x[1], x[2], x[3], x[4]];
-                collapses(&flow, x5, cc.optim.lr * cell.t0, tau_end)
+                Ok(collapses(&flow, x5, cc.optim.lr * cell.t0, tau_end)?)
             }
-            None => ode_collapses(&Dynamics::from_config(&cc, &sched, true)?, x, tau_end),
+            None => Ok(ode_collapses(
+                &Dynamics::from_config(&cc, &sched, true)?,
+                x,
+                tau_end,
+            )?),
         }
     };
     // fail early when the integrator cannot reach the end of the longest run within its step
     // budget (an absurd learning rate or target scale): every other cell would fail the same
     // way, slowly
     if let Some(longest) = (0..cells.len()).max_by_key(|&c| cfg.cell_config(&cells[c]).optim.steps)
-        && let Err(e) = paired(longest, 0)
-        && e.contains("budget")
+        && let Err(Error::Integrate(source @ IntegrateError::StepBudget { .. })) =
+            paired(longest, 0)
     {
-        return Err(Error::Invalid(format!(
-            "theory: the ODE of cell (beta_i = {}, t0 = {}) cannot be integrated: {e}",
-            cells[longest].beta_i, cells[longest].t0
-        )));
+        return Err(Error::CellOde {
+            beta_i: cells[longest].beta_i,
+            t0: cells[longest].t0,
+            source,
+        });
     }
     let jobs: Vec<(usize, usize)> = match method {
         IcMethod::Paired => (0..cells.len())
@@ -160,43 +152,37 @@ pub fn theory_grid(
     };
     let bar = crate::progress::bar(jobs.len() as u64, "theory");
     // (cell, collapsed, failed, classified)
-    let results: Vec<(usize, usize, usize, usize)> = pool.install(|| {
-        jobs.par_iter()
-            .map(|&(c, i)| {
-                let cell = cells[c];
-                let cc = cfg.cell_config(&cell);
-                let sched = Exponential {
-                    beta_i: cell.beta_i,
-                    t0: cell.t0,
-                };
-                let tau_end = cc.optim.lr * cc.optim.steps as f64;
-                let tau_kink = cc.optim.lr * cell.t0;
-                let out = match (method, entropy.as_ref()) {
-                    (IcMethod::Table, Some(tab)) => {
-                        let flow = QuasiStatic::new(bimodal, &sched, cc.optim.lr, tab);
-                        let s = scale.unwrap_or(1.0);
-                        match CollapseTable::new(&flow, d, s, (tau_kink, tau_end)) {
-                            Ok(table) => {
-                                let mut rng = stream(cc.seed, c as u64, Purpose::Eval);
-                                let col = (0..n)
-                                    .filter(|_| table.collapses(&draw_initial(&mut rng, d, s)))
-                                    .count();
-                                (c, col, 0, n)
-                            }
-                            Err(_) => (c, 0, n, n),
+    let results: Vec<(usize, usize, usize, usize)> = jobs
+        .par_iter()
+        .map(|&(c, i)| {
+            let cell = cells[c];
+            let (cc, sched, tau_end) = cell_run(cfg, &cell);
+            let tau_kink = cc.optim.lr * cell.t0;
+            let out = match (method, entropy.as_ref()) {
+                (IcMethod::Table, Some(tab)) => {
+                    let flow = QuasiStatic::new(bimodal, &sched, cc.optim.lr, tab);
+                    let s = scale.unwrap_or(1.0);
+                    match CollapseTable::new(&flow, d, s, (tau_kink, tau_end)) {
+                        Ok(table) => {
+                            let mut rng = stream(cc.seed, c as u64, Purpose::Eval);
+                            let col = (0..n)
+                                .filter(|_| table.collapses(&draw_initial(&mut rng, d, s)))
+                                .count();
+                            (c, col, 0, n)
                         }
+                        Err(_) => (c, 0, n, n),
                     }
-                    _ => match paired(c, i) {
-                        Ok(true) => (c, 1, 0, 1),
-                        Ok(false) => (c, 0, 0, 1),
-                        Err(_) => (c, 0, 1, 1),
-                    },
-                };
-                bar.inc(1);
-                out
-            })
-            .collect()
-    });
+                }
+                _ => match paired(c, i) {
+                    Ok(true) => (c, 1, 0, 1),
+                    Ok(false) => (c, 0, 0, 1),
+                    Err(_) => (c, 0, 1, 1),
+                },
+            };
+            bar.inc(1);
+            out
+        })
+        .collect();
     bar.finish_and_clear();
     let mut out: Vec<TheoryCell> = cells
         .iter()
@@ -216,6 +202,21 @@ pub fn theory_grid(
         out[c].failed += failed;
     }
     Ok(out)
+}
+
+/// The run of `cell`: its configuration, its schedule, and the ODE time τ_end = η × steps at
+/// its end.
+fn cell_run(
+    cfg: &SweepConfig,
+    cell: &Cell,
+) -> (crate::config::Config, crate::schedule::Exponential, f64) {
+    let cc = cfg.cell_config(cell);
+    let sched = crate::schedule::Exponential {
+        beta_i: cell.beta_i,
+        t0: cell.t0,
+    };
+    let tau_end = cc.optim.lr * cc.optim.steps as f64;
+    (cc, sched, tau_end)
 }
 
 /// Writes DIR/theory.csv: `beta_i,t0,rate,n,p_ode,ci_low,ci_high,failed,p_formula`. A cell

@@ -26,6 +26,7 @@ pub mod monte_carlo;
 pub mod quasi_static;
 pub mod tables;
 
+use crate::error::{Error, Result};
 use crate::objective::{ExactObjective, Reduced};
 use crate::schedule::Schedule;
 use crate::target::Bimodal;
@@ -92,13 +93,16 @@ pub struct OdeModel {
 
 impl OdeModel {
     /// The model of the training configured by `cfg` (bimodal target, 2 components).
-    pub fn from_config(cfg: &crate::config::Config) -> Result<Self, String> {
+    /// Errors with [`Error::OdeModel`] for another target or student.
+    pub fn from_config(cfg: &crate::config::Config) -> Result<Self> {
         let target = cfg.build_target();
-        let bimodal = *target
-            .as_bimodal()
-            .ok_or("the summary-statistics ODE needs target.kind = \"bimodal\"")?;
+        let bimodal = *target.as_bimodal().ok_or(Error::OdeModel {
+            needs: "target.kind = \"bimodal\"",
+        })?;
         if cfg.student.components != 2 {
-            return Err("the summary-statistics ODE needs a 2-component student".into());
+            return Err(Error::OdeModel {
+                needs: "a 2-component student",
+            });
         }
         Ok(OdeModel {
             target: bimodal,
@@ -133,7 +137,7 @@ impl<'a> Dynamics<'a> {
         cfg: &crate::config::Config,
         schedule: &'a dyn Schedule,
         quasi_static: bool,
-    ) -> Result<Self, String> {
+    ) -> Result<Self> {
         Ok(Self::new(
             &OdeModel::from_config(cfg)?,
             schedule,
@@ -221,50 +225,7 @@ impl Default for Tolerance {
 /// for hours.
 pub const MAX_STEPS: usize = 20_000;
 
-/// Why an ODE integration failed.
-#[derive(Clone, Debug, PartialEq)]
-pub enum IntegrateError {
-    /// The state became non-finite at time τ and no smaller step helped.
-    NonFinite {
-        /// Time reached.
-        tau: f64,
-    },
-    /// The step size fell below 1e-12 at time τ.
-    StepUnderflow {
-        /// Time reached.
-        tau: f64,
-    },
-    /// [`MAX_STEPS`] steps were taken before reaching `target`.
-    StepBudget {
-        /// Time reached.
-        tau: f64,
-        /// Time asked for.
-        target: f64,
-    },
-}
-
-impl std::fmt::Display for IntegrateError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            IntegrateError::NonFinite { tau } => write!(f, "non-finite state at τ = {tau}"),
-            IntegrateError::StepUnderflow { tau } => write!(f, "step size underflow at τ = {tau}"),
-            IntegrateError::StepBudget { tau, target } => write!(
-                f,
-                "the ODE integrator took its budget of {MAX_STEPS} steps and reached only \
-                 τ = {tau:.4e} of τ = {target:.4e} (τ = learning rate × steps; check \
-                 run.optim.lr, run.target.r and the schedule lengths)"
-            ),
-        }
-    }
-}
-
-impl std::error::Error for IntegrateError {}
-
-impl From<IntegrateError> for String {
-    fn from(e: IntegrateError) -> String {
-        e.to_string()
-    }
-}
+pub use crate::error::IntegrateError;
 
 /// Integrates from (τ0, x0) to each time in `times` (ascending, ≥ τ0) with Dormand–Prince
 /// 5(4); returns the state at each. Errors if a state becomes non-finite, the step underflows
@@ -275,7 +236,7 @@ pub fn integrate<S: OdeSystem<N> + ?Sized, const N: usize>(
     x0: [f64; N],
     times: &[f64],
     tol: Tolerance,
-) -> Result<Vec<[f64; N]>, IntegrateError> {
+) -> std::result::Result<Vec<[f64; N]>, IntegrateError> {
     // Dormand–Prince coefficients
     const C: [f64; 7] = [0.0, 0.2, 0.3, 0.8, 8.0 / 9.0, 1.0, 1.0];
     const A: [[f64; 6]; 7] = [
@@ -336,7 +297,11 @@ pub fn integrate<S: OdeSystem<N> + ?Sized, const N: usize>(
         while t < target {
             taken += 1;
             if taken > MAX_STEPS {
-                return Err(IntegrateError::StepBudget { tau: t, target });
+                return Err(IntegrateError::StepBudget {
+                    tau: t,
+                    target,
+                    steps: MAX_STEPS,
+                });
             }
             let hh = h.min(target - t).min(tol.max_step);
             let mut k = [[0.0; N]; 7];
@@ -390,7 +355,11 @@ pub fn integrate<S: OdeSystem<N> + ?Sized, const N: usize>(
 
 /// Integrates the quasi-static ODE (σ² = 1/β) from `x0` to `tau_end` and says whether the
 /// student collapsed: both m_k on the same side of 0 at the end (docs/theory.md §6).
-pub fn ode_collapses(dy: &Dynamics, x0: [f64; DIM], tau_end: f64) -> Result<bool, String> {
+pub fn ode_collapses(
+    dy: &Dynamics,
+    x0: [f64; DIM],
+    tau_end: f64,
+) -> std::result::Result<bool, IntegrateError> {
     let tol = Tolerance {
         rtol: 1e-6,
         atol: 1e-8,

@@ -13,6 +13,7 @@
 //! (~1000 integrations) per cell instead of one integration per initial condition. Tests
 //! check the table against direct integration.
 
+use super::IntegrateError;
 use super::quasi_static::{QuasiStatic, collapses, split_threshold};
 
 /// δ_c(M, D⊥²) on a grid, for one cell: for each of 3 values of D⊥², δ_c at a set of
@@ -48,7 +49,7 @@ impl CollapseTable {
         d: usize,
         s: f64,
         (tau_kink, tau_end): (f64, f64),
-    ) -> Result<Self, String> {
+    ) -> Result<Self, IntegrateError> {
         let sd_m = s / std::f64::consts::SQRT_2;
         let m_coarse: Vec<f64> = (0..9)
             .map(|i| sd_m * (-3.5 + 7.0 * i as f64 / 8.0))
@@ -132,13 +133,13 @@ fn lerp(x: f64, y: f64, t: f64) -> f64 {
 /// Appends the nodes of (a, b] to `out`, bisecting the interval while δ_c at its midpoint is
 /// more than `tol` off the linear interpolation of its ends (`depth` more times at most).
 fn refine(
-    dc: &dyn Fn(f64) -> Result<f64, String>,
+    dc: &dyn Fn(f64) -> Result<f64, IntegrateError>,
     a: (f64, f64),
     b: (f64, f64),
     tol: f64,
     depth: u32,
     out: (&mut Vec<f64>, &mut Vec<f64>),
-) -> Result<(), String> {
+) -> Result<(), IntegrateError> {
     let (ms, dcs) = out;
     if depth > 0 {
         let mid = 0.5 * (a.0 + b.0);
@@ -179,6 +180,6 @@ fn bracket(nodes: &[f64], x: f64) -> (usize, f64) {
 
 /// Direct classification (one integration per initial condition), for checks and for
 /// models the table does not cover.
-pub fn direct(flow: &QuasiStatic, x0: [f64; 5], times: (f64, f64)) -> Result<bool, String> {
+pub fn direct(flow: &QuasiStatic, x0: [f64; 5], times: (f64, f64)) -> Result<bool, IntegrateError> {
     collapses(flow, x0, times.0, times.1)
 }

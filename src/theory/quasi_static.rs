@@ -16,7 +16,7 @@
 //! with a ~ N(0, 1), ‖ν_2‖² = s² (a² + χ²_{d−2}): five scalars drawn exactly in O(1).
 
 use super::tables::{EntropyTable, TanhTable};
-use super::{OdeSystem, Tolerance, integrate};
+use super::{IntegrateError, OdeSystem, Tolerance, integrate};
 use crate::schedule::Schedule;
 use crate::target::Bimodal;
 use rand::Rng;
@@ -107,7 +107,7 @@ pub fn collapses(
     x0: [f64; N],
     tau_kink: f64,
     tau_end: f64,
-) -> Result<bool, String> {
+) -> Result<bool, IntegrateError> {
     let mut times = Vec::with_capacity(2);
     if tau_kink > 0.0 && tau_kink < tau_end {
         times.push(tau_kink);
@@ -166,7 +166,7 @@ pub fn split_threshold(
     delta_max: f64,
     tol: f64,
     (tau_kink, tau_end): (f64, f64),
-) -> Result<f64, String> {
+) -> Result<f64, IntegrateError> {
     let col = |dl: f64| collapses(flow, state(m, side * dl, dperp2, p), tau_kink, tau_end);
     if col(delta_max)? {
         return Ok(f64::INFINITY);

@@ -97,7 +97,9 @@ impl std::error::Error for GpuError {}
 
 impl From<GpuError> for crate::Error {
     fn from(e: GpuError) -> Self {
-        crate::Error::Invalid(e.to_string())
+        crate::Error::Gpu {
+            source: Box::new(e),
+        }
     }
 }
 

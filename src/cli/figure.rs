@@ -1,0 +1,85 @@
+//! `annealvi figure` and `annealvi reproduce`: the paper's figures.
+
+use super::args::{FigureArgs, FlowScale, ReproduceArgs};
+use super::check_engine;
+use annealvi::error::{Error, Result};
+use annealvi::figure;
+
+/// `annealvi figure N`.
+pub fn figure(a: FigureArgs) -> Result<()> {
+    let FigureArgs {
+        number,
+        quick,
+        full: _,
+        flow,
+        engine,
+        out,
+        seed,
+        threads: _,
+        from,
+    } = a;
+    if number == "dim" {
+        figure::figure_dim(&out, quick)?;
+        return Ok(());
+    }
+    let number: u32 = number
+        .parse()
+        .map_err(|_| Error::config("figure", &number, "1, 2, 3, 4, 5 or dim"))?;
+    if number == 4 || (number == 5 && flow != FlowScale::None) {
+        check_engine(engine)?;
+    }
+    let engine = engine.engine();
+    if let Some(dir) = from {
+        if number != 4 {
+            return Err(Error::config(
+                "--from",
+                dir.display(),
+                "only with figure 4 (a RealNVP sweep directory)",
+            ));
+        }
+        let p = figure::figure4_from(&dir, &out)?;
+        println!(
+            "Figure 4 from {}: {}/{} runs ({:.1}%), {}/{} cells, {}/{} training steps \
+             ({:.1}%) done; wrote {}",
+            dir.display(),
+            p.runs_done,
+            p.runs_planned,
+            100.0 * p.fraction(),
+            p.cells_done,
+            p.cells_planned,
+            p.steps_done,
+            p.steps_planned,
+            100.0 * p.steps_done as f64 / p.steps_planned.max(1) as f64,
+            out.join("fig4.png").display()
+        );
+        return Ok(());
+    }
+    match number {
+        1 => figure::figure1(&out, quick, seed),
+        2 => figure::figure2(&out, quick),
+        3 => figure::figure3(&out, quick, seed),
+        4 => figure::figure4(&out, quick, engine),
+        5 => {
+            let dir = out.join("fig4");
+            let flow = flow.quick().map(|q| (dir.as_path(), q, engine));
+            figure::figure5(&out, quick, flow)
+        }
+        n => Err(Error::config("figure", n, "1, 2, 3, 4, 5 or dim")),
+    }
+}
+
+/// `annealvi reproduce`.
+pub fn reproduce(a: ReproduceArgs) -> Result<()> {
+    let ReproduceArgs {
+        quick: _,
+        full,
+        flow,
+        engine,
+        out,
+        threads: _,
+    } = a;
+    if flow != FlowScale::None {
+        check_engine(engine)?;
+    }
+    figure::reproduce(&out, !full, flow.quick(), engine.engine())
+}

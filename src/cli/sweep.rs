@@ -1,0 +1,134 @@
+//! `annealvi sweep` (with its `--dry-run` estimate) and `annealvi merge`.
+
+use super::args::{MergeArgs, SweepArgs};
+use super::budget_of;
+use annealvi::error::Result;
+use annealvi::sweep::{self, RunPlan, Shard, SweepConfig, SweepOptions};
+use std::time::Instant;
+
+/// `annealvi sweep` (and its `--dry-run`).
+pub fn sweep(a: SweepArgs) -> Result<()> {
+    let SweepArgs {
+        config,
+        sets,
+        out,
+        resume,
+        shard,
+        dry_run,
+        threads: _,
+        max_minutes,
+    } = a;
+    let budget = max_minutes.map(budget_of).transpose()?;
+    let cfg = SweepConfig::load(config.as_deref(), &sets)?;
+    let shard = shard.as_deref().map(Shard::parse).transpose()?;
+    if dry_run {
+        return dry_run_report(&cfg, shard, &out, resume);
+    }
+    let rep = sweep::run_sweep(
+        &cfg,
+        &SweepOptions {
+            out: out.clone(),
+            resume,
+            shard,
+            max_runs: None,
+            budget,
+        },
+    )?;
+    println!(
+        "{} runs in this sweep{}: {} already done, {} run in {:.1} s; wrote {}",
+        rep.planned,
+        shard.map_or(String::new(), |s| format!(
+            " (shard {}/{})",
+            s.index, s.count
+        )),
+        rep.skipped,
+        rep.ran,
+        rep.seconds,
+        out.join("cells.csv").display()
+    );
+    if rep.remaining > 0 {
+        println!(
+            "sweep incomplete: the --max-minutes budget ran out with {} of {} runs left; \
+             run the same command with --resume to continue",
+            rep.remaining, rep.planned
+        );
+    }
+    Ok(())
+}
+
+/// `--dry-run`: the number of runs left and an estimate of the time, from a short timed run.
+fn dry_run_report(
+    cfg: &SweepConfig,
+    shard: Option<Shard>,
+    out: &std::path::Path,
+    resume: bool,
+) -> Result<()> {
+    // the runs the sweep would run, by the sweep's own rule (shard, then those not recorded)
+    let done = if resume {
+        sweep::recorded_runs(&out.join("runs.jsonl"), false)?
+    } else {
+        Default::default()
+    };
+    let RunPlan {
+        cells,
+        all,
+        missing: todo,
+        ..
+    } = RunPlan::new(cfg, shard, &done);
+    let steps = cfg.total_steps(&todo, &cells);
+    // calibrate: one short run of the first cell's configuration
+    let mut probe = cfg.cell_config(&cells[0]);
+    probe.optim.steps = 300;
+    let t = Instant::now();
+    if probe.student.family == annealvi::config::FamilyKind::Realnvp {
+        annealvi::run::run_flow_with_streams(&probe, (0, 0), &mut annealvi::train::NoObserver)?;
+    } else {
+        annealvi::run::run_config(&probe, 0, &mut annealvi::train::NoObserver);
+    }
+    let per_step = t.elapsed().as_secs_f64() / 300.0;
+    let workers = rayon::current_num_threads();
+    let secs = steps as f64 * per_step / workers as f64;
+    println!(
+        "{} cells x {} seeds = {} runs; {} to run{} ({} training steps)",
+        cells.len(),
+        cfg.grid.seeds,
+        all.len(),
+        todo.len(),
+        shard.map_or(String::new(), |s| format!(
+            " in shard {}/{}",
+            s.index, s.count
+        )),
+        steps
+    );
+    if cfg.grid.engine == annealvi::sweep::Engine::Cpu {
+        println!(
+            "estimated time on this machine: {:.0} s ({:.1} min) with {workers} threads",
+            secs,
+            secs / 60.0
+        );
+    } else {
+        println!(
+            "estimated time with the CPU engine: {:.0} s ({:.1} min) with {workers} threads \
+             (no estimate for the GPU engine: time one batch, e.g. scripts/gpu-check.sh)",
+            secs,
+            secs / 60.0
+        );
+    }
+    Ok(())
+}
+
+/// `annealvi merge`.
+pub fn merge(a: MergeArgs) -> Result<()> {
+    let MergeArgs { dirs, out } = a;
+    let rep = sweep::merge(&dirs, &out)?;
+    for w in &rep.warnings {
+        eprintln!("warning: {w}");
+    }
+    println!(
+        "merged {} runs from {} directories into {}",
+        rep.runs,
+        dirs.len(),
+        out.display()
+    );
+    Ok(())
+}

@@ -1,0 +1,128 @@
+//! `annealvi theory` (the ODE's P(collapse) on a sweep's grid) and `annealvi design` (the
+//! fastest schedule under a collapse tolerance).
+
+use super::args::{DesignArgs, TheoryArgs};
+use super::{check_range, check_writable_file};
+use annealvi::error::{Error, Result};
+use annealvi::figure;
+use annealvi::output;
+use annealvi::sweep::SweepConfig;
+use std::time::Instant;
+
+/// `annealvi theory`.
+pub fn theory(a: TheoryArgs) -> Result<()> {
+    let TheoryArgs {
+        config,
+        sets,
+        out,
+        ics,
+        method,
+        threads: _,
+    } = a;
+    let cfg = SweepConfig::load(config.as_deref(), &sets)?;
+    let method = match method.as_str() {
+        "paired" => annealvi::theory::grid::IcMethod::Paired,
+        "table" => annealvi::theory::grid::IcMethod::Table,
+        other => {
+            return Err(Error::Invalid(format!(
+                "--method: \"{other}\" is not one of \"paired\", \"table\""
+            )));
+        }
+    };
+    let n = ics.unwrap_or(match method {
+        annealvi::theory::grid::IcMethod::Paired => cfg.grid.seeds,
+        annealvi::theory::grid::IcMethod::Table => 10_000,
+    });
+    check_range("--ics", n, 1, 1 << 24)?;
+    output::ensure_dir(&out)?;
+    let start = Instant::now();
+    let cells = annealvi::theory::grid::theory_grid(&cfg, n, method)?;
+    annealvi::theory::grid::write_theory(&out, &cells)?;
+    let failed = cells.iter().filter(|c| c.n > 0 && c.failed >= c.n).count();
+    if failed > 0 {
+        eprintln!(
+            "warning: in {failed} of {} cells every ODE integration failed; their \
+             p_ode is NaN in theory.csv (column `failed` counts the failures)",
+            cells.len()
+        );
+    }
+    figure::theory_map(&out, &cells)?;
+    if let Some(model) = annealvi::theory::formula::FormulaModel::from_sweep(&cfg) {
+        let logs: Vec<f64> = cells
+            .iter()
+            .map(|c| c.cell.rate().ln())
+            .filter(|x| *x > 0.0)
+            .collect();
+        let lo = logs.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = logs.iter().copied().fold(0.0, f64::max);
+        if lo.is_finite() {
+            let summary =
+                annealvi::theory::formula::write_asymptote(&out, &model, (lo * 0.5, hi * 2.0), 40)?;
+            println!("{summary}; wrote {}", out.join("asymptote.csv").display());
+        }
+    }
+    println!(
+        "{} cells x {n} initial conditions in {:.1} s; wrote {}",
+        cells.len(),
+        start.elapsed().as_secs_f64(),
+        out.join("theory.csv").display()
+    );
+    Ok(())
+}
+
+/// `annealvi design`.
+pub fn design(a: DesignArgs) -> Result<()> {
+    let DesignArgs {
+        max_collapse,
+        config,
+        sets,
+        ics,
+        check_seeds,
+        compare,
+        out,
+        threads: _,
+    } = a;
+    if !(max_collapse > 0.0 && max_collapse < 1.0) {
+        return Err(Error::config(
+            "--max-collapse",
+            max_collapse,
+            "a probability in (0, 1)",
+        ));
+    }
+    check_range("--ics", ics, 100, 1 << 22)?;
+    check_range("--check-seeds", check_seeds, 0, 1 << 20)?;
+    for (i, &t) in compare.iter().enumerate() {
+        if !(t.is_finite() && (1.0..=1e7).contains(&t)) {
+            return Err(Error::config("--compare", t, "steps in [1, 1e7]"));
+        }
+        if compare[..i].contains(&t) {
+            return Err(Error::config(
+                "--compare",
+                t,
+                "distinct lengths (given twice)",
+            ));
+        }
+    }
+    let cfg = SweepConfig::load(config.as_deref(), &sets)?;
+    annealvi::theory::grid::check_theory_applies(&cfg)?;
+    if let Some(p) = &out {
+        // before the work: the report must have somewhere to go
+        check_writable_file(p)?;
+    }
+    let start = Instant::now();
+    let report = annealvi::design::run(
+        &cfg,
+        &annealvi::design::DesignOptions {
+            max_collapse,
+            ics,
+            check_seeds,
+            compare_t0: compare,
+        },
+    )?;
+    print!("{report}");
+    println!("({:.1} s)", start.elapsed().as_secs_f64());
+    if let Some(p) = out {
+        output::write_text(&p, &report)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,221 @@
+//! Running a sweep: options and report, the checks of the output directory against the
+//! sweep it holds, and the parallel execution of the runs left (CPU engine, or the GPU
+//! engines of module `gpu`) with each finished run appended to runs.jsonl.
+
+#[cfg(feature = "gpu")]
+use super::gpu;
+use super::{
+    Cell, Engine, META, RunLine, RunPlan, RunSpec, Shard, SweepConfig, has_runs, lock_dir,
+    meta_config, meta_text, read_runs, recorded_runs, write_cells,
+};
+use crate::error::{Error, Result};
+use crate::output;
+use rayon::prelude::*;
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// What a sweep did.
+#[derive(Clone, Debug)]
+pub struct SweepReport {
+    /// Runs in this shard.
+    pub planned: usize,
+    /// Already done before (resume).
+    pub skipped: usize,
+    /// Run now.
+    pub ran: usize,
+    /// Wall time.
+    pub seconds: f64,
+    /// Runs of this shard still missing (the budget ran out, or `max_runs`; 0: complete).
+    pub remaining: usize,
+}
+
+/// Options of `annealvi sweep`.
+#[derive(Clone, Debug)]
+pub struct SweepOptions {
+    /// Output directory.
+    pub out: PathBuf,
+    /// Continue a sweep in `out`.
+    pub resume: bool,
+    /// Shard to run.
+    pub shard: Option<Shard>,
+    /// Stop after this many new runs (for tests of interruption; None = all).
+    pub max_runs: Option<usize>,
+    /// Wall-time budget (`--max-minutes`): no run (CPU engine) or batch (GPU engines) starts
+    /// once it is spent, nor a GPU batch that the time per flow-step measured so far says
+    /// would overrun it; runs in flight finish and are written. None = no limit.
+    pub budget: Option<Duration>,
+}
+
+/// Runs (or resumes) a sweep; writes runs.jsonl, cells.csv and sweep.toml into `opts.out`.
+pub fn run_sweep(cfg: &SweepConfig, opts: &SweepOptions) -> Result<SweepReport> {
+    run_sweep_cancellable(cfg, opts, &AtomicBool::new(false))
+}
+
+/// [`run_sweep`] that starts no new run once `cancel` is set (from another thread, e.g. on
+/// Ctrl-C in a host language): runs already finished stay in runs.jsonl and cells.csv is
+/// written from them, so the sweep can be resumed. `SweepReport::ran` counts the runs done.
+pub fn run_sweep_cancellable(
+    cfg: &SweepConfig,
+    opts: &SweepOptions,
+    cancel: &AtomicBool,
+) -> Result<SweepReport> {
+    run_sweep_with(cfg, opts, cancel, None)
+}
+
+/// Trains one run of a sweep (the cells are [`SweepConfig::cells`]); `None` = the run failed
+/// and is not recorded (the caller keeps the reason and sets the cancel flag).
+pub type RunFn<'a> = dyn Fn(RunSpec, &[Cell]) -> Option<RunLine> + Sync + 'a;
+
+/// [`run_sweep_cancellable`] with the runs trained by `runner` instead of
+/// [`SweepConfig::run_one`] (e.g. against a target defined in a host language; CPU engine only).
+pub fn run_sweep_with(
+    cfg: &SweepConfig,
+    opts: &SweepOptions,
+    cancel: &AtomicBool,
+    runner: Option<&RunFn>,
+) -> Result<SweepReport> {
+    if runner.is_some() && !cfg.grid.engine.is_cpu() {
+        return Err(Error::config(
+            "grid.engine",
+            format!("{:?}", cfg.grid.engine),
+            "\"cpu\" for runs against a user-defined target",
+        ));
+    }
+    output::ensure_dir(&opts.out)?;
+    // one writer per directory: a second sweep (or merge) on it is refused
+    let _lock = lock_dir(&opts.out)?;
+    let meta_path = opts.out.join(META);
+    let runs_path = opts.out.join("runs.jsonl");
+    let meta = meta_text(cfg, opts.shard);
+    match std::fs::read_to_string(&meta_path) {
+        Ok(old) => {
+            if !opts.resume {
+                return Err(Error::Invalid(format!(
+                    "{} already holds a sweep; pass --resume to continue it, or choose another --out",
+                    opts.out.display()
+                )));
+            }
+            if meta_config(&old) != meta_config(&meta) || old.lines().next() != meta.lines().next()
+            {
+                if has_runs(&opts.out) {
+                    return Err(Error::Invalid(format!(
+                        "{} holds a sweep of a different configuration (or shard); it cannot be resumed with this one",
+                        opts.out.display()
+                    )));
+                }
+                // no run recorded yet (e.g. a sweep.toml torn by an older version): nothing
+                // to protect, start afresh with this configuration
+                output::write_text(&meta_path, &meta)?;
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if has_runs(&opts.out) {
+                return Err(Error::Invalid(format!(
+                    "{} holds runs.jsonl but no sweep.toml, so the configuration of its runs is \
+                     unknown; refusing to add to it (move runs.jsonl away, or choose another --out)",
+                    opts.out.display()
+                )));
+            }
+            output::write_text(&meta_path, &meta)?
+        }
+        Err(e) => return Err(Error::io(&meta_path, "read", e)),
+    }
+    let RunPlan {
+        cells,
+        mine,
+        missing,
+        ..
+    } = RunPlan::new(cfg, opts.shard, &recorded_runs(&runs_path, true)?);
+    let todo = &missing[..missing.len().min(opts.max_runs.unwrap_or(usize::MAX))];
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&runs_path)
+        .map_err(|e| Error::io(&runs_path, "open for appending", e))?;
+    let writer = Mutex::new(file);
+    let bar = crate::progress::bar(todo.len() as u64, "sweep");
+    let start = Instant::now();
+    let deadline = opts.budget.map(|b| start + b);
+    let write_err: Mutex<Option<Error>> = Mutex::new(None);
+    // set at the first failed append: no new run starts, and nothing more is written
+    let stop = AtomicBool::new(false);
+    let written = AtomicUsize::new(0);
+    let append = |line: &RunLine| {
+        let mut text = serde_json::to_string(line).unwrap_or_default();
+        text.push('\n');
+        let mut f = writer.lock().unwrap_or_else(|p| p.into_inner());
+        if stop.load(Ordering::SeqCst) {
+            return;
+        }
+        let res = f.metadata().map(|m| m.len()).and_then(|len| {
+            f.write_all(text.as_bytes())
+                .and_then(|_| f.flush())
+                // cut a partly written line, so that the file stays a sequence of whole lines
+                .map_err(|e| match f.set_len(len) {
+                    Ok(()) => e,
+                    Err(e2) => std::io::Error::other(format!(
+                        "{e}; and cutting the partial line failed too: {e2}"
+                    )),
+                })
+        });
+        match res {
+            Ok(()) => {
+                written.fetch_add(1, Ordering::SeqCst);
+            }
+            Err(e) => {
+                stop.store(true, Ordering::SeqCst);
+                let mut we = write_err.lock().unwrap_or_else(|p| p.into_inner());
+                we.get_or_insert(Error::Invalid(format!(
+                    "cannot append to `{}`: {e}; the sweep stopped at this first failed write \
+                     ({} runs of this sweep written, the file holds only whole lines); free \
+                     space and continue with --resume",
+                    runs_path.display(),
+                    written.load(Ordering::SeqCst)
+                )));
+            }
+        }
+        bar.inc(1);
+    };
+    match cfg.grid.engine {
+        Engine::Cpu => todo.par_iter().for_each(|spec| {
+            if !stop.load(Ordering::SeqCst)
+                && !cancel.load(Ordering::Relaxed)
+                && deadline.is_none_or(|d| Instant::now() < d)
+            {
+                match runner {
+                    None => append(&cfg.run_one(*spec, &cells)),
+                    Some(f) => {
+                        if let Some(line) = f(*spec, &cells) {
+                            append(&line);
+                        }
+                    }
+                }
+            }
+        }),
+        #[cfg(feature = "gpu")]
+        engine => gpu::run(cfg, engine, &cells, todo, deadline, &append)?,
+        #[cfg(not(feature = "gpu"))]
+        _ => {
+            // refused by validate(); kept as an error rather than a panic
+            return Err(Error::Invalid(
+                "the GPU engines need a build with --features gpu".into(),
+            ));
+        }
+    }
+    bar.finish_and_clear();
+    if let Some(e) = write_err.into_inner().unwrap_or(None) {
+        return Err(e);
+    }
+    write_cells(&opts.out, &read_runs(&runs_path, false)?)?;
+    let ran = written.into_inner();
+    Ok(SweepReport {
+        planned: mine.len(),
+        skipped: mine.len() - missing.len(),
+        ran,
+        seconds: start.elapsed().as_secs_f64(),
+        remaining: missing.len() - ran.min(missing.len()),
+    })
+}
