@@ -173,6 +173,18 @@ impl Config {
     }
 
     /// Parses TOML text (no overrides) and validates.
+    ///
+    /// ```
+    /// use annealvi::config::Config;
+    ///
+    /// // every field has the paper's default; a file sets what differs
+    /// let cfg = Config::from_toml_str("[target]\nd = 64")?;
+    /// assert_eq!((cfg.target.d, cfg.target.r, cfg.optim.lr), (64, 3.0, 0.05));
+    /// // an invalid value names the field and the valid range
+    /// let err = Config::from_toml_str("[target]\nw_star = 1.5").unwrap_err();
+    /// assert!(err.to_string().contains("target.w_star"));
+    /// # Ok::<(), annealvi::Error>(())
+    /// ```
     pub fn from_toml_str(text: &str) -> Result<Config> {
         let cfg: Config = toml::from_str(text).map_err(|e| Error::Parse {
             source_name: "configuration".into(),

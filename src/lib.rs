@@ -18,7 +18,7 @@
 //! - [`config`]: validated TOML configuration (each section defined next to what it
 //!   configures; [`check`] holds the range checks they share);
 //! - [`figure`], [`plot`]: the paper's figures;
-//! - [`bench`]: throughput measurement;
+//! - [`bench`](mod@bench): throughput measurement;
 //! - [`prelude`]: the common types in one import;
 //! - [`quadrature`], [`gauss1d`], [`seed`], [`normal`]: numerical support (the last one is the
 //!   vectorised normal generator of the Monte-Carlo kernel).
@@ -26,6 +26,8 @@
 // Numerical kernels index several arrays with one loop variable; iterator chains would obscure
 // the equations they implement.
 #![allow(clippy::needless_range_loop)]
+// Every public item is documented; CI denies the warning (clippy -D warnings) and rustdoc's.
+#![warn(missing_docs)]
 
 pub mod bench;
 pub mod check;

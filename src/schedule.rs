@@ -36,6 +36,16 @@ impl Schedule for Constant {
 
 /// The paper's schedule: β(t) = β_i^(1 − t/t0) for t < t0, then 1. β grows by the factor
 /// r = β_i^(−1/t0) per step (the "annealing rate"); t0 = 0 means no annealing (β = 1).
+///
+/// ```
+/// use annealvi::schedule::{Exponential, Schedule};
+///
+/// let s = Exponential { beta_i: 0.01, t0: 1000.0 };
+/// assert_eq!(s.beta(0.0), 0.01);
+/// assert!((s.beta(500.0) - 0.1).abs() < 1e-12); // halfway in log β
+/// assert_eq!(s.beta(1000.0), 1.0);
+/// assert_eq!(s.beta(1e6), 1.0);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
 pub struct Exponential {
     /// Initial inverse temperature β_i ∈ (0, 1].

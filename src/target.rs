@@ -158,6 +158,19 @@ impl IsotropicMixture {
     }
 
     /// The paper's target: w* N(μ*, I_d) + (1 − w*) N(−μ*, I_d) with μ* = R e_1.
+    ///
+    /// ```
+    /// use annealvi::target::{IsotropicMixture, LogDensity};
+    ///
+    /// let pi = IsotropicMixture::bimodal(512, 3.0, 0.8);
+    /// let (mut heavy, mut light) = (vec![0.0; 512], vec![0.0; 512]);
+    /// heavy[0] = 3.0;
+    /// light[0] = -3.0;
+    /// // the heavy mode's density exceeds the light mode's by ln(w*/(1 − w*)) = ln 4
+    /// // (up to the other mode's tail, e^{−2R²} ≈ 1.5e−8, relative)
+    /// let gap = pi.log_density(&heavy) - pi.log_density(&light);
+    /// assert!((gap - 4f64.ln()).abs() < 1e-6);
+    /// ```
     pub fn bimodal(d: usize, r: f64, w_star: f64) -> Self {
         let mut mu = vec![0.0; d];
         mu[0] = r;

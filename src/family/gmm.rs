@@ -34,6 +34,18 @@ pub struct Stats {
 impl GmmStudent {
     /// A student with the given means (K vectors of length d), scales σ_k > 0 and weights
     /// (positive, summing to one).
+    ///
+    /// ```
+    /// use annealvi::family::gmm::GmmStudent;
+    ///
+    /// // the paper's student in d = 3: means ±e_2, σ = 1, fixed weights ½
+    /// let means = [vec![0.0, 1.0, 0.0], vec![0.0, -1.0, 0.0]];
+    /// let q = GmmStudent::new(&means, &[1.0, 1.0], &[0.5, 0.5], false);
+    /// let s = q.stats(&[1.0, 0.0, 0.0]); // relative to the target axis μ̂ = e_1
+    /// assert_eq!(s.m, vec![0.0, 0.0]); // no overlap with μ* yet
+    /// assert_eq!(s.q, vec![1.0, -1.0, 1.0]); // q_11, q_12, q_22
+    /// assert_eq!(s.w, vec![0.5, 0.5]);
+    /// ```
     pub fn new(
         means: &[Vec<f64>],
         sigma: &[f64],

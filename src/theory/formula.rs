@@ -227,6 +227,19 @@ const NODES: usize = 400;
 impl FormulaModel {
     /// The model for `target` in dimension d (w_1 = ½ fixed), η = `lr`, initial means
     /// N(0, s² I_d), `extra_steps` at β = 1 after the annealing.
+    ///
+    /// ```
+    /// use annealvi::target::IsotropicMixture;
+    /// use annealvi::theory::formula::FormulaModel;
+    ///
+    /// // the paper's problem: d = 512, R = 3, w* = 0.8, η = 0.05, initial means N(0, I_d / d)
+    /// let target = *IsotropicMixture::bimodal(512, 3.0, 0.8).as_bimodal().unwrap();
+    /// let model = FormulaModel::new(target, 512, 0.05, 1.0 / 512f64.sqrt(), 1000.0);
+    /// let fast = model.cell(0.01, 100.0).p; // quick annealing
+    /// let slow = model.cell(0.01, 10_000.0).p; // slow annealing
+    /// assert!((0.0..=1.0).contains(&fast) && (0.0..=1.0).contains(&slow));
+    /// assert!(slow < fast); // annealing slowly mitigates collapse
+    /// ```
     pub fn new(target: Bimodal, d: usize, lr: f64, init_scale: f64, extra_steps: f64) -> Self {
         Self {
             onset: bistability(&target),

@@ -126,6 +126,23 @@ impl FlowArch {
 
     /// The initial flow (weights drawn from `rng`), in the section's precision; fails when
     /// [`Self::validate`] does.
+    ///
+    /// ```
+    /// use annealvi::family::realnvp::{FlowArch, Precision};
+    /// use annealvi::seed::{Purpose, stream};
+    ///
+    /// let arch = FlowArch { d: 4, layers: 4, width: 16, depth: 2, precision: Precision::F64,
+    ///                       last_init: 1.0, ..FlowArch::default() };
+    /// let mut flow = arch.init(&mut stream(0, 0, Purpose::Init))?;
+    /// // x = f(σ0 ε) and back: the inverse recovers ε and the same ln q(x)
+    /// let eps = [0.3, -1.2, 0.7, 2.0];
+    /// let (mut x, mut z, mut lq, mut lq_back) = ([0.0; 4], [0.0; 4], [0.0], [0.0]);
+    /// flow.push_forward(&eps, &mut x, &mut lq);
+    /// flow.inverse(&x, &mut z, &mut lq_back);
+    /// assert!(eps.iter().zip(&z).all(|(a, b)| (a - b).abs() < 1e-10));
+    /// assert!((lq[0] - lq_back[0]).abs() < 1e-10);
+    /// # Ok::<(), annealvi::Error>(())
+    /// ```
     pub fn init<R: Rng + ?Sized>(&self, rng: &mut R) -> Result<RealNvp> {
         RealNvp::new(self.clone(), self.precision, rng)
     }

@@ -25,7 +25,7 @@
 //!
 //! L(θ) = (1/B) Σ_b [ln q_θ(x_b) − β ln π(x_b)] = (1/B) Σ_b [ln N(z_b) − logdet_b − β ln π(x_b)],
 //!
-//! so F_β = KL(q‖π_β) = E[L] + ln Z_β. The **full** estimator is ∇_θ L exactly (path and score
+//! so F_β = KL(q‖π_β) = E\[L\] + ln Z_β. The **full** estimator is ∇_θ L exactly (path and score
 //! terms, one backward pass). **Sticking the landing** (STL) drops the score term ∂ ln q_θ/∂θ at
 //! fixed x: ∇^STL = (1/B) Σ_b (∇_x ln q(x_b) − β ∇ ln π(x_b))ᵀ ∂x_b/∂θ. It needs ∇_x ln q, which
 //! is backpropagated through the inverse flow (input gradients only; the inverse pass sees the
