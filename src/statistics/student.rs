@@ -7,13 +7,100 @@ use super::linalg::{add_noise_part, residual_direction_flat};
 use super::passes::{ChiSq, StatsWorkspace};
 use crate::family::gmm::{Stats, dot};
 use crate::family::{GroupKind, ParamGroup, VariationalFamily};
-use crate::metrics::{classify, light_mode_mass};
 use crate::normal::NormalGen;
 use crate::objective::{Estimator, ExactObjective};
 use crate::optim::Optimizer;
 use crate::target::IsotropicMixture;
-use crate::train::{MarginalSnapshot, Observer, Record, RunResult, Student, TrainSettings};
+use crate::train::{
+    MarginalSnapshot, Observer, Record, RunResult, Student, TrainSettings, Trainable, exact_kl,
+    gmm_result, marginal_along,
+};
 use rand::Rng;
+
+impl Trainable for StatsStudent {
+    fn update(
+        &mut self,
+        opt: &mut dyn Optimizer,
+        _grad: &mut [f64],
+        _groups: &[ParamGroup],
+        scale: f64,
+    ) -> bool {
+        if self.grad_ext.iter().any(|g| !g.is_finite()) {
+            return false;
+        }
+        if scale != 1.0 {
+            self.grad_ext.iter_mut().for_each(|g| *g *= scale);
+        }
+        let (k, p, a) = (self.q.components(), self.p, self.a);
+        let e = p + k;
+        // θ in extended coordinates (frame, then the new orthogonal directions)
+        self.theta_ext.clear();
+        for l in 0..k {
+            self.theta_ext.extend_from_slice(self.q.mean(l));
+            self.theta_ext.extend(std::iter::repeat_n(0.0, k));
+        }
+        let off = self.q.log_sigma_offset();
+        self.theta_ext.extend_from_slice(&self.q.params()[off..]);
+        if self.groups_ext.is_empty() {
+            self.groups_ext = vec![
+                ParamGroup {
+                    kind: GroupKind::Mean,
+                    range: 0..k * e,
+                    trainable: true,
+                },
+                ParamGroup {
+                    kind: GroupKind::LogScale,
+                    range: k * e..k * e + k,
+                    trainable: true,
+                },
+                ParamGroup {
+                    kind: GroupKind::Logit,
+                    range: k * e + k..k * e + 2 * k,
+                    trainable: self.q.trainable_weights(),
+                },
+            ];
+        }
+        opt.step(&mut self.theta_ext, &self.grad_ext, &self.groups_ext);
+
+        // the next frame: μ̂ and the ν_j keep their a coordinates; the means' residuals
+        // beyond them are re-orthonormalised into p − a coordinates (basis: flat, `len`
+        // entries per direction)
+        let len = e - a;
+        self.basis.clear();
+        let mut nb = 0;
+        for l in 0..k {
+            let res = &self.theta_ext[l * e + a..(l + 1) * e];
+            if nb < p - a {
+                self.basis.extend_from_slice(res);
+                let (done, r) = self.basis.split_at_mut(nb * len);
+                if residual_direction_flat(done, r, dot(res, res).sqrt()) {
+                    nb += 1;
+                } else {
+                    self.basis.truncate(nb * len);
+                }
+            }
+        }
+        let theta = self.q.params_mut();
+        for l in 0..k {
+            let res = &self.theta_ext[l * e + a..(l + 1) * e];
+            let out = &mut theta[l * p..(l + 1) * p];
+            out[..a].copy_from_slice(&self.theta_ext[l * e..l * e + a]);
+            for (i, o) in out[a..].iter_mut().enumerate() {
+                *o = if i < nb {
+                    dot(&self.basis[i * len..(i + 1) * len], res)
+                } else {
+                    0.0
+                };
+            }
+        }
+        theta[off..].copy_from_slice(&self.theta_ext[k * e..]);
+        true
+    }
+
+    fn params_finite(&self) -> bool {
+        self.q.is_finite()
+    }
+}
 
 impl Student for StatsStudent {
     type Workspace = StatsWorkspace;
@@ -160,89 +247,6 @@ impl Student for StatsStudent {
         loss
     }
 
-    fn update(
-        &mut self,
-        opt: &mut dyn Optimizer,
-        _grad: &mut [f64],
-        _groups: &[ParamGroup],
-        scale: f64,
-    ) -> bool {
-        if self.grad_ext.iter().any(|g| !g.is_finite()) {
-            return false;
-        }
-        if scale != 1.0 {
-            self.grad_ext.iter_mut().for_each(|g| *g *= scale);
-        }
-        let (k, p, a) = (self.q.components(), self.p, self.a);
-        let e = p + k;
-        // θ in extended coordinates (frame, then the new orthogonal directions)
-        self.theta_ext.clear();
-        for l in 0..k {
-            self.theta_ext.extend_from_slice(self.q.mean(l));
-            self.theta_ext.extend(std::iter::repeat_n(0.0, k));
-        }
-        let off = self.q.log_sigma_offset();
-        self.theta_ext.extend_from_slice(&self.q.params()[off..]);
-        if self.groups_ext.is_empty() {
-            self.groups_ext = vec![
-                ParamGroup {
-                    kind: GroupKind::Mean,
-                    range: 0..k * e,
-                    trainable: true,
-                },
-                ParamGroup {
-                    kind: GroupKind::LogScale,
-                    range: k * e..k * e + k,
-                    trainable: true,
-                },
-                ParamGroup {
-                    kind: GroupKind::Logit,
-                    range: k * e + k..k * e + 2 * k,
-                    trainable: self.q.trainable_weights(),
-                },
-            ];
-        }
-        opt.step(&mut self.theta_ext, &self.grad_ext, &self.groups_ext);
-
-        // the next frame: μ̂ and the ν_j keep their a coordinates; the means' residuals
-        // beyond them are re-orthonormalised into p − a coordinates (basis: flat, `len`
-        // entries per direction)
-        let len = e - a;
-        self.basis.clear();
-        let mut nb = 0;
-        for l in 0..k {
-            let res = &self.theta_ext[l * e + a..(l + 1) * e];
-            if nb < p - a {
-                self.basis.extend_from_slice(res);
-                let (done, r) = self.basis.split_at_mut(nb * len);
-                if residual_direction_flat(done, r, dot(res, res).sqrt()) {
-                    nb += 1;
-                } else {
-                    self.basis.truncate(nb * len);
-                }
-            }
-        }
-        let theta = self.q.params_mut();
-        for l in 0..k {
-            let res = &self.theta_ext[l * e + a..(l + 1) * e];
-            let out = &mut theta[l * p..(l + 1) * p];
-            out[..a].copy_from_slice(&self.theta_ext[l * e..l * e + a]);
-            for (i, o) in out[a..].iter_mut().enumerate() {
-                *o = if i < nb {
-                    dot(&self.basis[i * len..(i + 1) * len], res)
-                } else {
-                    0.0
-                };
-            }
-        }
-        theta[off..].copy_from_slice(&self.theta_ext[k * e..]);
-        true
-    }
-
-    fn params_finite(&self) -> bool {
-        self.q.is_finite()
-    }
-
     fn record<R: Rng + ?Sized>(
         &mut self,
         ws: &mut StatsWorkspace,
@@ -255,19 +259,9 @@ impl Student for StatsStudent {
         observer: &mut dyn Observer,
     ) {
         let stats = self.stats();
-        let exact = match (ws.exact.as_ref(), target.as_bimodal()) {
-            (Some(e), Some(b)) if self.q.is_finite() => {
-                ExactObjective::reduce(&self.q, self.frame_target.axis())
-                    .ok()
-                    .map(|st| {
-                        let v = e.evaluate_reduced(&st, b, beta);
-                        (v.entropy_term - v.cross_term, v.neg_elbo)
-                    })
-            }
-            _ => None,
-        };
-        let (kl, neg_elbo) =
-            exact.unwrap_or_else(|| self.mc_kl(target, beta, settings.kl_samples, eval_rng));
+        let stats_axis = self.frame_target.axis();
+        let (kl, neg_elbo) = exact_kl(ws.exact.as_ref(), &self.q, stats_axis, target, beta)
+            .unwrap_or_else(|| self.mc_kl(target, beta, settings.kl_samples, eval_rng));
         observer.on_record(&Record {
             step,
             beta,
@@ -283,24 +277,10 @@ impl Student for StatsStudent {
         target: &IsotropicMixture,
         beta: f64,
         step: usize,
-        (range, n): (f64, usize),
+        grid: (f64, usize),
     ) -> Option<MarginalSnapshot> {
-        let s: Vec<f64> = (0..n)
-            .map(|i| -range + 2.0 * range * i as f64 / (n - 1) as f64)
-            .collect();
-        let axis = target.axis();
-        Some(MarginalSnapshot {
-            step,
-            beta,
-            q: s.iter()
-                .map(|&x| self.q.axis_density(self.frame_target.axis(), x))
-                .collect(),
-            target: s.iter().map(|&x| target.axis_density(axis, x)).collect(),
-            target_tempered: target
-                .as_bimodal()
-                .map(|b| b.tempered_axis_densities(beta, &s)),
-            s,
-        })
+        let q_axis = self.frame_target.axis();
+        Some(marginal_along(&self.q, q_axis, target, beta, step, grid))
     }
 
     fn finish<R: Rng + ?Sized>(
@@ -311,16 +291,6 @@ impl Student for StatsStudent {
         _settings: &TrainSettings,
         _eval_rng: &mut R,
     ) -> RunResult {
-        let stats = self.stats();
-        if diverged {
-            RunResult::diverged(step, stats)
-        } else {
-            RunResult {
-                outcome: classify(&self.q, &self.frame_target),
-                final_step: step,
-                light_mode_mass: light_mode_mass(&self.q, &self.frame_target),
-                stats,
-            }
-        }
+        gmm_result(&self.q, &self.frame_target, step, diverged)
     }
 }
