@@ -139,14 +139,14 @@ impl FlowBench {
         let mut grad = vec![0.0; q.params().len()];
         let mut eps = Vec::new();
         let est = crate::objective::Estimator::Full;
-        // the training loop's step (train::Student): with f32 passes the gradient stays in the
+        // the training loop's step (train::Trainable): with f32 passes the gradient stays in the
         // engine and Adam runs fused with the f32 rounding of θ and the finiteness checks
         let mut step = |q: &mut RealNvp, opt: &mut Adam| {
-            use crate::train::Student;
+            use crate::train::Trainable;
             let l = q.loss_and_grad_deferred(
                 &target, 1.0, est, self.batch, &mut rng, &mut eps, &mut grad,
             );
-            let ok = Student::update(q, opt, &mut grad, &groups, 1.0) && q.params_finite();
+            let ok = Trainable::update(q, opt, &mut grad, &groups, 1.0) && q.params_finite();
             if ok { l } else { f64::NAN }
         };
         for _ in 0..3 {

@@ -98,24 +98,27 @@ impl Outcome {
     }
 }
 
-/// The target mode whose basin holds each component.
+/// The target mode whose basin holds the point x (see the module docs): for the bimodal
+/// target the side of s = x·μ̂ (0, the heavy mode +μ*, for s ≥ 0), otherwise the nearest target
+/// mean.
+pub fn mode_of(target: &IsotropicMixture, x: &[f64]) -> usize {
+    if target.as_bimodal().is_some() {
+        if dot(x, target.axis()) >= 0.0 { 0 } else { 1 }
+    } else {
+        nearest(x, target.means()).unwrap_or(0)
+    }
+}
+
+/// The index of the centre nearest to x (Euclidean distance; the first of equally near ones),
+/// `None` without centres.
+pub fn nearest(x: &[f64], centres: &[Vec<f64>]) -> Option<usize> {
+    (0..centres.len()).min_by(|&a, &b| dist2(x, &centres[a]).total_cmp(&dist2(x, &centres[b])))
+}
+
+/// The target mode whose basin holds each component (its mean's mode).
 pub fn assign_modes(q: &GmmStudent, target: &IsotropicMixture) -> Vec<usize> {
     (0..q.components())
-        .map(|k| {
-            if target.as_bimodal().is_some() {
-                let m = dot(q.mean(k), target.axis());
-                if m >= 0.0 { 0 } else { 1 }
-            } else {
-                let mu = q.mean(k);
-                (0..target.means().len())
-                    .min_by(|&a, &b| {
-                        let da = dist2(mu, &target.means()[a]);
-                        let db = dist2(mu, &target.means()[b]);
-                        da.total_cmp(&db)
-                    })
-                    .unwrap_or(0)
-            }
-        })
+        .map(|k| mode_of(target, q.mean(k)))
         .collect()
 }
 
@@ -123,36 +126,50 @@ fn dist2(a: &[f64], b: &[f64]) -> f64 {
     a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum()
 }
 
-/// Classifies a finite student (use [`Outcome::Diverged`] directly for a diverged run).
+/// The outcome given which modes are covered (`covered[j]`): all of them → covered; exactly
+/// one → collapsed onto it, named `name(j)`; otherwise partial. (No modes at all counts as
+/// covered.)
+pub fn outcome_from_covered(covered: &[bool], name: impl FnOnce(usize) -> String) -> Outcome {
+    let n = covered.iter().filter(|c| **c).count();
+    if n == covered.len() {
+        Outcome::Covered
+    } else if n == 1 {
+        let mode = covered.iter().position(|c| *c).unwrap_or(0);
+        Outcome::Collapsed {
+            mode,
+            mode_name: name(mode),
+        }
+    } else {
+        Outcome::Partial { modes_covered: n }
+    }
+}
+
+/// The name of target mode j in outcomes: "heavy" or "light" (by its weight) for the bimodal
+/// target, otherwise "mode <j>".
+pub fn mode_name(target: &IsotropicMixture, mode: usize) -> String {
+    if target.as_bimodal().is_some() {
+        if target.weights()[mode] >= 0.5 {
+            "heavy"
+        } else {
+            "light"
+        }
+        .to_string()
+    } else {
+        format!("mode {mode}")
+    }
+}
+
+/// Classifies a finite student (use [`Outcome::Diverged`] directly for a diverged run): a
+/// mode is covered when a component's mean lies in its basin.
 pub fn classify(q: &GmmStudent, target: &IsotropicMixture) -> Outcome {
     if !q.is_finite() {
         return Outcome::Diverged { step: 0 };
     }
-    let modes = assign_modes(q, target);
-    let n_modes = target.means().len();
-    let mut covered = vec![false; n_modes];
-    for &m in &modes {
+    let mut covered = vec![false; target.means().len()];
+    for m in assign_modes(q, target) {
         covered[m] = true;
     }
-    let n = covered.iter().filter(|c| **c).count();
-    if n == n_modes {
-        Outcome::Covered
-    } else if n == 1 {
-        let mode = modes[0];
-        let mode_name = if target.as_bimodal().is_some() {
-            if target.weights()[mode] >= 0.5 {
-                "heavy"
-            } else {
-                "light"
-            }
-            .to_string()
-        } else {
-            format!("mode {mode}")
-        };
-        Outcome::Collapsed { mode, mode_name }
-    } else {
-        Outcome::Partial { modes_covered: n }
-    }
+    outcome_from_covered(&covered, |mode| mode_name(target, mode))
 }
 
 /// The student's mass on the lighter target mode (see the module docs).

@@ -1,30 +1,26 @@
 //! User-defined targets: a Python callable `fn(x) -> (log_prob, grad)` on an (n, d) float64
 //! batch, trained against with the Gaussian-mixture student or the RealNVP flow.
 //!
-//! The Monte-Carlo gradient is the library's reference estimator
-//! ([`annealvi::objective::mc_gradient_reference`]) rewritten to evaluate the target once per
-//! step on the whole batch (K·B points) instead of point by point: it draws the same normals in
-//! the same order (component, sample, coordinate), so against the built-in bimodal target
-//! written in Python it reproduces the built-in runs. The flow takes the batch's values through
-//! the library's hook ([`annealvi::family::realnvp::BatchTarget`]), with the noise, records
-//! and evaluation of the built-in flow runs. The Python wrapper
-//! (`annealvi/_target.py`) checks shapes and finiteness and raises a `ValueError` naming the
-//! problem; any exception ends the run and is re-raised to the caller.
+//! This file is the numpy/GIL glue: [`PyTarget`] is the library's
+//! [`ExternalTarget`](annealvi::train::ExternalTarget) (one call of the callable per batch),
+//! and the runs are the library's training loop ([`annealvi::train::train_with`]) with the
+//! streams of the built-in runs, so that against the built-in bimodal target written in Python
+//! they reproduce the built-in runs. The Python wrapper (`annealvi/_target.py`) checks shapes
+//! and finiteness and raises a `ValueError` naming the problem; any exception ends the run and
+//! is re-raised to the caller.
 
 use crate::{flow_columns, gmm_columns, gmm_summary, interruptible, outcome_items, to_py};
-use annealvi::family::realnvp::{BatchTarget, FlowStats};
-use annealvi::family::{GmmStudent, RealNvp, VariationalFamily};
-use annealvi::normal::NormalGen;
-use annealvi::objective::Estimator;
+use annealvi::family::realnvp::FlowStats;
+use annealvi::family::{GmmStudent, VariationalFamily};
+use annealvi::objective::{BatchWorkspace, Estimator, mc_gradient_batched};
 use annealvi::prelude::*;
-use annealvi::seed::{Purpose, stream};
+use annealvi::seed::{Purpose, Stream, stream};
 use annealvi::sweep::{noise_index, run_line};
-use annealvi::train::{Record, Student, TrainSettings, record_stream};
+use annealvi::train::{External, ExternalTarget, Student, TrainSettings, train_with};
 use numpy::{PyArray1, PyArrayMethods};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
-use rand::Rng;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -49,10 +45,19 @@ impl PyTarget {
             modes,
         })
     }
+}
 
-    /// ln π and ∇ ln π at the n points of `x` (row-major n × d): acquires the GIL, calls the
-    /// wrapper, copies the results.
-    pub fn eval(&self, x: &[f64], n: usize, lp: &mut [f64], grad: &mut [f64]) -> PyResult<()> {
+impl ExternalTarget for PyTarget {
+    type Error = PyErr;
+
+    fn dim(&self) -> usize {
+        self.dim
+    }
+
+    /// Acquires the GIL, calls the wrapper on the n = `lp.len()` points of `x`, copies the
+    /// results.
+    fn evaluate(&self, x: &[f64], lp: &mut [f64], grad: &mut [f64]) -> PyResult<()> {
+        let n = lp.len();
         Python::attach(|py| {
             let arr = PyArray1::from_slice(py, x);
             let res = self.evaluate.bind(py).call1((arr, n))?;
@@ -75,420 +80,103 @@ impl PyTarget {
             Ok(())
         })
     }
-}
 
-/// Reusable buffers of [`batched_gradient`].
-#[derive(Default)]
-pub struct Batch {
-    normals: Option<NormalGen>,
-    z: Vec<f64>,
-    x: Vec<f64>,
-    lp: Vec<f64>,
-    gp: Vec<f64>,
-}
-
-/// The reverse-KL Monte-Carlo gradient of `q` against the tempered user target π^β (estimator
-/// full or STL, B = `samples` per component); writes ∇_θ into `grad` and returns the loss
-/// estimate Σ_k w_k (1/B) Σ_b [ln q(x_kb) − β ln π(x_kb)]. The same arithmetic as
-/// [`annealvi::objective::mc_gradient_reference`], with one target call per step.
-#[allow(clippy::too_many_arguments)]
-pub fn batched_gradient<R: Rng + ?Sized>(
-    q: &GmmStudent,
-    target: &PyTarget,
-    beta: f64,
-    estimator: Estimator,
-    samples: usize,
-    rng: &mut R,
-    buf: &mut Batch,
-    grad: &mut [f64],
-) -> PyResult<f64> {
-    let d = target.dim;
-    let kc = q.components();
-    let n = kc * samples;
-    let w = q.weights();
-    let sig: Vec<f64> = (0..kc).map(|k| q.sigma(k)).collect();
-    // hoisted out of the per-coordinate loops (the accessors are not inlined across crates)
-    let mu: Vec<&[f64]> = (0..kc).map(|k| q.mean(k)).collect();
-    let (sigma_off, logit_off) = (q.log_sigma_offset(), q.logit_offset());
-    let dn = d as f64;
-    grad.iter_mut().for_each(|g| *g = 0.0);
-    // reseeding gives the numbers of a fresh generator without rebuilding its buffers
-    let mut normals = match buf.normals.take() {
-        Some(mut g) => {
-            g.reseed(rng);
-            g
-        }
-        None => NormalGen::from_rng(rng),
-    };
-    buf.z.resize(n * d, 0.0);
-    buf.x.resize(n * d, 0.0);
-    buf.lp.resize(n, 0.0);
-    buf.gp.resize(n * d, 0.0);
-    for k in 0..kc {
-        for b in 0..samples {
-            let row = (k * samples + b) * d;
-            normals.fill(&mut buf.z[row..row + d]);
-            for i in 0..d {
-                buf.x[row + i] = mu[k][i] + sig[k] * buf.z[row + i];
-            }
-        }
+    fn modes(&self) -> Option<&[Vec<f64>]> {
+        self.modes.as_deref()
     }
-    buf.normals = Some(normals);
-    target.eval(&buf.x, n, &mut buf.lp, &mut buf.gp)?;
-    let mut fbar = vec![0.0; kc];
-    let ln2pi = (2.0 * std::f64::consts::PI).ln();
-    let mut gx = vec![0.0; d];
-    for k in 0..kc {
-        let scale = w[k] / samples as f64;
-        for b in 0..samples {
-            let row = (k * samples + b) * d;
-            let x = &buf.x[row..row + d];
-            let z = &buf.z[row..row + d];
-            let gp = &buf.gp[row..row + d];
-            let terms: Vec<f64> = (0..kc)
-                .map(|l| {
-                    let dist: f64 = (0..d).map(|i| (x[i] - mu[l][i]).powi(2)).sum();
-                    w[l].ln() - 0.5 * dn * (ln2pi + 2.0 * sig[l].ln()) - 0.5 * dist / sig[l].powi(2)
-                })
-                .collect();
-            let lq = log_sum_exp(&terms);
-            let resp: Vec<f64> = terms.iter().map(|t| (t - lq).exp()).collect();
-            let lp = buf.lp[k * samples + b];
-            fbar[k] += (lq - beta * lp) / samples as f64;
-            for i in 0..d {
-                let mut v = -beta * gp[i];
-                for l in 0..kc {
-                    v += resp[l] * (mu[l][i] - x[i]) / sig[l].powi(2);
-                }
-                gx[i] = v;
-            }
-            for i in 0..d {
-                grad[k * d + i] += scale * gx[i];
-            }
-            let dsig: f64 = (0..d).map(|i| gx[i] * z[i]).sum();
-            grad[sigma_off + k] += scale * dsig * sig[k];
-            if estimator == Estimator::Full {
-                for l in 0..kc {
-                    let s2 = sig[l].powi(2);
-                    let mut dist = 0.0;
-                    for i in 0..d {
-                        let diff = x[i] - mu[l][i];
-                        grad[l * d + i] += scale * resp[l] * diff / s2;
-                        dist += diff * diff;
-                    }
-                    grad[sigma_off + l] += scale * resp[l] * (-dn + dist / s2);
-                    grad[logit_off + l] += scale * (resp[l] - w[l]);
-                }
-            }
-        }
-    }
-    let loss: f64 = (0..kc).map(|k| w[k] * fbar[k]).sum();
-    let off = logit_off;
-    if q.trainable_weights() {
-        for j in 0..kc {
-            grad[off + j] += w[j] * (fbar[j] - loss);
-        }
-    } else {
-        grad[off..off + kc].iter_mut().for_each(|g| *g = 0.0);
-    }
-    Ok(loss)
 }
 
-fn log_sum_exp(t: &[f64]) -> f64 {
-    let m = t.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-    m + t.iter().map(|v| (v - m).exp()).sum::<f64>().ln()
-}
+/// A finished run: the final student, the result, the records, the axis of the statistics.
+type Run<S, St> = (S, RunResult<St>, Recorder, Vec<f64>);
 
-/// The axis of the recorded statistics m_k = μ_k·u: the direction of the first mode, else e_1.
-fn axis(target: &PyTarget) -> Vec<f64> {
-    let d = target.dim;
-    let mut u = vec![0.0; d];
-    if let Some(m) = target.modes.as_ref().and_then(|m| m.first()) {
-        let n = m.iter().map(|v| v * v).sum::<f64>().sqrt();
-        if n > 0.0 {
-            for i in 0..d {
-                u[i] = m[i] / n;
-            }
-            return u;
-        }
-    }
-    u[0] = 1.0;
-    u
-}
-
-fn nearest(x: &[f64], modes: &[Vec<f64>]) -> usize {
-    let mut best = (f64::INFINITY, 0);
-    for (j, m) in modes.iter().enumerate() {
-        let d2: f64 = x.iter().zip(m).map(|(a, b)| (a - b) * (a - b)).sum();
-        if d2 < best.0 {
-            best = (d2, j);
-        }
-    }
-    best.1
-}
-
-/// Outcome and per-mode masses of a finite student: each component belongs to its nearest mode
-/// (covered / collapsed / partial, as the library's mixture targets); the mass of q on each
-/// mode's cell (nearest-centre) is estimated from `samples` draws of `eval`. Without modes the
-/// outcome is "covered"-less: "unknown".
-fn classify(
-    q: &GmmStudent,
-    target: &PyTarget,
-    samples: usize,
-    eval: &mut dyn rand::RngCore,
-) -> (Option<Outcome>, Vec<f64>) {
-    let Some(modes) = target.modes.as_ref() else {
-        return (None, Vec::new());
-    };
-    let assigned: Vec<usize> = (0..q.components())
-        .map(|k| nearest(q.mean(k), modes))
-        .collect();
-    let mut covered = vec![false; modes.len()];
-    for &m in &assigned {
-        covered[m] = true;
-    }
-    let n = covered.iter().filter(|c| **c).count();
-    let outcome = if n == modes.len() {
-        Outcome::Covered
-    } else if n == 1 {
-        Outcome::Collapsed {
-            mode: assigned[0],
-            mode_name: format!("mode {}", assigned[0]),
-        }
-    } else {
-        Outcome::Partial { modes_covered: n }
-    };
-    let mut counts = vec![0usize; modes.len()];
-    let mut x = vec![0.0; target.dim];
-    for _ in 0..samples {
-        q.sample(eval, &mut x);
-        counts[nearest(&x, modes)] += 1;
-    }
-    let masses = counts
-        .iter()
-        .map(|&c| c as f64 / samples.max(1) as f64)
-        .collect();
-    (Some(outcome), masses)
-}
-
-/// The end of a run against a user target.
-pub struct CallableResult {
-    /// Outcome (None without modes).
-    pub outcome: Option<Outcome>,
-    /// Step reached.
-    pub final_step: usize,
-    /// Mass of q on each mode (empty without modes).
-    pub mode_masses: Vec<f64>,
-    /// Final student.
-    pub student: GmmStudent,
-    /// Records (every `record.every` steps).
-    pub records: Vec<Record>,
-}
-
-/// One run of `cfg` against `target` with streams (seed, init_run, Init) for the initial
-/// student, (seed, noise_run, Sgd) for the noise and (seed, noise_run, Eval) for the mode
-/// masses — the loop of [`annealvi::train::train`] for the Gaussian-mixture student.
-pub fn run_gmm(
+/// One run of `cfg` against `target` through the library's training loop, with the streams
+/// of the built-in runs: the student from (seed, init_run, Init) (drawn by `init`), the noise
+/// from (seed, noise_run, Sgd), the records' estimates from the record stream and the outcome
+/// from (seed, noise_run, Eval). Returns the final student, the result, the records and the
+/// axis of the recorded statistics.
+fn run<'t, S, F>(
     cfg: &Config,
-    target: &PyTarget,
+    target: &'t PyTarget,
     (init_run, noise_run): (u64, u64),
     cancel: &AtomicBool,
-) -> PyResult<CallableResult> {
+    init: F,
+) -> PyResult<Run<S, <S as Student<External<'t, PyTarget>>>::Stats>>
+where
+    S: Student<External<'t, PyTarget>>,
+    F: FnOnce(&mut Stream) -> PyResult<S>,
+{
     let settings = TrainSettings::from_config(cfg);
     refuse_exact(&settings)?;
-    let mut init = stream(cfg.seed, init_run, Purpose::Init);
-    let mut q = cfg.init_student(&mut init);
+    let mut q = init(&mut stream(cfg.seed, init_run, Purpose::Init))?;
     let schedule = cfg.build_schedule();
     let mut opt = cfg.build_optimizer();
     let mut rng = stream(cfg.seed, noise_run, Purpose::Sgd);
     let mut eval = stream(cfg.seed, noise_run, Purpose::Eval);
-    let groups = q.groups();
-    let mut grad = vec![0.0; q.params().len()];
-    let mut buf = Batch::default();
-    let u = axis(target);
-    let mut records = Vec::new();
-    let t_end = settings.steps;
-    let mut diverged_at = None;
-    for step in 0..=t_end {
-        if cancel.load(Ordering::Relaxed) {
-            return Err(crate::interrupted());
-        }
-        let beta = schedule.beta(step as f64);
-        let due = settings.record_every > 0 && (step % settings.record_every == 0 || step == t_end);
-        let record = |loss: f64, q: &GmmStudent| Record {
-            step,
-            beta,
-            loss,
-            kl: f64::NAN,
-            neg_elbo: loss,
-            stats: q.stats(&u),
-        };
-        if step == t_end {
-            if due {
-                records.push(record(f64::NAN, &q));
-            }
-            break;
-        }
-        let loss = batched_gradient(
-            &q,
-            target,
-            beta,
-            settings.estimator,
-            settings.samples,
-            &mut rng,
-            &mut buf,
-            &mut grad,
-        )?;
-        if due {
-            records.push(record(loss, &q));
-        }
-        if !loss.is_finite() || grad.iter().any(|g| !g.is_finite()) {
-            diverged_at = Some(step);
-            break;
-        }
-        if settings.loss_scale != 1.0 {
-            grad.iter_mut().for_each(|g| *g *= settings.loss_scale);
-        }
-        opt.step(q.params_mut(), &grad, &groups);
-        if !q.is_finite() {
-            diverged_at = Some(step + 1);
-            break;
-        }
-    }
-    let (outcome, mode_masses, final_step) = match diverged_at {
-        Some(s) => (Some(Outcome::Diverged { step: s }), Vec::new(), s),
-        None => {
-            let (o, m) = classify(&q, target, settings.outcome_samples, &mut eval);
-            (o, m, t_end)
-        }
-    };
-    Ok(CallableResult {
-        outcome,
-        final_step,
-        mode_masses,
-        student: q,
-        records,
-    })
+    let ext = External::new(target);
+    let mut rec = Recorder::default();
+    let res = train_with(
+        &mut q,
+        &ext,
+        schedule.as_ref(),
+        opt.as_mut(),
+        &settings,
+        &mut rng,
+        &mut eval,
+        &mut rec,
+        cancel,
+    )?
+    .ok_or_else(crate::interrupted)?;
+    Ok((q, res, rec, ext.axis().to_vec()))
 }
 
-/// The end of a flow run against a user target.
-pub struct FlowCallableResult {
-    /// Outcome (None without modes).
-    pub outcome: Option<Outcome>,
-    /// Step reached.
-    pub final_step: usize,
-    /// Final Monte-Carlo statistics (all NaN for a diverged run).
-    pub stats: FlowStats,
-    /// Records (every `record.every` steps).
-    pub records: Vec<Record<FlowStats>>,
-}
-
-/// One run of the RealNVP student of `cfg` against `target`: the loop of
-/// [`annealvi::train::train`] for flows with the same streams — weights from (seed, init_run,
-/// Init), noise from (seed, noise_run, Sgd), the records' estimates from
-/// [`record_stream`] and the final evaluation from (seed, noise_run, Eval) — the target
-/// evaluated once per batch through [`RealNvp::loss_and_grad_batched`] and
-/// [`RealNvp::evaluate_batched`].
-pub fn run_flow(
+/// A run of the Gaussian-mixture student (result statistics: the mass of q on each mode).
+fn run_gmm(
     cfg: &Config,
     target: &PyTarget,
-    (init_run, noise_run): (u64, u64),
+    streams: (u64, u64),
     cancel: &AtomicBool,
-) -> PyResult<FlowCallableResult> {
-    let settings = TrainSettings::from_config(cfg);
-    refuse_exact(&settings)?;
-    let mut init = stream(cfg.seed, init_run, Purpose::Init);
-    let mut q: RealNvp = cfg.init_flow(&mut init).map_err(to_py)?;
-    let schedule = cfg.build_schedule();
-    let mut opt = cfg.build_optimizer();
-    let mut rng = stream(cfg.seed, noise_run, Purpose::Sgd);
-    let mut eval = stream(cfg.seed, noise_run, Purpose::Eval);
-    let mut record_rng = record_stream(&eval);
-    let groups = q.groups();
-    let mut grad = vec![0.0; q.params().len()];
-    let mut eps = Vec::new();
-    let d = target.dim;
-    let modes = target.modes.clone().unwrap_or_default();
-    let mut f = |x: &[f64], lp: &mut [f64], g: &mut [f64]| target.eval(x, x.len() / d, lp, g);
-    let mut records = Vec::new();
-    let t_end = settings.steps;
-    let mut diverged_at = None;
-    for step in 0..=t_end {
-        if cancel.load(Ordering::Relaxed) {
-            return Err(crate::interrupted());
-        }
-        let beta = schedule.beta(step as f64);
-        let due = settings.record_every > 0 && (step % settings.record_every == 0 || step == t_end);
-        let mut record = |q: &mut RealNvp, f: &mut BatchTarget<PyErr>, loss: f64| -> PyResult<()> {
-            let st = q.evaluate_batched(
-                f,
-                &modes,
-                beta,
-                settings.kl_samples,
-                settings.collapse_threshold,
-                &mut record_rng,
-            )?;
-            records.push(Record {
-                step,
-                beta,
-                loss,
-                kl: st.kl,
-                neg_elbo: st.neg_elbo,
-                stats: st,
-            });
-            Ok(())
-        };
-        if step == t_end {
-            if due {
-                record(&mut q, &mut f, f64::NAN)?;
-            }
-            break;
-        }
-        let loss = q.loss_and_grad_batched(
-            &mut f,
-            beta,
-            settings.estimator,
-            settings.samples,
-            &mut rng,
-            &mut eps,
-            &mut grad,
-        )?;
-        if due {
-            record(&mut q, &mut f, loss)?;
-        }
-        if !loss.is_finite() || !q.update(opt.as_mut(), &mut grad, &groups, settings.loss_scale) {
-            diverged_at = Some(step);
-            break;
-        }
-        if !q.params_finite() {
-            diverged_at = Some(step + 1);
-            break;
-        }
-    }
-    if cancel.load(Ordering::Relaxed) {
-        return Err(crate::interrupted());
-    }
-    let (outcome, final_step, stats) = match diverged_at {
-        Some(s) => (Some(Outcome::Diverged { step: s }), s, FlowStats::nan()),
-        None => {
-            let st = q.evaluate_batched(
-                &mut f,
-                &modes,
-                1.0,
-                settings.outcome_samples,
-                settings.collapse_threshold,
-                &mut eval,
-            )?;
-            let outcome = (!modes.is_empty()).then(|| st.outcome_named(|m| format!("mode {m}")));
-            (outcome, t_end, st)
-        }
-    };
-    Ok(FlowCallableResult {
-        outcome,
-        final_step,
-        stats,
-        records,
+) -> PyResult<Run<GmmStudent, Vec<f64>>> {
+    run(cfg, target, streams, cancel, |init| {
+        Ok(cfg.init_student(init))
     })
+}
+
+/// A run of the RealNVP student: its result and records.
+fn run_flow(
+    cfg: &Config,
+    target: &PyTarget,
+    streams: (u64, u64),
+    cancel: &AtomicBool,
+) -> PyResult<(RunResult<FlowStats>, Recorder)> {
+    let r = run(cfg, target, streams, cancel, |init| {
+        cfg.init_flow(init).map_err(to_py)
+    })?;
+    Ok((r.1, r.2))
+}
+
+/// The outcome to report: none ("unknown") for a target without modes, unless the run
+/// diverged.
+fn reported(target: &PyTarget, outcome: &Outcome) -> Option<Outcome> {
+    let known = target.modes.as_ref().is_some_and(|m| !m.is_empty());
+    (known || matches!(outcome, Outcome::Diverged { .. })).then(|| outcome.clone())
+}
+
+/// A sweep line's result: the reported outcome (see [`reported`]), without statistics.
+fn result<St>(t: &PyTarget, r: &RunResult<St>) -> RunResult<()> {
+    RunResult {
+        outcome: reported(t, &r.outcome).unwrap_or(Outcome::Partial { modes_covered: 0 }),
+        final_step: r.final_step,
+        light_mode_mass: r.light_mode_mass,
+        stats: (),
+    }
+}
+
+/// The summary's outcome items (see [`reported`]).
+fn outcome_summary(summary: &Bound<'_, PyDict>, t: &PyTarget, o: &Outcome) -> PyResult<()> {
+    match reported(t, o) {
+        Some(o) => outcome_items(summary, &o),
+        None => summary.set_item("outcome", "unknown"),
+    }
 }
 
 fn refuse_exact(settings: &TrainSettings) -> PyResult<()> {
@@ -527,28 +215,16 @@ pub fn train<'py>(
     if is_flow(cfg) {
         return train_flow(py, cfg, run, &t);
     }
-    let res = interruptible(py, |cancel| run_gmm(cfg, &t, (run, run), cancel))??;
+    let (q, res, rec, axis) = interruptible(py, |cancel| run_gmm(cfg, &t, (run, run), cancel))??;
     let summary = PyDict::new(py);
     summary.set_item("seed", cfg.seed)?;
-    match &res.outcome {
-        Some(o) => outcome_items(&summary, o)?,
-        None => summary.set_item("outcome", "unknown")?,
-    }
+    outcome_summary(&summary, &t, &res.outcome)?;
     summary.set_item("final_step", res.final_step)?;
-    summary.set_item(
-        "light_mode_mass",
-        res.mode_masses
-            .iter()
-            .cloned()
-            .fold(f64::NAN, |a: f64, b| if a.is_nan() { b } else { a.min(b) }),
-    )?;
-    summary.set_item(
-        "mode_masses",
-        PyArray1::from_vec(py, res.mode_masses.clone()),
-    )?;
-    gmm_summary(py, &summary, &res.student.stats(&axis(&t)))?;
+    summary.set_item("light_mode_mass", res.light_mode_mass)?;
+    summary.set_item("mode_masses", PyArray1::from_vec(py, res.stats))?;
+    gmm_summary(py, &summary, &q.stats(&axis))?;
     let traj = PyDict::new(py);
-    gmm_columns(py, &traj, &res.records)?;
+    gmm_columns(py, &traj, &rec.records)?;
     let out = PyDict::new(py);
     out.set_item("summary", summary)?;
     out.set_item("trajectory", traj)?;
@@ -564,13 +240,10 @@ fn train_flow<'py>(
     run: u64,
     t: &PyTarget,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let res = interruptible(py, |cancel| run_flow(cfg, t, (run, run), cancel))??;
+    let (res, rec) = interruptible(py, |cancel| run_flow(cfg, t, (run, run), cancel))??;
     let summary = PyDict::new(py);
     summary.set_item("seed", cfg.seed)?;
-    match &res.outcome {
-        Some(o) => outcome_items(&summary, o)?,
-        None => summary.set_item("outcome", "unknown")?,
-    }
+    outcome_summary(&summary, t, &res.outcome)?;
     let st = &res.stats;
     summary.set_item("final_step", res.final_step)?;
     summary.set_item("light_mode_mass", st.light_mode_mass)?;
@@ -582,7 +255,7 @@ fn train_flow<'py>(
         PyArray1::from_vec(py, st.mode_masses.clone()),
     )?;
     let traj = PyDict::new(py);
-    flow_columns(py, &traj, &res.records)?;
+    flow_columns(py, &traj, &rec.flow_records)?;
     let out = PyDict::new(py);
     out.set_item("summary", summary)?;
     out.set_item("trajectory", traj)?;
@@ -614,32 +287,20 @@ pub fn sweep(
             let start = std::time::Instant::now();
             let streams = (spec.seed as u64, noise_index(&cell, spec.seed));
             let line = if is_flow(&c) {
-                run_flow(&c, &t, streams, cancel).map(|r| {
-                    let res = RunResult {
-                        outcome: r.outcome.unwrap_or(Outcome::Partial { modes_covered: 0 }),
-                        final_step: r.final_step,
-                        light_mode_mass: r.stats.light_mode_mass,
-                        stats: (),
-                    };
+                run_flow(&c, &t, streams, cancel).map(|(r, _)| {
                     let wall = start.elapsed().as_secs_f64();
-                    run_line(cell, spec.seed, res, None, Some(r.stats), wall)
+                    run_line(cell, spec.seed, result(&t, &r), None, Some(r.stats), wall)
                 })
             } else {
-                run_gmm(&c, &t, streams, cancel).map(|r| {
-                    let light = r.mode_masses.iter().cloned().fold(f64::INFINITY, f64::min);
-                    let res = RunResult {
-                        outcome: r.outcome.unwrap_or(Outcome::Partial { modes_covered: 0 }),
-                        final_step: r.final_step,
-                        light_mode_mass: light,
-                        stats: (),
-                    };
+                run_gmm(&c, &t, streams, cancel).map(|(q, r, _, axis)| {
+                    let wall = start.elapsed().as_secs_f64();
                     run_line(
                         cell,
                         spec.seed,
-                        res,
-                        Some(r.student.stats(&axis(&t))),
+                        result(&t, &r),
+                        Some(q.stats(&axis)),
                         None,
-                        start.elapsed().as_secs_f64(),
+                        wall,
                     )
                 })
             };
@@ -706,14 +367,14 @@ pub fn gmm_gradient_check<'py>(
     let (mut g1, mut g2) = (vec![0.0; n], vec![0.0; n]);
     let mut r1 = stream(seed, 0, Purpose::Sgd);
     let mut r2 = stream(seed, 0, Purpose::Sgd);
-    let l1 = batched_gradient(
+    let l1 = mc_gradient_batched(
         &q,
-        &t,
+        |x: &[f64], lp: &mut [f64], g: &mut [f64]| t.evaluate(x, lp, g),
         beta,
         est,
         samples,
         &mut r1,
-        &mut Batch::default(),
+        &mut BatchWorkspace::default(),
         &mut g1,
     )?;
     let target = cfg.build_target();

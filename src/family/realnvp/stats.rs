@@ -5,6 +5,7 @@ use super::engine::with_engine;
 use super::flow::RealNvp;
 use super::loss::{BatchTarget, target_grad};
 use crate::family::fill_standard_normal;
+use crate::metrics::{Outcome, mode_name, mode_of, nearest, outcome_from_covered};
 use crate::target::IsotropicMixture;
 use rand::Rng;
 use serde::Serialize;
@@ -59,45 +60,39 @@ impl FlowStats {
 
     /// The outcome: a mode counts as covered when its estimated mass is at least the collapse
     /// threshold; all covered → covered, exactly one → collapsed onto it, else partial.
-    pub fn outcome(&self, target: &IsotropicMixture) -> crate::metrics::Outcome {
-        let bimodal = target.as_bimodal().is_some();
-        self.outcome_named(|mode| {
-            if bimodal {
-                if target.weights()[mode] >= 0.5 {
-                    "heavy"
-                } else {
-                    "light"
-                }
-                .to_string()
-            } else {
-                format!("mode {mode}")
-            }
-        })
+    pub fn outcome(&self, target: &IsotropicMixture) -> Outcome {
+        self.outcome_named(|mode| mode_name(target, mode))
     }
 
     /// [`Self::outcome`] with the modes named by `name(index)` (for targets other than the
     /// built-in mixtures).
-    pub fn outcome_named(&self, name: impl Fn(usize) -> String) -> crate::metrics::Outcome {
-        use crate::metrics::Outcome;
+    pub fn outcome_named(&self, name: impl FnOnce(usize) -> String) -> Outcome {
         if !self.kl.is_finite() && self.samples == 0 {
             return Outcome::Diverged { step: 0 };
         }
-        let covered: Vec<usize> = (0..self.mode_masses.len())
-            .filter(|&j| self.mode_masses[j] >= self.collapse_threshold)
+        let covered: Vec<bool> = self
+            .mode_masses
+            .iter()
+            .map(|&m| m >= self.collapse_threshold)
             .collect();
-        if covered.len() == self.mode_masses.len() {
-            Outcome::Covered
-        } else if covered.len() == 1 {
-            let mode = covered[0];
-            Outcome::Collapsed {
-                mode,
-                mode_name: name(mode),
-            }
-        } else {
-            Outcome::Partial {
-                modes_covered: covered.len(),
-            }
-        }
+        outcome_from_covered(&covered, name)
+    }
+}
+
+/// The importance-sampling ESS fraction (Σ w_i)² / (N Σ w_i²) from the log-weights
+/// ln w_i = ln π(x_i) − ln q(x_i) (shifted by their maximum); NaN when Σ w_i² is 0.
+fn ess_fraction(log_w: &[f64]) -> f64 {
+    let mx = log_w.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    let (mut s1, mut s2) = (0.0, 0.0);
+    for lw in log_w {
+        let w = (lw - mx).exp();
+        s1 += w;
+        s2 += w * w;
+    }
+    if s2 > 0.0 {
+        s1 * s1 / (s2 * log_w.len() as f64)
+    } else {
+        f64::NAN
     }
 }
 
@@ -125,7 +120,6 @@ impl RealNvp {
             (vec![0.0; chunk * d], vec![0.0; chunk * d], vec![0.0; chunk]);
         let mut log_w = Vec::with_capacity(n);
         let (mut kl, mut ne) = (0.0, 0.0);
-        let bimodal = target.as_bimodal().is_some();
         let mut done = 0;
         while done < n {
             fill_standard_normal(rng, &mut eps);
@@ -137,49 +131,18 @@ impl RealNvp {
                 kl += lq[b] - lp;
                 ne += lq[b] - beta * lp;
                 log_w.push(lp - lq[b]);
-                let mode = if bimodal {
-                    let s = crate::family::gmm::dot(xb, target.axis());
-                    if s >= 0.0 { 0 } else { 1 }
-                } else {
-                    (0..jm)
-                        .min_by(|&a, &c| {
-                            let da: f64 = xb
-                                .iter()
-                                .zip(&target.means()[a])
-                                .map(|(u, v)| (u - v) * (u - v))
-                                .sum();
-                            let dc: f64 = xb
-                                .iter()
-                                .zip(&target.means()[c])
-                                .map(|(u, v)| (u - v) * (u - v))
-                                .sum();
-                            da.total_cmp(&dc)
-                        })
-                        .unwrap_or(0)
-                };
-                counts[mode] += 1;
+                counts[mode_of(target, xb)] += 1;
             }
             done += take;
         }
         let nf = n as f64;
         let mode_masses: Vec<f64> = counts.iter().map(|&c| c as f64 / nf).collect();
         let light = target.lightest_mode();
-        let mx = log_w.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-        let (mut s1, mut s2) = (0.0, 0.0);
-        for lw in &log_w {
-            let w = (lw - mx).exp();
-            s1 += w;
-            s2 += w * w;
-        }
         let ln_z = 0.0; // the mixture is normalised
         FlowStats {
             light_mode_mass: mode_masses[light],
             mode_weight_error: (mode_masses[light] - target.weights()[light]).abs(),
-            ess_fraction: if s2 > 0.0 {
-                s1 * s1 / (s2 * nf)
-            } else {
-                f64::NAN
-            },
+            ess_fraction: ess_fraction(&log_w),
             kl: kl / nf + ln_z,
             neg_elbo: ne / nf,
             mode_masses,
@@ -187,6 +150,7 @@ impl RealNvp {
             samples: n,
         }
     }
+
     /// [`Self::evaluate`] against a target evaluated by the caller (see [`BatchTarget`]),
     /// whose modes are given by their centres `modes` (possibly none): the same draws from
     /// `rng` in the same chunks, each chunk's samples evaluated by one call of `target`. A
@@ -224,20 +188,7 @@ impl RealNvp {
                 let xb = &x[b * d..(b + 1) * d];
                 ne += lq[b] - beta * lp[b];
                 log_w.push(lp[b] - lq[b]);
-                let nearest = (0..modes.len()).min_by(|&a, &c| {
-                    let da: f64 = xb
-                        .iter()
-                        .zip(&modes[a])
-                        .map(|(u, v)| (u - v) * (u - v))
-                        .sum();
-                    let dc: f64 = xb
-                        .iter()
-                        .zip(&modes[c])
-                        .map(|(u, v)| (u - v) * (u - v))
-                        .sum();
-                    da.total_cmp(&dc)
-                });
-                if let Some(m) = nearest {
+                if let Some(m) = nearest(xb, modes) {
                     counts[m] += 1;
                 }
             }
@@ -250,21 +201,10 @@ impl RealNvp {
             .cloned()
             .reduce(f64::min)
             .unwrap_or(f64::NAN);
-        let mx = log_w.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-        let (mut s1, mut s2) = (0.0, 0.0);
-        for lw in &log_w {
-            let w = (lw - mx).exp();
-            s1 += w;
-            s2 += w * w;
-        }
         Ok(FlowStats {
             light_mode_mass: light,
             mode_weight_error: f64::NAN,
-            ess_fraction: if s2 > 0.0 {
-                s1 * s1 / (s2 * nf)
-            } else {
-                f64::NAN
-            },
+            ess_fraction: ess_fraction(&log_w),
             kl: f64::NAN,
             neg_elbo: ne / nf,
             mode_masses,

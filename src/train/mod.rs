@@ -1,0 +1,440 @@
+//! The training loop: SGD on F_β(t) = KL(q_θ ‖ π_β(t)) with an observer.
+//!
+//! At step t = 0, 1, …, T−1: β = β(t); estimate ∇_θ F_β (Monte Carlo or exact); record if due;
+//! apply the optimiser. The state after the last update is recorded as step T. A non-finite
+//! loss, gradient or parameter ends the run with [`Outcome::Diverged`] at that step — never a
+//! panic.
+//!
+//! The loop ([`train_with`]) is generic over [`Student`], the training-side view of a
+//! variational family, and over where the target's values come from ([`TrainTarget`]): the
+//! Gaussian-mixture student ([`GmmStudent`](crate::family::GmmStudent)), the RealNVP flow
+//! ([`RealNvp`](crate::family::RealNvp)) and the statistics engine run through the same code
+//! (schedules, optimisers, observers, outcomes, random streams) against the built-in mixtures
+//! ([`IsotropicMixture`]) or against a target evaluated outside the library ([`External`],
+//! e.g. a Python callable).
+//!
+//! Files: this one holds the loop, its traits and its records; `builtin` the students against
+//! the built-in mixtures; `external` the students against an external target.
+
+mod builtin;
+mod external;
+
+pub use builtin::{FlowWorkspace, GmmWorkspace, marginal_snapshot, mc_kl};
+pub(crate) use builtin::{exact_kl, gmm_result, marginal_along};
+pub use external::{External, ExternalTarget};
+
+use crate::config::{Config, LossScale};
+use crate::family::gmm::Stats;
+use crate::family::realnvp::FlowStats;
+use crate::family::{ParamGroup, VariationalFamily};
+use crate::metrics::Outcome;
+use crate::objective::Estimator;
+use crate::optim::Optimizer;
+use crate::schedule::Schedule;
+use crate::seed::Stream;
+use crate::target::IsotropicMixture;
+use rand::Rng;
+use serde::Serialize;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// One row of the trajectory (`St`: the student's summary statistics).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Record<St = Stats> {
+    /// SGD step.
+    pub step: usize,
+    /// β(step).
+    pub beta: f64,
+    /// The training loss estimate at this step: Σ_k w_k E_k[ln q − β ln π] (nats).
+    pub loss: f64,
+    /// KL(q ‖ π) against the untempered target (exact where available, else Monte Carlo).
+    pub kl: f64,
+    /// −ELBO against the unnormalised tempered target: E_q[ln q − β ln π] = F_β − ln Z_β.
+    pub neg_elbo: f64,
+    /// Summary statistics.
+    pub stats: St,
+}
+
+/// Densities along μ̂ at one step.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MarginalSnapshot {
+    /// SGD step.
+    pub step: usize,
+    /// β(step).
+    pub beta: f64,
+    /// Grid s = x·μ̂.
+    pub s: Vec<f64>,
+    /// Student marginal.
+    pub q: Vec<f64>,
+    /// Target marginal.
+    pub target: Vec<f64>,
+    /// Tempered target marginal (normalised), where computable.
+    pub target_tempered: Option<Vec<f64>>,
+}
+
+/// Receives what the loop observes.
+pub trait Observer {
+    /// A trajectory record (Gaussian-mixture student).
+    fn on_record(&mut self, _record: &Record) {}
+    /// A trajectory record of a flow student.
+    fn on_flow_record(&mut self, _record: &Record<FlowStats>) {}
+    /// A marginal snapshot.
+    fn on_marginal(&mut self, _snapshot: &MarginalSnapshot) {}
+}
+
+/// An observer that ignores everything.
+pub struct NoObserver;
+impl Observer for NoObserver {}
+
+/// An observer that keeps everything in memory.
+#[derive(Default, Debug)]
+pub struct Recorder {
+    /// Trajectory records, in step order.
+    pub records: Vec<Record>,
+    /// Flow trajectory records, in step order.
+    pub flow_records: Vec<Record<FlowStats>>,
+    /// Marginal snapshots, in step order.
+    pub marginals: Vec<MarginalSnapshot>,
+}
+
+impl Observer for Recorder {
+    fn on_record(&mut self, r: &Record) {
+        self.records.push(r.clone());
+    }
+    fn on_flow_record(&mut self, r: &Record<FlowStats>) {
+        self.flow_records.push(r.clone());
+    }
+    fn on_marginal(&mut self, s: &MarginalSnapshot) {
+        self.marginals.push(s.clone());
+    }
+}
+
+/// What the loop needs beyond target, student, schedule and optimiser.
+#[derive(Clone, Debug)]
+pub struct TrainSettings {
+    /// Number of SGD steps T.
+    pub steps: usize,
+    /// Gradient estimator.
+    pub estimator: Estimator,
+    /// Samples per component B.
+    pub samples: usize,
+    /// Multiplier on loss and gradient (1, or 1/d for `per_dim`).
+    pub loss_scale: f64,
+    /// Record every this many steps (0 = never, only the outcome).
+    pub record_every: usize,
+    /// Steps at which to snapshot marginals.
+    pub marginal_steps: Vec<usize>,
+    /// Marginal grid half-width and number of points.
+    pub marginal_grid: (f64, usize),
+    /// Monte-Carlo samples per component for KL estimates without an exact value.
+    pub kl_samples: usize,
+    /// Samples for Monte-Carlo outcomes (flows): light-mode mass, ESS, KL.
+    pub outcome_samples: usize,
+    /// A Monte-Carlo outcome is a collapse when a mode's estimated mass is below this.
+    pub collapse_threshold: f64,
+}
+
+impl TrainSettings {
+    /// Settings from a configuration.
+    pub fn from_config(c: &Config) -> Self {
+        Self {
+            steps: c.optim.steps,
+            estimator: c.objective.estimator,
+            samples: c.objective.samples,
+            loss_scale: match c.objective.loss_scale {
+                LossScale::None => 1.0,
+                LossScale::PerDim => 1.0 / c.target.d as f64,
+            },
+            record_every: c.record.every,
+            marginal_steps: c.record.marginal_steps.clone(),
+            marginal_grid: (c.record.marginal_range, c.record.marginal_points),
+            kl_samples: c.record.kl_samples,
+            outcome_samples: c.student.realnvp.eval_samples,
+            collapse_threshold: c.student.realnvp.collapse_threshold,
+        }
+    }
+}
+
+/// The end of a run (`St`: the student's summary statistics).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RunResult<St = Stats> {
+    /// How it ended.
+    #[serde(flatten)]
+    pub outcome: Outcome,
+    /// The last step reached (T, or the divergence step).
+    pub final_step: usize,
+    /// Student mass on the lighter mode.
+    pub light_mode_mass: f64,
+    /// Final summary statistics (relative to μ̂).
+    pub stats: St,
+}
+
+impl<St> RunResult<St> {
+    /// A run that diverged at `step` (light-mode mass NaN), with its last statistics.
+    pub fn diverged(step: usize, stats: St) -> Self {
+        RunResult {
+            outcome: Outcome::Diverged { step },
+            final_step: step,
+            light_mode_mass: f64::NAN,
+            stats,
+        }
+    }
+}
+
+/// Where the loop's target takes its values from: the built-in mixtures, which cannot fail,
+/// or a target evaluated outside the library ([`External`]), whose evaluations can. A
+/// [`Student`] that evaluates a target keeps its first failure in the target; the loop takes
+/// it after every call that may have evaluated the target and ends the run with it.
+pub trait TrainTarget {
+    /// Why an evaluation failed.
+    type Error;
+    /// `Err` with the first failure since the last call, if there was one.
+    fn take_error(&self) -> Result<(), Self::Error>;
+}
+
+impl TrainTarget for IsotropicMixture {
+    type Error = std::convert::Infallible;
+    #[inline(always)]
+    fn take_error(&self) -> Result<(), Self::Error> {
+        Ok(())
+    }
+}
+
+/// The target-independent part of a student's SGD step.
+pub trait Trainable: VariationalFamily + Sized {
+    /// Applies `opt` to θ with the gradient of the last [`Student::loss_and_grad`] call (left
+    /// in `grad`), scaled by `scale`. Returns false, leaving θ untouched, when that gradient is
+    /// not finite. The default checks `grad`, scales it and calls [`Optimizer::step`]; a
+    /// family may keep its gradient elsewhere and fuse the passes (the f32 RealNVP engine).
+    fn update(
+        &mut self,
+        opt: &mut dyn Optimizer,
+        grad: &mut [f64],
+        groups: &[ParamGroup],
+        scale: f64,
+    ) -> bool {
+        plain_update(self, opt, grad, groups, scale)
+    }
+    /// Whether every parameter is finite.
+    fn params_finite(&self) -> bool;
+}
+
+/// The training-side view of a variational family against targets of type `T`: what
+/// [`train_with`] needs besides the flat parameter vector of [`VariationalFamily`] and the
+/// update of [`Trainable`]. A method that evaluates `T` and fails leaves its failure in the
+/// target (see [`TrainTarget`]) and returns a placeholder (NaN, or nothing).
+pub trait Student<T: ?Sized = IsotropicMixture>: Trainable {
+    /// Reusable per-run state (buffers, exact objective).
+    type Workspace;
+    /// Summary statistics of results.
+    type Stats: Clone + std::fmt::Debug + PartialEq + Serialize;
+    /// A workspace for training against `target` with `settings`.
+    fn workspace(&self, target: &T, settings: &TrainSettings) -> Self::Workspace;
+    /// The loss estimate E[ln q − β ln π] (nats; NaN when it cannot be computed) and its
+    /// gradient w.r.t. θ into `grad`.
+    ///
+    /// With `want_loss` false the caller only needs to know whether the loss is finite: an
+    /// implementation may then skip the work that only the loss's value needs and return 0
+    /// in its place, or NaN where a per-sample term of the loss is not finite. The gradient
+    /// is the same either way.
+    #[allow(clippy::too_many_arguments)]
+    fn loss_and_grad<R: Rng + ?Sized>(
+        &mut self,
+        ws: &mut Self::Workspace,
+        target: &T,
+        beta: f64,
+        settings: &TrainSettings,
+        want_loss: bool,
+        rng: &mut R,
+        grad: &mut [f64],
+    ) -> f64;
+    /// A trajectory record, sent to `observer`.
+    #[allow(clippy::too_many_arguments)]
+    fn record<R: Rng + ?Sized>(
+        &mut self,
+        ws: &mut Self::Workspace,
+        target: &T,
+        beta: f64,
+        step: usize,
+        loss: f64,
+        settings: &TrainSettings,
+        eval_rng: &mut R,
+        observer: &mut dyn Observer,
+    );
+    /// Marginal densities along μ̂, where the family has them in closed form (by default it
+    /// has not).
+    fn marginal(
+        &self,
+        _target: &T,
+        _beta: f64,
+        _step: usize,
+        _grid: (f64, usize),
+    ) -> Option<MarginalSnapshot> {
+        None
+    }
+    /// The run's result after `step` steps (diverged or not).
+    fn finish<R: Rng + ?Sized>(
+        &mut self,
+        target: &T,
+        step: usize,
+        diverged: bool,
+        settings: &TrainSettings,
+        eval_rng: &mut R,
+    ) -> RunResult<Self::Stats>;
+}
+
+/// [`Trainable::update`]'s default: refuse a non-finite gradient, scale it, [`Optimizer::step`].
+pub(crate) fn plain_update<S: VariationalFamily>(
+    q: &mut S,
+    opt: &mut dyn Optimizer,
+    grad: &mut [f64],
+    groups: &[ParamGroup],
+    scale: f64,
+) -> bool {
+    if grad.iter().any(|g| !g.is_finite()) {
+        return false;
+    }
+    if scale != 1.0 {
+        grad.iter_mut().for_each(|g| *g *= scale);
+    }
+    opt.step(q.params_mut(), grad, groups);
+    true
+}
+
+/// The stream of the records' Monte-Carlo estimates in [`train`]: seeded from a copy of
+/// `eval_rng` (which is not advanced), so that recording changes neither the training
+/// trajectory nor the final evaluation.
+pub fn record_stream<R: Rng + Clone>(eval_rng: &R) -> Stream {
+    use rand::SeedableRng;
+    Stream::seed_from_u64(eval_rng.clone().next_u64() ^ 0x7265_636f_7264_7321)
+}
+
+/// Runs SGD from the student's current state. `rng` supplies the reparametrisation noise and
+/// `eval_rng` the Monte-Carlo estimate of the outcome; records draw from a stream seeded from
+/// a copy of `eval_rng` (all kept apart, so that recording changes neither the training
+/// trajectory nor the final evaluation).
+#[allow(clippy::too_many_arguments)]
+pub fn train<S: Student, R: Rng + Clone>(
+    q: &mut S,
+    target: &IsotropicMixture,
+    schedule: &dyn Schedule,
+    opt: &mut dyn Optimizer,
+    settings: &TrainSettings,
+    rng: &mut R,
+    eval_rng: &mut R,
+    observer: &mut dyn Observer,
+) -> RunResult<S::Stats> {
+    let never = AtomicBool::new(false);
+    match train_cancellable(
+        q, target, schedule, opt, settings, rng, eval_rng, observer, &never,
+    ) {
+        Some(r) => r,
+        None => unreachable!("a flag nobody sets cancels nothing"),
+    }
+}
+
+/// [`train`] that stops once `cancel` is set (e.g. from another thread on Ctrl-C): the flag
+/// is read before every step and before the final evaluation; a stopped run returns `None`,
+/// leaving the student at its last update. Without cancellation the result is [`train`]'s,
+/// bit for bit.
+#[allow(clippy::too_many_arguments)]
+pub fn train_cancellable<S: Student, R: Rng + Clone>(
+    q: &mut S,
+    target: &IsotropicMixture,
+    schedule: &dyn Schedule,
+    opt: &mut dyn Optimizer,
+    settings: &TrainSettings,
+    rng: &mut R,
+    eval_rng: &mut R,
+    observer: &mut dyn Observer,
+    cancel: &AtomicBool,
+) -> Option<RunResult<S::Stats>> {
+    match train_with(
+        q, target, schedule, opt, settings, rng, eval_rng, observer, cancel,
+    ) {
+        Ok(r) => r,
+        Err(never) => match never {},
+    }
+}
+
+/// The training loop, for any student and target (see the module docs and
+/// [`train_cancellable`]): `Ok(None)` when `cancel` was set, `Err` with the first failure of
+/// the target's evaluations (the run ends there), else the run's result. Whatever the target,
+/// the random numbers are drawn in the same order from the same streams.
+#[allow(clippy::too_many_arguments)]
+pub fn train_with<T, S, R>(
+    q: &mut S,
+    target: &T,
+    schedule: &dyn Schedule,
+    opt: &mut dyn Optimizer,
+    settings: &TrainSettings,
+    rng: &mut R,
+    eval_rng: &mut R,
+    observer: &mut dyn Observer,
+    cancel: &AtomicBool,
+) -> Result<Option<RunResult<S::Stats>>, T::Error>
+where
+    T: TrainTarget + ?Sized,
+    S: Student<T>,
+    R: Rng + Clone,
+{
+    let mut ws = q.workspace(target, settings);
+    let mut record_rng = record_stream(eval_rng);
+    let groups = q.groups();
+    let mut grad = vec![0.0; q.params().len()];
+    let t_end = settings.steps;
+    for step in 0..=t_end {
+        if cancel.load(Ordering::Relaxed) {
+            return Ok(None);
+        }
+        let beta = schedule.beta(step as f64);
+        if settings.marginal_steps.contains(&step)
+            && let Some(m) = q.marginal(target, beta, step, settings.marginal_grid)
+        {
+            observer.on_marginal(&m);
+        }
+        let due = settings.record_every > 0 && (step % settings.record_every == 0 || step == t_end);
+        let mut record = |q: &mut S, ws: &mut S::Workspace, loss: f64| {
+            q.record(
+                ws,
+                target,
+                beta,
+                step,
+                loss,
+                settings,
+                &mut record_rng,
+                observer,
+            );
+            target.take_error()
+        };
+        if step == t_end {
+            if due {
+                record(q, &mut ws, f64::NAN)?;
+            }
+            break;
+        }
+        let loss = q.loss_and_grad(&mut ws, target, beta, settings, due, rng, &mut grad);
+        target.take_error()?;
+        if due {
+            record(q, &mut ws, loss)?;
+        }
+        let diverged_at =
+            if !loss.is_finite() || !q.update(opt, &mut grad, &groups, settings.loss_scale) {
+                Some(step)
+            } else if !q.params_finite() {
+                Some(step + 1)
+            } else {
+                None
+            };
+        if let Some(at) = diverged_at {
+            let res = q.finish(target, at, true, settings, eval_rng);
+            target.take_error()?;
+            return Ok(Some(res));
+        }
+    }
+    if cancel.load(Ordering::Relaxed) {
+        return Ok(None);
+    }
+    let res = q.finish(target, t_end, false, settings, eval_rng);
+    target.take_error()?;
+    Ok(Some(res))
+}
