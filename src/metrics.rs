@@ -63,7 +63,7 @@ pub enum Outcome {
     Collapsed {
         /// Index of the target mode (0 = +μ*, the heavy mode of the bimodal target).
         mode: usize,
-        /// "heavy" or "light" for the bimodal target, else "mode <j>".
+        /// "heavy" or "light" for the bimodal target, else `"mode j"` (j its index).
         mode_name: String,
     },
     /// Some but not all modes covered.
@@ -145,7 +145,7 @@ pub fn outcome_from_covered(covered: &[bool], name: impl FnOnce(usize) -> String
 }
 
 /// The name of target mode j in outcomes: "heavy" or "light" (by its weight) for the bimodal
-/// target, otherwise "mode <j>".
+/// target, otherwise `"mode j"` (j its index).
 pub fn mode_name(target: &IsotropicMixture, mode: usize) -> String {
     if target.as_bimodal().is_some() {
         if target.weights()[mode] >= 0.5 {

@@ -1,8 +1,10 @@
-//! Progress of long jobs (sweeps, theory grids, SGD checks, figures), reported through a hook
-//! the program installs: the library itself draws nothing. [`bar`] returns a [`Bar`] that
-//! forwards to the installed reporter, or does nothing when none is installed (a library
-//! user, the Python package). With the feature `progress`, [`terminal::install`] installs
-//! indicatif bars with an ETA (the `annealvi` program does, at start).
+//! Progress of long jobs (sweeps, theory grids, SGD checks, figures), reported through hooks
+//! the program installs: the library itself draws and prints nothing. [`bar`] returns a
+//! [`Bar`] that forwards to the installed reporter, and [`note`] passes a one-line message
+//! (e.g. "wrote fig2.png") to the installed notifier; both do nothing when none is installed
+//! (a library user, the Python package). With the feature `progress`, [`terminal::install`]
+//! installs indicatif bars with an ETA and prints notes on stdout (the `annealvi` program
+//! does, at start).
 
 use std::sync::OnceLock;
 
@@ -47,6 +49,23 @@ pub fn bar(len: u64, msg: &str) -> Bar {
     Bar(REPORTER.get().map(|r| r(len, msg)))
 }
 
+/// Receives the one-line messages of long jobs (what was written, what a stage found).
+pub type Notifier = fn(msg: &str);
+
+static NOTIFIER: OnceLock<Notifier> = OnceLock::new();
+
+/// Installs the process's notifier (once; returns false if one was installed already).
+pub fn set_notifier(n: Notifier) -> bool {
+    NOTIFIER.set(n).is_ok()
+}
+
+/// Passes `msg` to the installed notifier, if any.
+pub fn note(msg: &str) {
+    if let Some(n) = NOTIFIER.get() {
+        n(msg);
+    }
+}
+
 /// Terminal progress bars (indicatif): shown on a terminal, silent when stderr is not a TTY
 /// or when the `CI` environment variable is set.
 #[cfg(feature = "progress")]
@@ -82,9 +101,15 @@ pub mod terminal {
         Box::new(Terminal(pb))
     }
 
-    /// Installs terminal bars as the process's reporter.
+    fn print(msg: &str) {
+        println!("{msg}");
+    }
+
+    /// Installs terminal bars as the process's reporter, and printing on stdout as its
+    /// notifier.
     pub fn install() {
         super::set_reporter(make);
+        super::set_notifier(print);
     }
 
     /// Whether bars are drawn.

@@ -3,8 +3,8 @@
 //!
 //! | layer | modules |
 //! |---|---|
-//! | core | error, check, seed, quadrature, gauss1d, target, normal, family (gmm, realnvp, realnvp_gpu), metrics, optim, objective, schedule, config, train, statistics, run |
-//! | study | progress, output, sweep, theory, design, bench |
+//! | core | error, progress, check, seed, quadrature, gauss1d, target, normal, family (gmm, realnvp, realnvp_gpu), metrics, optim, objective, schedule, config, train, statistics, run |
+//! | study | output, sweep, theory, design, bench |
 //! | plot | plot (generic charts) |
 //! | figure | figure (the paper's figures: study + plot) |
 //!
@@ -21,6 +21,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         "core",
         &[
             "error",
+            "progress",
             "check",
             "seed",
             "quadrature",
@@ -41,10 +42,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "run",
         ],
     ),
-    (
-        "study",
-        &["progress", "output", "sweep", "theory", "design", "bench"],
-    ),
+    ("study", &["output", "sweep", "theory", "design", "bench"]),
     ("plot", &["plot"]),
     ("figure", &["figure"]),
 ];

@@ -83,10 +83,10 @@ pub fn figure_dim(out: &Path, quick: bool) -> Result<Vec<DimPoint>> {
         let rep = resume_sweep(&cfg, &dir)?;
         let cells = cells_in(&dir)?;
         let theory = theory_grid(&cfg, cfg.grid.seeds, IcMethod::Paired)?;
-        println!(
+        crate::progress::note(&format!(
             "d = {d}: {} runs ({} run now in {:.1} s)",
             rep.planned, rep.ran, rep.seconds
-        );
+        ));
         for c in &cells {
             let th = theory
                 .iter()
@@ -189,6 +189,6 @@ fn draw_dim(out: &Path, points: &[DimPoint], quick: bool) -> Result<()> {
         out,
         "fig_dim",
     )?;
-    println!("wrote {}", out.join("fig_dim.png").display());
+    crate::progress::note(&format!("wrote {}", out.join("fig_dim.png").display()));
     Ok(())
 }

@@ -138,12 +138,12 @@ pub fn figure1(out: &Path, quick: bool, seed: u64) -> Result<()> {
             i + 1,
             label
         );
-        println!(
+        crate::progress::note(&format!(
             "row {}: {label}: shown run {} -> {}; P(collapse) = {p:.2} [{lo:.2}, {hi:.2}] over {n} seeds",
             i + 1,
             shown,
             res.outcome.label()
-        );
+        ));
         rows.push(Fig1Row {
             label: label.clone(),
             marginals: rec
@@ -192,7 +192,7 @@ pub fn figure1(out: &Path, quick: bool, seed: u64) -> Result<()> {
     output::write_text(&out.join("fig1_trajectory.csv"), &traj_csv)?;
     output::write_text(&out.join("fig1_outcomes.csv"), &out_csv)?;
     draw_fig1(&rows, out, "fig1")?;
-    println!("wrote {}", out.join("fig1.png").display());
+    crate::progress::note(&format!("wrote {}", out.join("fig1.png").display()));
     Ok(())
 }
 

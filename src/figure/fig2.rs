@@ -122,6 +122,6 @@ pub fn figure2(out: &Path, quick: bool) -> Result<()> {
         ],
     );
     heatmap(&hm, out, "fig2")?;
-    println!("wrote {}", out.join("fig2.png").display());
+    crate::progress::note(&format!("wrote {}", out.join("fig2.png").display()));
     Ok(())
 }

@@ -92,6 +92,6 @@ pub fn figure3(out: &Path, quick: bool, seed: u64) -> Result<()> {
     bar.finish_and_clear();
     output::write_text(&out.join("fig3.csv"), &csv)?;
     panels_figure(&panels, 4, out, "fig3")?;
-    println!("wrote {}", out.join("fig3.png").display());
+    crate::progress::note(&format!("wrote {}", out.join("fig3.png").display()));
     Ok(())
 }

@@ -47,6 +47,6 @@ pub fn figure4(out: &Path, quick: bool, engine: Engine) -> Result<()> {
         Vec::new(),
     );
     heatmap(&hm, out, "fig4_light_mass")?;
-    println!("wrote {}", out.join("fig4.png").display());
+    crate::progress::note(&format!("wrote {}", out.join("fig4.png").display()));
     Ok(())
 }

@@ -143,6 +143,6 @@ pub fn figure5(out: &Path, quick: bool, flow: Option<(&Path, bool, Engine)>) -> 
         )?);
     }
     errorbar_panels(&charts, out, "fig5")?;
-    println!("wrote {}", out.join("fig5.png").display());
+    crate::progress::note(&format!("wrote {}", out.join("fig5.png").display()));
     Ok(())
 }

@@ -88,14 +88,14 @@ fn builtin_sweep(
     cfg.grid.engine = engine;
     cfg.validate()?;
     let rep = resume_sweep(&cfg, out)?;
-    println!(
+    crate::progress::note(&format!(
         "{name} sweep: {} runs ({} already done, {} run now in {:.1} s) -> {}",
         rep.planned,
         rep.skipped,
         rep.ran,
         rep.seconds,
         out.join("runs.jsonl").display()
-    );
+    ));
     cells_in(out)
 }
 
@@ -282,10 +282,10 @@ pub fn reproduce(out: &Path, quick: bool, flow_quick: Option<bool>, engine: Engi
         "## P(collapse) against the dimension d\n\n![P(collapse) vs d](dim/fig_dim.png)\n\nSGD simulated exactly in the summary statistics (statistics engine) against the quasi-static ODE from the same initial conditions. Data: `dim/dim.csv`, one sweep per d in `dim/d<d>/`.\n"
     );
     output::write_text(&out.join("index.md"), &md)?;
-    println!(
+    crate::progress::note(&format!(
         "wrote {} ({:.0} s)",
         out.join("index.md").display(),
         start.elapsed().as_secs_f64()
-    );
+    ));
     Ok(())
 }

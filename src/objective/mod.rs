@@ -43,6 +43,7 @@ use kernel::{BLOCK, accumulate, multi_dot};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
+/// Which gradient estimator drives training.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Estimator {

@@ -151,7 +151,7 @@ impl<X: ExternalTarget + ?Sized> Student<External<'_, X>> for GmmStudent {
     }
 
     /// Each component belongs to the mode of the nearest centre (covered / collapsed /
-    /// partial, as for the built-in mixtures, modes named "mode <j>"); the masses come from
+    /// partial, as for the built-in mixtures, modes named "mode j"); the masses come from
     /// `settings.outcome_samples` draws of q with `eval_rng`; the light-mode mass is the
     /// smallest (NaN without modes).
     fn finish<R: Rng + ?Sized>(
@@ -200,7 +200,7 @@ impl<X: ExternalTarget + ?Sized> Student<External<'_, X>> for GmmStudent {
 }
 
 /// The flow against an external target: its batched passes with the noise, records and final
-/// evaluation of the built-in flow runs (modes named "mode <j>"; KL and mode-weight error
+/// evaluation of the built-in flow runs (modes named "mode j"; KL and mode-weight error
 /// NaN: the normaliser and the mode weights are unknown).
 impl<X: ExternalTarget + ?Sized> Student<External<'_, X>> for RealNvp {
     type Workspace = FlowWorkspace;

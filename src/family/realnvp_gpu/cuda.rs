@@ -79,9 +79,9 @@ fn load_ptx(
             .collect::<Vec<_>>()
             .join("\n");
         if let Ok(m) = ctx.load_module(Ptx::from_src(patched)) {
-            eprintln!(
+            crate::progress::note(&format!(
                 "note: the driver rejected NVRTC's PTX ({first:?}); loaded it as PTX ISA {v}"
-            );
+            ));
             return Ok(m);
         }
     }
