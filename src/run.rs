@@ -3,13 +3,13 @@
 //! it with [`crate::train`]'s loop, on the engine and family the configuration names (the one
 //! place that dispatches on them). Sweeps, the CLI and the Python package start runs here.
 
-use crate::config::{Config, Engine, TargetConfig};
+use crate::config::{Config, Engine, FamilyKind, TargetConfig};
 use crate::family::realnvp::FlowStats;
 use crate::family::{GmmStudent, RealNvp};
 use crate::seed::{Purpose, Stream, stream};
 use crate::statistics::{StatsStudent, TargetFrame};
 use crate::target::IsotropicMixture;
-use crate::train::{Observer, RunResult, Student, TrainSettings, train_cancellable};
+use crate::train::{Observer, RunResult, Student, TrainSettings, TrainTarget, train_with};
 use rand::Rng;
 use std::cell::RefCell;
 use std::sync::Arc;
@@ -61,7 +61,8 @@ pub fn run_with_streams(
     }
 }
 
-/// [`run_with_streams`] that stops once `cancel` is set (`None`; see [`train_cancellable`]).
+/// [`run_with_streams`] that stops once `cancel` is set (`None`; see
+/// [`train_cancellable`](crate::train::train_cancellable)).
 pub fn run_with_streams_cancellable(
     cfg: &Config,
     (init_run, noise_run): (u64, u64),
@@ -161,7 +162,7 @@ pub fn run_flow_with_streams(
 }
 
 /// [`run_flow_with_streams`] that stops once `cancel` is set (`Ok(None)`; see
-/// [`train_cancellable`]).
+/// [`train_cancellable`](crate::train::train_cancellable)).
 pub fn run_flow_with_streams_cancellable(
     cfg: &Config,
     (init_run, noise_run): (u64, u64),
@@ -172,6 +173,46 @@ pub fn run_flow_with_streams_cancellable(
     let mut q = cfg.init_flow(&mut init)?;
     let res = run_student_cancellable(cfg, &mut q, noise_run, observer, cancel);
     Ok(res.map(|r| (q, r)))
+}
+
+/// A finished run of the student family a configuration names (`student.family`).
+#[derive(Clone, Debug)]
+pub enum AnyRun {
+    /// The Gaussian-mixture student (either engine), as [`run_with_streams`] returns it.
+    Mixture(GmmStudent, RunResult),
+    /// The RealNVP flow, as [`run_flow_with_streams`] returns it.
+    Flow(RealNvp, RunResult<FlowStats>),
+}
+
+/// A run of whichever student family `cfg` names, with the streams (init_run, noise_run):
+/// [`run_with_streams`] for the Gaussian mixture, [`run_flow_with_streams`] for the flow.
+/// Errors only on an invalid flow architecture.
+pub fn run_any(
+    cfg: &Config,
+    streams: (u64, u64),
+    observer: &mut dyn Observer,
+) -> crate::Result<AnyRun> {
+    let never = AtomicBool::new(false);
+    match run_any_cancellable(cfg, streams, observer, &never)? {
+        Some(r) => Ok(r),
+        None => unreachable!("a flag nobody sets cancels nothing"),
+    }
+}
+
+/// [`run_any`] that stops once `cancel` is set (`Ok(None)`; see
+/// [`train_cancellable`](crate::train::train_cancellable)).
+pub fn run_any_cancellable(
+    cfg: &Config,
+    streams: (u64, u64),
+    observer: &mut dyn Observer,
+    cancel: &AtomicBool,
+) -> crate::Result<Option<AnyRun>> {
+    Ok(match cfg.student.family {
+        FamilyKind::Realnvp => run_flow_with_streams_cancellable(cfg, streams, observer, cancel)?
+            .map(|(q, r)| AnyRun::Flow(q, r)),
+        FamilyKind::Gmm => run_with_streams_cancellable(cfg, streams, observer, cancel)
+            .map(|(q, r)| AnyRun::Mixture(q, r)),
+    })
 }
 
 /// Trains an already initialised student with the configured target, schedule, optimiser and
@@ -189,7 +230,8 @@ pub fn run_student<S: Student>(
     }
 }
 
-/// [`run_student`] that stops once `cancel` is set (`None`; see [`train_cancellable`]).
+/// [`run_student`] that stops once `cancel` is set (`None`; see
+/// [`train_cancellable`](crate::train::train_cancellable)).
 pub fn run_student_cancellable<S: Student>(
     cfg: &Config,
     q: &mut S,
@@ -210,12 +252,34 @@ pub fn run_student_on<S: Student>(
     observer: &mut dyn Observer,
     cancel: &AtomicBool,
 ) -> Option<RunResult<S::Stats>> {
+    match run_student_with(cfg, target, q, noise_run, observer, cancel) {
+        Ok(r) => r,
+        Err(never) => match never {},
+    }
+}
+
+/// Trains `q` against any [`TrainTarget`] (a built-in mixture, or a target evaluated outside
+/// the library, [`crate::train::External`]) with the configured schedule, optimiser and
+/// settings and the noise streams of `noise_run`: `Ok(None)` when `cancel` was set, `Err`
+/// with the target's first failed evaluation (see [`train_with`]).
+pub fn run_student_with<T, S>(
+    cfg: &Config,
+    target: &T,
+    q: &mut S,
+    noise_run: u64,
+    observer: &mut dyn Observer,
+    cancel: &AtomicBool,
+) -> Result<Option<RunResult<S::Stats>>, T::Error>
+where
+    T: TrainTarget + ?Sized,
+    S: Student<T>,
+{
     let schedule = cfg.build_schedule();
     let mut opt = cfg.build_optimizer();
     let mut rng = stream(cfg.seed, noise_run, Purpose::Sgd);
     let mut eval = stream(cfg.seed, noise_run, Purpose::Eval);
     let settings = TrainSettings::from_config(cfg);
-    train_cancellable(
+    train_with(
         q,
         target,
         schedule.as_ref(),

@@ -3,9 +3,9 @@
 //!
 //! This file is the numpy/GIL glue: [`PyTarget`] is the library's
 //! [`ExternalTarget`](annealvi::train::ExternalTarget) (one call of the callable per batch),
-//! and the runs are the library's training loop ([`annealvi::train::train_with`]) with the
-//! streams of the built-in runs, so that against the built-in bimodal target written in Python
-//! they reproduce the built-in runs. The Python wrapper (`annealvi/_target.py`) checks shapes
+//! and the runs are the library's training loop (through
+//! [`annealvi::run::run_student_with`]) with the streams of the built-in runs, so that against
+//! the built-in bimodal target written in Python they reproduce the built-in runs. The Python wrapper (`annealvi/_target.py`) checks shapes
 //! and finiteness and raises a `ValueError` naming the problem; any exception ends the run and
 //! is re-raised to the caller.
 
@@ -14,9 +14,10 @@ use annealvi::family::realnvp::FlowStats;
 use annealvi::family::{GmmStudent, VariationalFamily};
 use annealvi::objective::{BatchWorkspace, Estimator, mc_gradient_batched};
 use annealvi::prelude::*;
+use annealvi::run::run_student_with;
 use annealvi::seed::{Purpose, Stream, stream};
 use annealvi::sweep::{noise_index, run_line};
-use annealvi::train::{External, ExternalTarget, Student, TrainSettings, train_with};
+use annealvi::train::{External, ExternalTarget, Student, TrainSettings};
 use numpy::{PyArray1, PyArrayMethods};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -105,27 +106,12 @@ where
     S: Student<External<'t, PyTarget>>,
     F: FnOnce(&mut Stream) -> PyResult<S>,
 {
-    let settings = TrainSettings::from_config(cfg);
-    refuse_exact(&settings)?;
+    refuse_exact(&TrainSettings::from_config(cfg))?;
     let mut q = init(&mut stream(cfg.seed, init_run, Purpose::Init))?;
-    let schedule = cfg.build_schedule();
-    let mut opt = cfg.build_optimizer();
-    let mut rng = stream(cfg.seed, noise_run, Purpose::Sgd);
-    let mut eval = stream(cfg.seed, noise_run, Purpose::Eval);
     let ext = External::new(target);
     let mut rec = Recorder::default();
-    let res = train_with(
-        &mut q,
-        &ext,
-        schedule.as_ref(),
-        opt.as_mut(),
-        &settings,
-        &mut rng,
-        &mut eval,
-        &mut rec,
-        cancel,
-    )?
-    .ok_or_else(crate::interrupted)?;
+    let res = run_student_with(cfg, &ext, &mut q, noise_run, &mut rec, cancel)?
+        .ok_or_else(crate::interrupted)?;
     Ok((q, res, rec, ext.axis().to_vec()))
 }
 

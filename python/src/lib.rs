@@ -45,7 +45,11 @@ fn with_threads<T>(threads: usize, f: impl FnOnce() -> PyResult<T>) -> PyResult<
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()
-        .map_err(|e| to_py(Error::Invalid(format!("cannot start {threads} threads: {e}"))))?;
+        .map_err(|e| {
+            to_py(Error::Invalid(format!(
+                "cannot start {threads} threads: {e}"
+            )))
+        })?;
     let outer = CALL_POOL.with(|p| p.replace(Some(Arc::new(pool))));
     let r = f();
     CALL_POOL.with(|p| *p.borrow_mut() = outer);
@@ -649,46 +653,40 @@ fn train<'py>(
     if let Some(t) = target {
         return callable::train(py, &cfg, run, t);
     }
-    let flow = cfg.student.family == annealvi::config::FamilyKind::Realnvp;
     let out = PyDict::new(py);
     let summary = PyDict::new(py);
     let traj = PyDict::new(py);
     summary.set_item("seed", cfg.seed)?;
-    if flow {
-        let (res, rec) = interruptible(py, |cancel| {
-            let mut rec = Recorder::default();
-            match run_flow_with_streams_cancellable(&cfg, (run, run), &mut rec, cancel) {
-                Ok(Some((_, r))) => Ok((r, rec)),
-                Ok(None) => Err(interrupted()),
-                Err(e) => Err(to_py(e)),
-            }
-        })??;
-        outcome_items(&summary, &res.outcome)?;
-        summary.set_item("final_step", res.final_step)?;
-        summary.set_item("light_mode_mass", res.light_mode_mass)?;
-        summary.set_item("mode_weight_error", res.stats.mode_weight_error)?;
-        summary.set_item("ess_fraction", res.stats.ess_fraction)?;
-        summary.set_item("kl", res.stats.kl)?;
-        summary.set_item(
-            "mode_masses",
-            PyArray1::from_vec(py, res.stats.mode_masses.clone()),
-        )?;
-        let r = &rec.flow_records;
-        flow_columns(py, &traj, r)?;
-    } else {
-        let (res, rec) = interruptible(py, |cancel| {
-            let mut rec = Recorder::default();
-            // run_config's streams, (run, run)
-            match run_with_streams_cancellable(&cfg, (run, run), &mut rec, cancel) {
-                Some((_, r)) => Ok((r, rec)),
-                None => Err(interrupted()),
-            }
-        })??;
-        outcome_items(&summary, &res.outcome)?;
-        summary.set_item("final_step", res.final_step)?;
-        summary.set_item("light_mode_mass", res.light_mode_mass)?;
-        gmm_summary(py, &summary, &res.stats)?;
-        gmm_columns(py, &traj, &rec.records)?;
+    // run_config's streams, (run, run)
+    let (finished, rec) = interruptible(py, |cancel| {
+        let mut rec = Recorder::default();
+        match annealvi::run::run_any_cancellable(&cfg, (run, run), &mut rec, cancel) {
+            Ok(Some(r)) => Ok((r, rec)),
+            Ok(None) => Err(interrupted()),
+            Err(e) => Err(to_py(e)),
+        }
+    })??;
+    match finished {
+        annealvi::run::AnyRun::Flow(_, res) => {
+            outcome_items(&summary, &res.outcome)?;
+            summary.set_item("final_step", res.final_step)?;
+            summary.set_item("light_mode_mass", res.light_mode_mass)?;
+            summary.set_item("mode_weight_error", res.stats.mode_weight_error)?;
+            summary.set_item("ess_fraction", res.stats.ess_fraction)?;
+            summary.set_item("kl", res.stats.kl)?;
+            summary.set_item(
+                "mode_masses",
+                PyArray1::from_vec(py, res.stats.mode_masses.clone()),
+            )?;
+            flow_columns(py, &traj, &rec.flow_records)?;
+        }
+        annealvi::run::AnyRun::Mixture(_, res) => {
+            outcome_items(&summary, &res.outcome)?;
+            summary.set_item("final_step", res.final_step)?;
+            summary.set_item("light_mode_mass", res.light_mode_mass)?;
+            gmm_summary(py, &summary, &res.stats)?;
+            gmm_columns(py, &traj, &rec.records)?;
+        }
     }
     out.set_item("summary", summary)?;
     out.set_item("trajectory", traj)?;
@@ -795,8 +793,9 @@ fn sweep<'py>(
     };
     let report = with_threads(threads, || match target {
         Some(t) => callable::sweep(py, &cfg, &opts, t),
-        None => interruptible(py, |cancel| run_sweep_cancellable(&cfg, &opts, cancel))?
-            .map_err(to_py),
+        None => {
+            interruptible(py, |cancel| run_sweep_cancellable(&cfg, &opts, cancel))?.map_err(to_py)
+        }
     })?;
     let runs = read_runs(&opts.out.join("runs.jsonl"), false).map_err(to_py)?;
     let cells = aggregate(&runs);

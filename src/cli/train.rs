@@ -3,9 +3,11 @@
 use super::args::TrainArgs;
 use annealvi::config::Config;
 use annealvi::error::Result;
+use annealvi::family::realnvp::FlowStats;
 use annealvi::output;
-use annealvi::run::run_config;
-use annealvi::train::Recorder;
+use annealvi::run::{AnyRun, run_any};
+use annealvi::train::{Recorder, RunResult};
+use std::path::Path;
 use std::time::Instant;
 
 /// `annealvi train`: config.toml, trajectory.csv, marginals.csv and summary.json in --out.
@@ -19,13 +21,24 @@ pub fn train(a: TrainArgs) -> Result<()> {
     }
     output::ensure_dir(out)?;
     output::write_text(&out.join("config.toml"), &cfg.to_toml())?;
-    if cfg.student.family == annealvi::config::FamilyKind::Realnvp {
-        return train_flow(&cfg, out);
-    }
     let start = Instant::now();
     let mut rec = Recorder::default();
-    let (_q, res) = run_config(&cfg, 0, &mut rec);
+    let run = run_any(&cfg, (0, 0), &mut rec)?;
     let wall = start.elapsed().as_secs_f64();
+    match run {
+        AnyRun::Mixture(_, res) => write_mixture(&cfg, out, &rec, &res, wall),
+        AnyRun::Flow(_, res) => write_flow(&cfg, out, &rec, &res, wall),
+    }
+}
+
+/// The Gaussian-mixture student's files: trajectory.csv, marginals.csv and summary.json.
+fn write_mixture(
+    cfg: &Config,
+    out: &Path,
+    rec: &Recorder,
+    res: &RunResult,
+    wall: f64,
+) -> Result<()> {
     let k = cfg.student.components;
     output::write_text(
         &out.join("trajectory.csv"),
@@ -38,7 +51,7 @@ pub fn train(a: TrainArgs) -> Result<()> {
     let final_kl = rec.records.last().map_or(f64::NAN, |r| r.kl);
     output::write_text(
         &out.join("summary.json"),
-        &output::summary_json(&res, cfg.seed, wall, final_kl),
+        &output::summary_json(res, cfg.seed, wall, final_kl),
     )?;
     match res.outcome {
         annealvi::metrics::Outcome::Diverged { step } => println!(
@@ -62,12 +75,14 @@ pub fn train(a: TrainArgs) -> Result<()> {
     Ok(())
 }
 
-/// `train` for the RealNVP student: trajectory.jsonl (one record per line) and summary.json.
-fn train_flow(cfg: &Config, out: &std::path::Path) -> Result<()> {
-    let start = Instant::now();
-    let mut rec = Recorder::default();
-    let (_q, res) = annealvi::run::run_flow_with_streams(cfg, (0, 0), &mut rec)?;
-    let wall = start.elapsed().as_secs_f64();
+/// The RealNVP student's files: trajectory.jsonl (one record per line) and summary.json.
+fn write_flow(
+    cfg: &Config,
+    out: &Path,
+    rec: &Recorder,
+    res: &RunResult<FlowStats>,
+    wall: f64,
+) -> Result<()> {
     let mut lines = String::new();
     for r in &rec.flow_records {
         lines.push_str(&serde_json::to_string(r).unwrap_or_default());

@@ -4,7 +4,7 @@
 use super::{RunLine, run_line};
 use crate::config::{Config, FamilyKind, ScheduleKind};
 use crate::error::{Error, Result};
-use crate::run::{run_flow_with_streams_cancellable, run_with_streams_cancellable};
+use crate::run::{AnyRun, run_any_cancellable};
 use crate::seed::mix;
 use crate::train::{NoObserver, RunResult};
 use serde::{Deserialize, Serialize};
@@ -408,22 +408,19 @@ impl SweepConfig {
         let start = Instant::now();
         let init_index = spec.seed as u64;
         let noise_index = noise_index(&cell, spec.seed);
-        let (res, gmm, flow) = if cfg.student.family == FamilyKind::Realnvp {
-            let streams = (init_index, noise_index);
-            match run_flow_with_streams_cancellable(&cfg, streams, &mut NoObserver, cancel) {
-                Ok(None) => return None,
-                Ok(Some((_, r))) => {
-                    let (res, flow) = split_stats(r);
-                    (res, None, Some(flow))
-                }
-                // unreachable after validation; recorded as a divergence at step 0, not a panic
-                Err(_) => (RunResult::diverged(0, ()), None, None),
+        let streams = (init_index, noise_index);
+        let (res, gmm, flow) = match run_any_cancellable(&cfg, streams, &mut NoObserver, cancel) {
+            Ok(None) => return None,
+            Ok(Some(AnyRun::Flow(_, r))) => {
+                let (res, flow) = split_stats(r);
+                (res, None, Some(flow))
             }
-        } else {
-            let streams = (init_index, noise_index);
-            let (_, r) = run_with_streams_cancellable(&cfg, streams, &mut NoObserver, cancel)?;
-            let (res, gmm) = split_stats(r);
-            (res, Some(gmm), None)
+            Ok(Some(AnyRun::Mixture(_, r))) => {
+                let (res, gmm) = split_stats(r);
+                (res, Some(gmm), None)
+            }
+            // unreachable after validation; recorded as a divergence at step 0, not a panic
+            Err(_) => (RunResult::diverged(0, ()), None, None),
         };
         Some(run_line(
             cell,
