@@ -66,6 +66,11 @@ pub enum Error {
         /// variants with `downcast_ref`).
         source: Box<dyn std::error::Error + Send + Sync + 'static>,
     },
+    /// A figure could not be drawn or written (cargo feature `plot`).
+    Plot {
+        /// The chart library's error: a `plot::PlotError` (reach it with `downcast_ref`).
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
+    },
     /// Anything else the user asked for that cannot be done, with an explanation.
     Invalid(String),
 }
@@ -118,7 +123,7 @@ impl fmt::Display for Error {
                  {source}"
             ),
             Error::Interrupted => write!(f, "interrupted"),
-            Error::Gpu { source } => write!(f, "{source}"),
+            Error::Gpu { source } | Error::Plot { source } => write!(f, "{source}"),
             Error::Invalid(msg) => write!(f, "{msg}"),
         }
     }
@@ -129,7 +134,7 @@ impl std::error::Error for Error {
         match self {
             Error::Io { source, .. } => Some(source),
             Error::Integrate(source) | Error::CellOde { source, .. } => Some(source),
-            Error::Gpu { source } => Some(source.as_ref()),
+            Error::Gpu { source } | Error::Plot { source } => Some(source.as_ref()),
             _ => None,
         }
     }

@@ -187,10 +187,12 @@ fn draw_root<DB: DrawingBackend, F: Figure>(
 }
 
 impl From<PlotError> for crate::error::Error {
-    /// A figure that could not be drawn or written, as an [`Error::Invalid`](crate::error::Error::Invalid)
-    /// carrying the [`PlotError`]'s message.
+    /// A figure that could not be drawn or written, as an
+    /// [`Error::Plot`](crate::error::Error::Plot) carrying the [`PlotError`].
     fn from(e: PlotError) -> Self {
-        crate::error::Error::Invalid(e.to_string())
+        crate::error::Error::Plot {
+            source: Box::new(e),
+        }
     }
 }
 

@@ -21,6 +21,8 @@ pub enum Arg {
 }
 
 /// The kernels of `realnvp_gpu.cu` (names as in the source).
+// Each variant is the kernel of the same name in snake case ([`Kernel::name`]), documented there.
+#[allow(missing_docs)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kernel {
     SplitFwd,
@@ -93,17 +95,23 @@ pub struct GemmCall {
     pub n: usize,
     /// Inner dimension.
     pub k: usize,
-    /// A, its leading dimension and batch stride.
+    /// Device address of A (its first batch entry).
     pub a: u64,
+    /// Leading dimension of A (elements between consecutive columns, column-major).
     pub lda: usize,
+    /// Elements between consecutive batch entries of A.
     pub stride_a: usize,
-    /// B, its leading dimension and batch stride.
+    /// Device address of B (its first batch entry).
     pub b: u64,
+    /// Leading dimension of B (elements between consecutive columns, column-major).
     pub ldb: usize,
+    /// Elements between consecutive batch entries of B.
     pub stride_b: usize,
-    /// C, its leading dimension and batch stride.
+    /// Device address of C (its first batch entry).
     pub c: u64,
+    /// Leading dimension of C (elements between consecutive columns, column-major).
     pub ldc: usize,
+    /// Elements between consecutive batch entries of C.
     pub stride_c: usize,
     /// Batch count.
     pub batch: usize,
