@@ -197,7 +197,9 @@ def test_sweep_releases_the_gil(tmp_path):
 
 
 _SWEEP_SCRIPT = """
-import sys, annealvi
+import signal, sys, annealvi
+# Python leaves SIGINT ignored when started with it ignored (as under `cmd &` in a script)
+signal.signal(signal.SIGINT, signal.default_int_handler)
 from conftest import SMALL_SWEEP
 try:
     annealvi.sweep(SMALL_SWEEP, sys.argv[1], grid__seeds=4000, threads=1)
@@ -244,7 +246,9 @@ def test_ctrl_c_interrupts_a_sweep_and_keeps_finished_runs(tmp_path):
 
 
 _LONG_CALL_SCRIPT = """
-import sys, annealvi
+import signal, sys, annealvi
+# Python leaves SIGINT ignored when started with it ignored (as under `cmd &` in a script)
+signal.signal(signal.SIGINT, signal.default_int_handler)
 calls = {
     "train": lambda: annealvi.train(optim__steps=10**8, record__every=0),
     "train_flow": lambda: annealvi.train(optim__steps=10**8, record__every=0, target__d=8,
