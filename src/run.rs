@@ -180,8 +180,9 @@ pub fn run_flow_with_streams_cancellable(
 pub enum AnyRun {
     /// The Gaussian-mixture student (either engine), as [`run_with_streams`] returns it.
     Mixture(GmmStudent, RunResult),
-    /// The RealNVP flow, as [`run_flow_with_streams`] returns it.
-    Flow(RealNvp, RunResult<FlowStats>),
+    /// The RealNVP flow, as [`run_flow_with_streams`] returns it (boxed: a flow holds its
+    /// engine's buffers).
+    Flow(Box<RealNvp>, RunResult<FlowStats>),
 }
 
 /// A run of whichever student family `cfg` names, with the streams (init_run, noise_run):
@@ -209,7 +210,7 @@ pub fn run_any_cancellable(
 ) -> crate::Result<Option<AnyRun>> {
     Ok(match cfg.student.family {
         FamilyKind::Realnvp => run_flow_with_streams_cancellable(cfg, streams, observer, cancel)?
-            .map(|(q, r)| AnyRun::Flow(q, r)),
+            .map(|(q, r)| AnyRun::Flow(Box::new(q), r)),
         FamilyKind::Gmm => run_with_streams_cancellable(cfg, streams, observer, cancel)
             .map(|(q, r)| AnyRun::Mixture(q, r)),
     })
