@@ -122,7 +122,7 @@ impl FlowBench {
 
     fn one(&self, run: u64) -> crate::Result<(f64, f64, f64)> {
         use crate::family::{RealNvp, VariationalFamily};
-        use crate::optim::{Adam, GroupRates};
+        use crate::optim::{Adam, DEFAULT_DIVERGENCE_BOUND, GroupRates};
         use crate::seed::{Purpose, stream};
         let target = crate::target::IsotropicMixture::bimodal(self.d, 3.0, 0.8);
         let mut init = stream(0, run, Purpose::Init);
@@ -146,7 +146,8 @@ impl FlowBench {
             let l = q.loss_and_grad_deferred(
                 &target, 1.0, est, self.batch, &mut rng, &mut eps, &mut grad,
             );
-            let ok = Trainable::update(q, opt, &mut grad, &groups, 1.0) && q.params_finite();
+            let ok = Trainable::update(q, opt, &mut grad, &groups, 1.0)
+                && q.params_within(DEFAULT_DIVERGENCE_BOUND);
             if ok { l } else { f64::NAN }
         };
         for _ in 0..3 {

@@ -111,7 +111,7 @@ pub struct RecordConfig {
     pub every: usize,
     /// Steps (≤ optim.steps) at which to snapshot the marginals along μ̂.
     pub marginal_steps: Vec<usize>,
-    /// The marginal grid spans s ∈ [−range, range] (> 0).
+    /// The marginal grid spans s ∈ [−range, range] (in (0, 1e6]).
     pub marginal_range: f64,
     /// Number of grid points (≥ 2).
     pub marginal_points: usize,
@@ -151,7 +151,16 @@ impl RecordConfig {
                 ));
             }
         }
-        check::positive("record.marginal_range", self.marginal_range)?;
+        // beyond 1e6 the squared distances in the densities overflow to NaN/inf
+        check::number_in(
+            "record.marginal_range",
+            self.marginal_range,
+            (
+                std::ops::Bound::Excluded(0.0),
+                std::ops::Bound::Included(1e6),
+            ),
+            "a number in (0, 1e6] (half-width of the grid along μ̂, in target units)",
+        )?;
         check::count_in("record.marginal_points", self.marginal_points, 2, 100_000)?;
         if self.kl_samples == 0 {
             return Err(Error::config(
@@ -256,6 +265,28 @@ impl Config {
             }
         }
         self.optim.validate()?;
+        if !flow {
+            // the divergence rule must not end runs that are merely far from the origin
+            let norm = |v: &[f64]| v.iter().map(|x| x * x).sum::<f64>().sqrt();
+            let scale = match t.kind {
+                TargetKind::Bimodal => t.r,
+                TargetKind::Mixture => t.means.iter().map(|m| norm(m)).fold(0.0, f64::max),
+            }
+            .max(s.means.iter().map(|m| norm(m)).fold(0.0, f64::max))
+            .max(self.init_scale().map_or(0.0, |sc| sc * (t.d as f64).sqrt()))
+            .max(1.0);
+            if self.optim.divergence_bound < 100.0 * scale {
+                return Err(Error::config(
+                    "optim.divergence_bound",
+                    self.optim.divergence_bound,
+                    &format!(
+                        "at least 100 times the scale of the problem (the largest norm of a \
+                         target mean or an initial mean, here {scale:.4}): ≥ {:.4e}, or inf",
+                        100.0 * scale
+                    ),
+                ));
+            }
+        }
         self.record.validate(self.optim.steps)
     }
 
@@ -330,10 +361,39 @@ pub fn load_toml<T: serde::de::DeserializeOwned>(
         apply_set(&mut table, s)?;
     }
     let name = path.map_or_else(|| what.to_string(), |p| p.display().to_string());
-    table.try_into().map_err(|e: toml::de::Error| Error::Parse {
-        source_name: name,
-        message: e.to_string(),
-    })
+    table
+        .try_into()
+        .map_err(|e: toml::de::Error| parse_error(&e.to_string(), sets, name))
+}
+
+/// A deserialisation error, blamed on the `--set` that gave the field when one did (the
+/// message of the toml crate ends with "in `the.field`"), with its value and the valid range
+/// in words; else on the file.
+fn parse_error(message: &str, sets: &[String], source_name: String) -> Error {
+    let field = message
+        .rfind("in `")
+        .and_then(|i| message[i + 4..].split_once('`'))
+        .map(|(f, _)| f.to_string());
+    let set = field.as_ref().and_then(|f| {
+        sets.iter()
+            .rev()
+            .filter_map(|s| s.split_once('='))
+            .find(|(k, _)| k.trim() == f)
+    });
+    if let (Some(field), Some((_, value))) = (field.as_ref(), set) {
+        let first = message.lines().next().unwrap_or(message);
+        let expected = match first.rsplit_once("expected ") {
+            Some((_, "usize" | "u64" | "u32")) => "an integer ≥ 0".to_string(),
+            Some((_, "f64")) => "a number".to_string(),
+            Some((_, e)) => e.to_string(),
+            None => first.to_string(),
+        };
+        return Error::config(field, value.trim(), &expected);
+    }
+    Error::Parse {
+        source_name,
+        message: message.to_string(),
+    }
 }
 
 /// Applies one `key=value` override to a TOML table. The value is parsed as TOML (numbers,

@@ -154,6 +154,12 @@ pub enum IntegrateError {
         /// Time reached.
         tau: f64,
     },
+    /// The state left the bounds of the divergence rule at time τ: a statistic's magnitude
+    /// above [`crate::theory::STATE_BOUND`] (a mean's norm above 10⁶, as in training).
+    Diverged {
+        /// Time reached.
+        tau: f64,
+    },
     /// The step size fell below 1e-12 at time τ.
     StepUnderflow {
         /// Time reached.
@@ -174,6 +180,11 @@ impl fmt::Display for IntegrateError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             IntegrateError::NonFinite { tau } => write!(f, "non-finite state at τ = {tau}"),
+            IntegrateError::Diverged { tau } => write!(
+                f,
+                "the statistics diverged at τ = {tau:.4e} (a magnitude above 1e12, i.e. a \
+                 mean's norm above 1e6)"
+            ),
             IntegrateError::StepUnderflow { tau } => write!(f, "step size underflow at τ = {tau}"),
             IntegrateError::StepBudget { tau, target, steps } => write!(
                 f,

@@ -259,12 +259,24 @@ pub fn wilson_interval(k: usize, n: usize) -> (f64, f64) {
     let denom = 1.0 + z * z / nf;
     let centre = (p + z * z / (2.0 * nf)) / denom;
     let half = z * (p * (1.0 - p) / nf + z * z / (4.0 * nf * nf)).sqrt() / denom;
-    ((centre - half).max(0.0), (centre + half).min(1.0))
+    // lo ≤ p ≤ hi exactly (rounding can put centre − half a few ulps above p = 0)
+    ((centre - half).clamp(0.0, p), (centre + half).clamp(p, 1.0))
 }
 
 #[cfg(test)]
 mod wilson_tests {
     use super::wilson_interval;
+
+    #[test]
+    fn wilson_interval_contains_p_exactly() {
+        for n in 1..300 {
+            for k in 0..=n {
+                let (lo, hi) = wilson_interval(k, n);
+                let p = k as f64 / n as f64;
+                assert!(lo <= p && p <= hi, "{k}/{n}: [{lo}, {hi}]");
+            }
+        }
+    }
 
     #[test]
     fn wilson_known_values() {

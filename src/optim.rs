@@ -287,6 +287,19 @@ pub struct OptimConfig {
     pub max_grad_norm: f64,
     /// Number of SGD steps ≥ 1.
     pub steps: usize,
+    /// A run diverges once a mean's norm ‖μ_k‖ (mixtures) or a parameter's magnitude (flows)
+    /// exceeds this (> 0; `inf`: only non-finite values diverge). See [`crate::train`],
+    /// "Divergence". Written to sweep.toml only when not the default.
+    #[serde(skip_serializing_if = "is_default_bound")]
+    pub divergence_bound: f64,
+}
+
+/// The default of `optim.divergence_bound`: 10⁶, far beyond any mean a run that has not
+/// blown up reaches (the validation asks for at least 100 times the target's scale).
+pub const DEFAULT_DIVERGENCE_BOUND: f64 = 1e6;
+
+fn is_default_bound(b: &f64) -> bool {
+    *b == DEFAULT_DIVERGENCE_BOUND
 }
 
 impl Default for OptimConfig {
@@ -302,6 +315,7 @@ impl Default for OptimConfig {
             adam_eps: 1e-8,
             max_grad_norm: f64::INFINITY,
             steps: 3000,
+            divergence_bound: DEFAULT_DIVERGENCE_BOUND,
         }
     }
 }
@@ -319,6 +333,13 @@ impl OptimConfig {
         check::number_in("optim.adam_beta2", self.adam_beta2, 0.0..1.0, beta)?;
         positive("optim.adam_eps", self.adam_eps)?;
         positive_or_inf("optim.max_grad_norm", self.max_grad_norm)?;
+        if self.divergence_bound.is_nan() || self.divergence_bound <= 0.0 {
+            return Err(crate::error::Error::config(
+                "optim.divergence_bound",
+                self.divergence_bound,
+                "a number > 0, or inf (only non-finite values diverge)",
+            ));
+        }
         check::count_in("optim.steps", self.steps, 1, 100_000_000)
     }
 

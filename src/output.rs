@@ -9,8 +9,26 @@ use crate::train::{MarginalSnapshot, Record, RunResult};
 use std::fmt::Write as _;
 use std::path::Path;
 
+/// A number for a CSV file or a message: as `{}` prints it (shortest digits that read back
+/// as the same f64), but in exponent form below 1e-5 or from 1e16 in magnitude, where `{}`
+/// would print hundreds of zeros (5e-324, not 0.000…005).
+pub fn num(v: f64) -> String {
+    let a = v.abs();
+    if v.is_finite() && a != 0.0 && !(1e-5..1e16).contains(&a) {
+        format!("{v:e}")
+    } else {
+        format!("{v}")
+    }
+}
+
 /// Creates `dir` (and parents), with an error naming it when that fails.
 pub fn ensure_dir(dir: &Path) -> Result<()> {
+    if dir.exists() && !dir.is_dir() {
+        return Err(Error::Invalid(format!(
+            "{}: exists and is not a directory; give a directory path",
+            dir.display()
+        )));
+    }
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, "create directory", e))?;
     // probe writability now rather than after a long computation
     let probe = dir.join(".annealvi-write-test");

@@ -65,10 +65,11 @@ fn theory_and_design_end_on_absurd_settings() {
     let c = cfg.to_str().unwrap();
     let out = dir.join("t");
     let o_ = out.to_str().unwrap();
-    for set in [
-        "run.optim.lr=1e300",
-        "run.optim.lr=1e3",
-        "run.target.r=1e10",
+    // (a target of scale 1e10 needs a divergence bound above 1e12: inf here)
+    for (set, set2) in [
+        ("run.optim.lr=1e300", "run.seed=3"),
+        ("run.optim.lr=1e3", "run.seed=3"),
+        ("run.target.r=1e10", "run.optim.divergence_bound=inf"),
     ] {
         let o = annealvi_within(
             120,
@@ -78,6 +79,8 @@ fn theory_and_design_end_on_absurd_settings() {
                 c,
                 "--set",
                 set,
+                "--set",
+                set2,
                 "--out",
                 o_,
                 "--threads",

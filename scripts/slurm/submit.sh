@@ -19,12 +19,14 @@ case $n in '' | *[!0-9]*) echo "N must be a positive integer, got '$n'" >&2; exi
 [ -f "$config" ] || { echo "no configuration file $config" >&2; exit 2; }
 here=$(cd "$(dirname "$0")" && pwd)
 mkdir -p "$out/shards" "$out/logs"
-exports="ALL,CONFIG=$config,OUT=$out,SHARDS=$n"
-array=$(sbatch --parsable --array="1-$n" --export="$exports" \
+# the paths travel in the environment (--export=ALL), not inside --export=ALL,NAME=value, whose
+# commas would split a path that contains one
+export CONFIG="$config" OUT="$out" SHARDS="$n"
+array=$(sbatch --parsable --array="1-$n" --export=ALL \
   --output="$out/logs/slurm-%A_%a.out" "$@" "$here/sweep-array.sbatch")
 array=${array%%;*}
 merge=$(sbatch --parsable --dependency="afterok:$array" --kill-on-invalid-dep=yes \
-  --export="ALL,OUT=$out" --output="$out/logs/merge-%j.out" "$here/merge.sbatch")
+  --export=ALL --output="$out/logs/merge-%j.out" "$here/merge.sbatch")
 merge=${merge%%;*}
 echo "array $array"
 echo "merge $merge"

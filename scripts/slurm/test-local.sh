@@ -247,7 +247,7 @@ ms=$(job_state "$merge")
 if [ "$ms" != COMPLETED ]; then
   say "merge $merge is $ms ($(scontrol -o show job "$merge" | sed -n 's/.*Reason=\([^ ]*\).*/\1/p')); submitting merge.sbatch again"
   scancel "$merge" 2>/dev/null
-  merge=$(sbatch --parsable --export="ALL,OUT=$tmp/run2" --output="$tmp/run2/logs/merge-%j.out" \
+  merge=$(OUT="$tmp/run2" sbatch --parsable --export=ALL --output="$tmp/run2/logs/merge-%j.out" \
     scripts/slurm/merge.sbatch) || fail "cannot submit the merge"
   jobs_submitted+=("$merge")
 fi

@@ -60,19 +60,20 @@ pub struct FigureArgs {
     /// Paper-scale version (the default; figure 4 at this scale is meant for a cluster/GPU).
     #[arg(long)]
     pub full: bool,
-    /// Figure 5: the scale of its RealNVP panel's sweep, run (or resumed) in OUT/fig4:
+    /// Figure 5 only: the scale of its RealNVP panel's sweep, run (or resumed) in OUT/fig4:
     /// quick (default), full, or none (no RealNVP panel).
-    #[arg(long, value_enum, default_value_t = FlowScale::Quick)]
-    pub flow: FlowScale,
-    /// Where the RealNVP sweep trains its flows: cpu, or gpu (a build with --features gpu).
-    #[arg(long, value_enum, default_value_t = EngineArg::Cpu)]
-    pub engine: EngineArg,
+    #[arg(long, value_enum)]
+    pub flow: Option<FlowScale>,
+    /// Figures 4 and 5 only: where the RealNVP sweep trains its flows: cpu (default), or gpu
+    /// (a build with --features gpu).
+    #[arg(long, value_enum)]
+    pub engine: Option<EngineArg>,
     /// Output directory.
     #[arg(long)]
     pub out: PathBuf,
-    /// Base seed.
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
+    /// Figures 1 and 3 only: base seed (default 0).
+    #[arg(long)]
+    pub seed: Option<u64>,
     /// Worker threads (0 = all cores).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,

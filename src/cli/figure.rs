@@ -1,6 +1,6 @@
 //! `annealvi figure` and `annealvi reproduce`: the paper's figures.
 
-use super::args::{FigureArgs, FlowScale, ReproduceArgs};
+use super::args::{EngineArg, FigureArgs, FlowScale, ReproduceArgs};
 use super::check_engine;
 use annealvi::error::{Error, Result};
 use annealvi::figure;
@@ -18,6 +18,35 @@ pub fn figure(a: FigureArgs) -> Result<()> {
         threads: _,
         from,
     } = a;
+    // a flag the figure does not use is refused, not silently ignored
+    let uses = |flag: &str| -> bool {
+        matches!(
+            (number.as_str(), flag),
+            ("1" | "3", "--seed") | ("4", "--engine" | "--from") | ("5", "--flow" | "--engine")
+        )
+    };
+    for (flag, given) in [
+        ("--seed", seed.is_some()),
+        ("--flow", flow.is_some()),
+        ("--engine", engine.is_some()),
+        ("--from", from.is_some()),
+    ] {
+        if given && !uses(flag) && ["1", "2", "3", "4", "5", "dim"].contains(&number.as_str()) {
+            return Err(Error::config(
+                flag,
+                "given",
+                &format!(
+                    "no {flag} for figure {number}: --seed is for figures 1 and 3, --engine for figures \
+                     4 and 5, --flow for figure 5, --from for figure 4"
+                ),
+            ));
+        }
+    }
+    let (seed, flow, engine) = (
+        seed.unwrap_or(0),
+        flow.unwrap_or(FlowScale::Quick),
+        engine.unwrap_or(EngineArg::Cpu),
+    );
     if number == "dim" {
         figure::figure_dim(&out, quick)?;
         return Ok(());

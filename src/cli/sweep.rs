@@ -2,9 +2,51 @@
 
 use super::args::{MergeArgs, SweepArgs};
 use super::budget_of;
-use annealvi::error::Result;
+use annealvi::error::{Error, Result};
 use annealvi::sweep::{self, RunPlan, Shard, SweepConfig, SweepOptions};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Instant;
+
+/// The signals that stop a sweep cleanly: SIGINT (Ctrl-C), SIGTERM (`kill`, Slurm before a
+/// preemption or a time limit) and SIGHUP (a closed terminal). The first sets the sweep's cancel
+/// flag; a second one of the same kind ends the process at once.
+struct Signals {
+    cancel: Arc<AtomicBool>,
+    which: Arc<AtomicUsize>,
+}
+
+impl Signals {
+    fn install() -> Result<Signals> {
+        use signal_hook::consts::{SIGINT, SIGTERM};
+        use signal_hook::flag;
+        let cancel = Arc::new(AtomicBool::new(false));
+        let which = Arc::new(AtomicUsize::new(0));
+        #[cfg(unix)]
+        let sigs = [SIGINT, SIGTERM, signal_hook::consts::SIGHUP];
+        #[cfg(not(unix))]
+        let sigs = [SIGINT, SIGTERM];
+        for sig in sigs {
+            let fail = |e: std::io::Error| {
+                Error::Invalid(format!("cannot install the handler of signal {sig}: {e}"))
+            };
+            // order matters: the shutdown check sees the flag as it was before this signal
+            flag::register_conditional_shutdown(sig, 130, Arc::clone(&cancel)).map_err(fail)?;
+            flag::register_usize(sig, Arc::clone(&which), sig as usize).map_err(fail)?;
+            flag::register(sig, Arc::clone(&cancel)).map_err(fail)?;
+        }
+        Ok(Signals { cancel, which })
+    }
+
+    fn name(&self) -> &'static str {
+        use signal_hook::consts::{SIGINT, SIGTERM};
+        match self.which.load(Ordering::SeqCst) as i32 {
+            s if s == SIGINT => "SIGINT",
+            s if s == SIGTERM => "SIGTERM",
+            _ => "SIGHUP",
+        }
+    }
+}
 
 /// `annealvi sweep` (and its `--dry-run`).
 pub fn sweep(a: SweepArgs) -> Result<()> {
@@ -21,19 +63,33 @@ pub fn sweep(a: SweepArgs) -> Result<()> {
     let budget = max_minutes.map(budget_of).transpose()?;
     let cfg = SweepConfig::load(config.as_deref(), &sets)?;
     let shard = shard.as_deref().map(Shard::parse).transpose()?;
+    let opts = SweepOptions {
+        out: out.clone(),
+        resume,
+        shard,
+        max_runs: None,
+        budget,
+    };
     if dry_run {
+        // refuse exactly what the sweep would refuse, before estimating anything
+        sweep::check_sweep_dir(&cfg, &opts)?;
         return dry_run_report(&cfg, shard, &out, resume);
     }
-    let rep = sweep::run_sweep(
-        &cfg,
-        &SweepOptions {
-            out: out.clone(),
-            resume,
-            shard,
-            max_runs: None,
-            budget,
-        },
-    )?;
+    let signals = Signals::install()?;
+    let rep = sweep::run_sweep_cancellable(&cfg, &opts, &signals.cancel)?;
+    if signals.cancel.load(Ordering::SeqCst) {
+        return Err(Error::Invalid(format!(
+            "interrupted by {}: the sweep stopped taking runs and dropped those in flight; {} \
+             runs written now, {} of {} done in all, {} left; {} rewritten from runs.jsonl. \
+             Continue with the same command and --resume",
+            signals.name(),
+            rep.ran,
+            rep.skipped + rep.ran,
+            rep.planned,
+            rep.remaining,
+            out.join("cells.csv").display()
+        )));
+    }
     println!(
         "{} runs in this sweep{}: {} already done, {} run in {:.1} s; wrote {}",
         rep.planned,
@@ -46,7 +102,14 @@ pub fn sweep(a: SweepArgs) -> Result<()> {
         rep.seconds,
         out.join("cells.csv").display()
     );
-    if rep.remaining > 0 {
+    if rep.remaining > 0 && rep.ran == 0 {
+        println!(
+            "sweep incomplete: no run was started, the --max-minutes budget was spent before \
+             the first one ({} of {} runs left); run the same command with --resume and a \
+             larger budget to continue",
+            rep.remaining, rep.planned
+        );
+    } else if rep.remaining > 0 {
         println!(
             "sweep incomplete: the --max-minutes budget ran out with {} of {} runs left; \
              run the same command with --resume to continue",

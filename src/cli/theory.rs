@@ -95,11 +95,15 @@ pub fn design(a: DesignArgs) -> Result<()> {
         if !(t.is_finite() && (1.0..=1e7).contains(&t)) {
             return Err(Error::config("--compare", t, "steps in [1, 1e7]"));
         }
-        if compare[..i].contains(&t) {
+        // lengths are whole steps: 1000 and 1000.4 are the same schedule
+        if let Some(u) = compare[..i].iter().find(|u| u.round() == t.round()) {
             return Err(Error::config(
                 "--compare",
                 t,
-                "distinct lengths (given twice)",
+                &format!(
+                    "distinct lengths in whole steps ({t} rounds to {}, as {u} given before)",
+                    t.round()
+                ),
             ));
         }
     }

@@ -55,7 +55,7 @@ fn write_mixture(
     )?;
     match res.outcome {
         annealvi::metrics::Outcome::Diverged { step } => println!(
-            "diverged at step {step} (a non-finite loss, gradient or parameter); {wall:.2} s; wrote {}",
+            "diverged at step {step} (a non-finite loss or gradient, or the student out of bounds: see optim.divergence_bound); {wall:.2} s; wrote {}",
             out.display()
         ),
         _ => println!(

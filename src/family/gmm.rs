@@ -152,6 +152,16 @@ impl GmmStudent {
     pub fn is_finite(&self) -> bool {
         self.theta.iter().all(|v| v.is_finite())
     }
+
+    /// Whether every parameter is finite and every mean has ‖μ_k‖ ≤ `bound` (the training
+    /// loop's divergence rule; `bound = inf` checks finiteness only).
+    pub fn within(&self, bound: f64) -> bool {
+        let b2 = bound * bound;
+        (0..self.k).all(|k| {
+            let n2 = dot(self.mean(k), self.mean(k));
+            n2.is_finite() && n2 <= b2
+        }) && self.theta[self.k * self.d..].iter().all(|v| v.is_finite())
+    }
 }
 
 impl VariationalFamily for GmmStudent {

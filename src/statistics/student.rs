@@ -97,8 +97,9 @@ impl Trainable for StatsStudent {
         true
     }
 
-    fn params_finite(&self) -> bool {
-        self.q.is_finite()
+    fn params_within(&self, bound: f64) -> bool {
+        // the frame is orthonormal: a mean's coordinates have the norm of the mean
+        self.q.within(bound)
     }
 }
 

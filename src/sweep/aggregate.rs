@@ -131,9 +131,9 @@ pub fn write_cells(dir: &Path, runs: &[RunLine]) -> Result<Vec<CellStats>> {
         let _ = writeln!(
             s,
             "{},{},{},{},{},{},{},{},{},{},{},{}",
-            c.cell.beta_i,
-            c.cell.t0,
-            c.cell.rate(),
+            output::num(c.cell.beta_i),
+            output::num(c.cell.t0),
+            output::num(c.cell.rate()),
             c.n,
             c.collapsed,
             c.diverged,

@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::output;
 use rayon::prelude::*;
 use std::io::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -55,14 +55,148 @@ pub fn run_sweep(cfg: &SweepConfig, opts: &SweepOptions) -> Result<SweepReport> 
 }
 
 /// [`run_sweep`] that starts no new run once `cancel` is set (from another thread, e.g. on
-/// Ctrl-C in a host language): runs already finished stay in runs.jsonl and cells.csv is
-/// written from them, so the sweep can be resumed. `SweepReport::ran` counts the runs done.
+/// a signal or on Ctrl-C in a host language); runs in flight stop at their next step and are
+/// dropped (CPU engine; the GPU engines finish their batch in flight). Runs already finished
+/// stay in runs.jsonl and cells.csv is rewritten from them, so the sweep can be resumed.
+/// `SweepReport::ran` counts the runs done.
 pub fn run_sweep_cancellable(
     cfg: &SweepConfig,
     opts: &SweepOptions,
     cancel: &AtomicBool,
 ) -> Result<SweepReport> {
     run_sweep_with(cfg, opts, cancel, None)
+}
+
+/// `--out` must be a directory or not exist yet.
+fn check_out_dir(out: &Path) -> Result<()> {
+    if out.exists() && !out.is_dir() {
+        return Err(Error::config(
+            "--out",
+            out.display(),
+            "a directory for the sweep (new, or one to --resume); this path is a file",
+        ));
+    }
+    Ok(())
+}
+
+/// Checks the sweep directory `opts.out` against the sweep `cfg`, without writing anything:
+/// refuses what [`run_sweep`] refuses (a sweep there without `--resume`; with `--resume`, a
+/// sweep of another configuration or shard, a damaged sweep.toml, runs without their
+/// sweep.toml). `Ok(true)`: sweep.toml must be (re)written before the runs start.
+fn check_meta(cfg: &SweepConfig, opts: &SweepOptions) -> Result<bool> {
+    let meta_path = opts.out.join(META);
+    let meta = meta_text(cfg, opts.shard);
+    match std::fs::read_to_string(&meta_path) {
+        Ok(old) => {
+            if !opts.resume {
+                return Err(Error::Invalid(format!(
+                    "{} already holds a sweep; pass --resume to continue it, or choose another --out",
+                    opts.out.display()
+                )));
+            }
+            if meta_config(&old) == meta_config(&meta) && old.lines().next() == meta.lines().next()
+            {
+                return Ok(false);
+            }
+            if !has_runs(&opts.out) {
+                // no run recorded yet (e.g. a sweep.toml torn by an older version): nothing
+                // to protect, start afresh with this configuration
+                return Ok(true);
+            }
+            Err(Error::Invalid(meta_mismatch(&opts.out, &old, &meta)))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if has_runs(&opts.out) {
+                return Err(Error::Invalid(format!(
+                    "{} holds runs.jsonl but no sweep.toml, so the configuration of its runs is \
+                     unknown; refusing to add to it (move runs.jsonl away, or choose another --out)",
+                    opts.out.display()
+                )));
+            }
+            Ok(true)
+        }
+        Err(e) => Err(Error::io(&meta_path, "read", e)),
+    }
+}
+
+/// Why the sweep in `dir` (sweep.toml text `old`) cannot be resumed by this one (`new`): a
+/// damaged sweep.toml, another shard, or the configuration keys that differ.
+fn meta_mismatch(dir: &Path, old: &str, new: &str) -> String {
+    let old_cfg = toml::from_str::<toml::Table>(&meta_config(old));
+    let Ok(old_cfg) = old_cfg else {
+        return format!(
+            "{}/sweep.toml is damaged (it is not a valid configuration), so the configuration \
+             of the runs there is unknown; it cannot be resumed (move the directory away, or \
+             choose another --out)",
+            dir.display()
+        );
+    };
+    if old.lines().next() != new.lines().next() && meta_config(old) == meta_config(new) {
+        let shard = |t: &str| {
+            t.lines()
+                .next()
+                .and_then(|l| l.strip_prefix("# shard "))
+                .unwrap_or("none")
+                .to_string()
+        };
+        return format!(
+            "{} holds shard {} of this sweep; it cannot be resumed as shard {}",
+            dir.display(),
+            shard(old),
+            shard(new)
+        );
+    }
+    let new_cfg = toml::from_str::<toml::Table>(&meta_config(new)).unwrap_or_default();
+    let mut diffs = Vec::new();
+    diff_tables("", &old_cfg, &new_cfg, &mut diffs);
+    format!(
+        "{} holds a sweep of a different configuration; it cannot be resumed with this one \
+         (differs in: {})",
+        dir.display(),
+        if diffs.is_empty() {
+            "the shard".to_string()
+        } else {
+            diffs.join(", ")
+        }
+    )
+}
+
+/// The dotted keys whose values differ between two TOML tables (at most 8 listed).
+fn diff_tables(prefix: &str, a: &toml::Table, b: &toml::Table, out: &mut Vec<String>) {
+    let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+    for k in keys {
+        let key = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
+        match (a.get(k), b.get(k)) {
+            (Some(toml::Value::Table(x)), Some(toml::Value::Table(y))) => {
+                diff_tables(&key, x, y, out)
+            }
+            (x, y) if x == y => {}
+            (x, y) => {
+                if out.len() < 8 {
+                    let show =
+                        |v: Option<&toml::Value>| v.map_or("(absent)".into(), |v| v.to_string());
+                    out.push(format!("{key}: {} here, {} given", show(x), show(y)));
+                }
+            }
+        }
+    }
+}
+
+/// Checks, without writing anything, that a sweep of `cfg` with `opts` could start in
+/// `opts.out`: everything [`run_sweep`] refuses before its first run is refused here with
+/// the same error (used by `--dry-run`). A directory whose lock another process holds is
+/// refused too.
+pub fn check_sweep_dir(cfg: &SweepConfig, opts: &SweepOptions) -> Result<()> {
+    check_out_dir(&opts.out)?;
+    if opts.out.join(super::LOCK).exists() {
+        // probe the lock only where it already exists: a dry run creates nothing
+        drop(lock_dir(&opts.out)?);
+    }
+    check_meta(cfg, opts).map(|_| ())
 }
 
 /// Trains one run of a sweep (the cells are [`SweepConfig::cells`]); `None` = the run failed
@@ -84,44 +218,15 @@ pub fn run_sweep_with(
             "\"cpu\" for runs against a user-defined target",
         ));
     }
+    check_out_dir(&opts.out)?;
     output::ensure_dir(&opts.out)?;
     // one writer per directory: a second sweep (or merge) on it is refused
     let _lock = lock_dir(&opts.out)?;
     let meta_path = opts.out.join(META);
     let runs_path = opts.out.join("runs.jsonl");
     let meta = meta_text(cfg, opts.shard);
-    match std::fs::read_to_string(&meta_path) {
-        Ok(old) => {
-            if !opts.resume {
-                return Err(Error::Invalid(format!(
-                    "{} already holds a sweep; pass --resume to continue it, or choose another --out",
-                    opts.out.display()
-                )));
-            }
-            if meta_config(&old) != meta_config(&meta) || old.lines().next() != meta.lines().next()
-            {
-                if has_runs(&opts.out) {
-                    return Err(Error::Invalid(format!(
-                        "{} holds a sweep of a different configuration (or shard); it cannot be resumed with this one",
-                        opts.out.display()
-                    )));
-                }
-                // no run recorded yet (e.g. a sweep.toml torn by an older version): nothing
-                // to protect, start afresh with this configuration
-                output::write_text(&meta_path, &meta)?;
-            }
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            if has_runs(&opts.out) {
-                return Err(Error::Invalid(format!(
-                    "{} holds runs.jsonl but no sweep.toml, so the configuration of its runs is \
-                     unknown; refusing to add to it (move runs.jsonl away, or choose another --out)",
-                    opts.out.display()
-                )));
-            }
-            output::write_text(&meta_path, &meta)?
-        }
-        Err(e) => return Err(Error::io(&meta_path, "read", e)),
+    if check_meta(cfg, opts)? {
+        output::write_text(&meta_path, &meta)?;
     }
     let RunPlan {
         cells,
@@ -144,7 +249,7 @@ pub fn run_sweep_with(
     let stop = AtomicBool::new(false);
     let written = AtomicUsize::new(0);
     let append = |line: &RunLine| {
-        let mut text = serde_json::to_string(line).unwrap_or_default();
+        let mut text = line.to_json();
         text.push('\n');
         let mut f = writer.lock().unwrap_or_else(|p| p.into_inner());
         if stop.load(Ordering::SeqCst) {
@@ -186,7 +291,13 @@ pub fn run_sweep_with(
                 && deadline.is_none_or(|d| Instant::now() < d)
             {
                 match runner {
-                    None => append(&cfg.run_one(*spec, &cells)),
+                    // a run still in flight when `cancel` is set stops at its next step and is
+                    // dropped (not recorded): resume runs it again
+                    None => {
+                        if let Some(line) = cfg.run_one_cancellable(*spec, &cells, cancel) {
+                            append(&line);
+                        }
+                    }
                     Some(f) => {
                         if let Some(line) = f(*spec, &cells) {
                             append(&line);

@@ -272,6 +272,24 @@ impl SweepConfig {
         if g.engine != Engine::Cpu {
             self.validate_gpu()?;
         }
+        // what the grid sets per cell must not also be set in [run] (it would be recorded in
+        // sweep.toml and silently ignored)
+        if self.run.schedule != crate::schedule::ScheduleConfig::default() {
+            return Err(Error::config(
+                "run.schedule",
+                "a [run.schedule] section",
+                "no [run.schedule] in a sweep: each cell's schedule is β(t) = β_i^(1 − t/t0) \
+                 from grid.beta_i and grid.t0 (β = 1 for the no-annealing cell)",
+            ));
+        }
+        if self.run.optim.steps != crate::optim::OptimConfig::default().steps {
+            return Err(Error::config(
+                "run.optim.steps",
+                self.run.optim.steps,
+                "no run.optim.steps in a sweep: each run lasts t0 + grid.extra_steps steps \
+                 (set grid.extra_steps)",
+            ));
+        }
         self.run.validate().map_err(|e| match e {
             Error::Config {
                 field,

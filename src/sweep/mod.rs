@@ -48,12 +48,15 @@ mod store;
 
 pub use aggregate::{CELLS_HEADER, CellStats, FLOW_CELLS_COLUMNS, aggregate, write_cells};
 pub use exec::{
-    RunFn, SweepOptions, SweepReport, run_sweep, run_sweep_cancellable, run_sweep_with,
+    RunFn, SweepOptions, SweepReport, check_sweep_dir, run_sweep, run_sweep_cancellable,
+    run_sweep_with,
 };
 pub use grid::{
     Axis, Cell, Engine, GridConfig, MAX_RUNS, RangeSpec, RunSpec, SweepConfig, noise_index,
 };
 pub use merge::{MergeReport, merge};
 pub use plan::{RunPlan, Shard, recorded_runs};
-pub use store::{LOCK, RunKey, RunLine, lock_dir, read_runs, read_runs_raw, run_line};
+pub use store::{
+    LOCK, MAX_LINE_BYTES, RunKey, RunLine, lock_dir, read_runs, read_runs_raw, run_line,
+};
 use store::{META, has_runs, key_of, meta_config, meta_text};

@@ -225,6 +225,12 @@ impl Default for Tolerance {
 /// for hours.
 pub const MAX_STEPS: usize = 20_000;
 
+/// The largest magnitude of an ODE state variable (m_k, q_kl, …) before the integration ends
+/// with [`IntegrateError::Diverged`]: 10¹², the square of the training loop's default
+/// divergence bound on ‖μ_k‖ (q_kk = ‖μ_k‖²), so that theory and SGD call the same runs
+/// diverged.
+pub const STATE_BOUND: f64 = 1e12;
+
 pub use crate::error::IntegrateError;
 
 /// Integrates from (τ0, x0) to each time in `times` (ascending, ≥ τ0) with Dormand–Prince
@@ -337,6 +343,9 @@ pub fn integrate<S: OdeSystem<N> + ?Sized, const N: usize>(
                 t += hh;
                 x = x5;
                 dy.project(t, &mut x);
+                if x.iter().any(|v| v.abs() > STATE_BOUND) {
+                    return Err(IntegrateError::Diverged { tau: t });
+                }
             }
             let factor = if err == 0.0 {
                 5.0

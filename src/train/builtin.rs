@@ -21,8 +21,8 @@ pub struct GmmWorkspace {
 }
 
 impl Trainable for GmmStudent {
-    fn params_finite(&self) -> bool {
-        self.is_finite()
+    fn params_within(&self, bound: f64) -> bool {
+        self.within(bound)
     }
 }
 
@@ -140,8 +140,8 @@ impl Trainable for RealNvp {
             .unwrap_or_else(|| plain_update(self, opt, grad, groups, scale))
     }
 
-    fn params_finite(&self) -> bool {
-        self.is_finite()
+    fn params_within(&self, bound: f64) -> bool {
+        self.within(bound)
     }
 }
 

@@ -1,9 +1,14 @@
 //! The training loop: SGD on F_β(t) = KL(q_θ ‖ π_β(t)) with an observer.
 //!
 //! At step t = 0, 1, …, T−1: β = β(t); estimate ∇_θ F_β (Monte Carlo or exact); record if due;
-//! apply the optimiser. The state after the last update is recorded as step T. A non-finite
-//! loss, gradient or parameter ends the run with [`Outcome::Diverged`] at that step — never a
-//! panic.
+//! apply the optimiser. The state after the last update is recorded as step T.
+//!
+//! **Divergence.** A run ends with [`Outcome::Diverged`] (never a panic, never a collapse or a
+//! coverage) at step t when the loss or the gradient of step t is not finite, and at step t + 1
+//! when the update of step t leaves the student *out of bounds*: a parameter not finite, or
+//! larger than [`TrainSettings::divergence_bound`] (`optim.divergence_bound`, default 10⁶) — for
+//! the Gaussian-mixture student a mean's norm ‖μ_k‖ (the same rule in both engines, as the
+//! norm does not depend on the basis), for the flow a parameter's magnitude |θ_i|.
 //!
 //! The loop ([`train_with`]) is generic over [`Student`], the training-side view of a
 //! variational family, and over where the target's values come from ([`TrainTarget`]): the
@@ -131,6 +136,9 @@ pub struct TrainSettings {
     pub outcome_samples: usize,
     /// A Monte-Carlo outcome is a collapse when a mode's estimated mass is below this.
     pub collapse_threshold: f64,
+    /// Out-of-bounds size of the student (module docs, "Divergence"): a mean's norm for the
+    /// mixture, a parameter's magnitude for the flow; `inf` = only non-finite values diverge.
+    pub divergence_bound: f64,
 }
 
 impl TrainSettings {
@@ -150,6 +158,7 @@ impl TrainSettings {
             kl_samples: c.record.kl_samples,
             outcome_samples: c.student.realnvp.eval_samples,
             collapse_threshold: c.student.realnvp.collapse_threshold,
+            divergence_bound: c.optim.divergence_bound,
         }
     }
 }
@@ -214,8 +223,9 @@ pub trait Trainable: VariationalFamily + Sized {
     ) -> bool {
         plain_update(self, opt, grad, groups, scale)
     }
-    /// Whether every parameter is finite.
-    fn params_finite(&self) -> bool;
+    /// Whether the student is within bounds: every parameter finite, and its size (a mean's
+    /// norm for mixtures, a parameter's magnitude for flows; module docs) at most `bound`.
+    fn params_within(&self, bound: f64) -> bool;
 }
 
 /// The training-side view of a variational family against targets of type `T`: what
@@ -393,6 +403,24 @@ where
             observer.on_marginal(&m);
         }
         let due = settings.record_every > 0 && (step % settings.record_every == 0 || step == t_end);
+        // the last record's loss: estimated once more at the final state, with the records'
+        // own stream (the training noise and the final evaluation are not touched); the
+        // gradient computed with it is discarded
+        let final_loss = if step == t_end && due {
+            let l = q.loss_and_grad(
+                &mut ws,
+                target,
+                beta,
+                settings,
+                true,
+                &mut record_rng,
+                &mut grad,
+            );
+            target.take_error()?;
+            l
+        } else {
+            f64::NAN
+        };
         let mut record = |q: &mut S, ws: &mut S::Workspace, loss: f64| {
             q.record(
                 ws,
@@ -408,7 +436,7 @@ where
         };
         if step == t_end {
             if due {
-                record(q, &mut ws, f64::NAN)?;
+                record(q, &mut ws, final_loss)?;
             }
             break;
         }
@@ -420,7 +448,7 @@ where
         let diverged_at =
             if !loss.is_finite() || !q.update(opt, &mut grad, &groups, settings.loss_scale) {
                 Some(step)
-            } else if !q.params_finite() {
+            } else if !q.params_within(settings.divergence_bound) {
                 Some(step + 1)
             } else {
                 None

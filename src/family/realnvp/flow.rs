@@ -87,6 +87,15 @@ impl RealNvp {
             .unwrap_or_else(|| self.theta.iter().all(|v| v.is_finite()))
     }
 
+    /// Whether every parameter is finite with |θ_i| ≤ `bound` (the training loop's divergence
+    /// rule; `bound = inf` checks finiteness only).
+    pub fn within(&self, bound: f64) -> bool {
+        if bound == f64::INFINITY {
+            return self.is_finite();
+        }
+        self.theta.iter().all(|v| v.abs() <= bound)
+    }
+
     /// Offset and shape (n_out, n_in) of linear layer j of net (0 = s, 1 = t) in coupling l:
     /// W at θ[off..off + n_out·n_in] (row-major), then b (n_out).
     pub fn linear_offset(&self, l: usize, net: usize, j: usize) -> (usize, usize, usize) {
