@@ -10,16 +10,23 @@
 #   $OUT/piece.log                                 (the sweep's output)
 # Back where cargo is, add the piece and merge (see data/fig4-paper/README.md):
 #   cp -r $OUT/piece data/fig4-paper/pieces/$(date -u +%Y%m%dT%H%MZ)
-#   annealvi merge data/fig4-paper/pieces/* --out data/fig4-paper
+#   annealvi merge data/fig4-paper/pieces/* --into data/fig4-paper
+#     (the first time, while data/fig4-paper holds no sweep.toml yet: --out data/fig4-paper)
 #   annealvi figure 4 --from data/fig4-paper --out out/fig4-paper
+# Merging --into adds only the runs that data/fig4-paper does not hold yet, so merging every
+# piece each time is right, and merging the same pieces twice adds nothing.
 #
 # usage: scripts/fig4-paper-piece.sh M
 # Batches of FLOWS = 50 flows (grid.gpu_flows; 4 batches per cell of 200 runs, so that a batch
 # fits in a short call and the budget can stop between batches). gpu_flows is part of the
 # recorded configuration: every piece must use the value of data/fig4-paper/sweep.toml, or
 # resume and merge refuse it.
-# Exit status: the sweep's (0 also when the budget ran out), 2 on bad usage.
-set -uo pipefail
+# CONFIG (default configs/fig4.toml) and ENGINE (default gpu) choose the sweep's configuration
+# and engine (the script's own test runs it on a tiny CPU configuration).
+# Exit status: the sweep's (0 also when the budget ran out; the runs it wrote are kept in the
+# piece either way), 2 on bad usage, and that of the first other step that fails (copying,
+# extracting the piece's runs, merging them into the piece's cells.csv).
+set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ $# -lt 1 ]; then
   echo "usage: $0 MINUTES" >&2
@@ -28,6 +35,8 @@ fi
 minutes=$1
 shift
 bin=${ANNEALVI:-gpu-bin/annealvi}
+config=${CONFIG:-configs/fig4.toml}
+engine=${ENGINE:-gpu}
 [ -x "$bin" ] || { echo "fig4-paper-piece: $bin missing: run scripts/build-gpu-bin.sh where cargo is" >&2; exit 2; }
 out=${OUT:-out/fig4-paper-piece}
 data=${DATA:-data/fig4-paper}
@@ -39,7 +48,10 @@ rm -rf "$out/piece"
 before=0
 if [ -f "$data/sweep.toml" ]; then
   cp "$data/sweep.toml" "$work/"
-  [ -f "$data/runs.jsonl" ] && cp "$data/runs.jsonl" "$work/" && before=$(grep -c . "$work/runs.jsonl")
+  if [ -f "$data/runs.jsonl" ]; then
+    cp "$data/runs.jsonl" "$work/"
+    before=$(grep -c . "$work/runs.jsonl" || true)
+  fi
 fi
 # the CUDA libraries for cudarc's dlopen, as scripts/gpu-check.sh finds them
 libdirs=""
@@ -49,9 +61,12 @@ for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib /usr/loc
 done
 echo "fig4-paper-piece: $before runs so far; budget $minutes min" | tee "$out/piece.log"
 t0=$(date +%s)
-LD_LIBRARY_PATH="$libdirs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" "$bin" sweep --config configs/fig4.toml \
-  --set grid.engine=gpu --set grid.gpu_flows="${FLOWS:-50}" "$@" --out "$work" --resume --max-minutes "$minutes" 2>&1 | tee -a "$out/piece.log"
-rc=${PIPESTATUS[0]}
+# a failed sweep still goes on to save the runs it wrote; its status is the script's
+rc=0
+LD_LIBRARY_PATH="$libdirs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" "$bin" sweep --config "$config" \
+  --set grid.engine="$engine" --set grid.gpu_flows="${FLOWS:-50}" "$@" --out "$work" --resume \
+  --max-minutes "$minutes" 2>&1 | tee -a "$out/piece.log" || rc=${PIPESTATUS[0]}
+[ -f "$work/sweep.toml" ] || { echo "fig4-paper-piece: the sweep wrote no sweep.toml" >&2; exit "$(( rc ? rc : 1 ))"; }
 echo "fig4-paper-piece: sweep exit $rc after $(($(date +%s) - t0)) s" | tee -a "$out/piece.log"
 # the lines this piece added (runs.jsonl is append-only; a torn last line is left out)
 mkdir -p "$out/piece"
@@ -71,5 +86,9 @@ for l in lines:
 open(dst, "w").writelines(good)
 print(f"fig4-paper-piece: {len(good)} new runs in {dst}")
 PY
-"$bin" merge "$out/piece" --out "$out/piece" >/dev/null 2>&1 || true
+# the piece's cells.csv (merging a sweep into itself adds nothing and rewrites cells.csv; its
+# warnings about incomplete cells are expected: a piece holds part of the grid)
+"$bin" merge "$out/piece" --into "$out/piece" >>"$out/piece.log" 2>&1 ||
+  { echo "fig4-paper-piece: merge of the piece failed (see $out/piece.log)" >&2; exit 1; }
+[ -f "$out/piece/cells.csv" ] || { echo "fig4-paper-piece: no cells.csv in $out/piece" >&2; exit 1; }
 exit "$rc"

@@ -26,7 +26,8 @@ pub enum Command {
     /// The fastest exponential schedule (β_i, t0) with predicted P(collapse) ≤ EPS (ODE Monte
     /// Carlo), checked by SGD; optionally compares schedule shapes at equal length.
     Design(DesignArgs),
-    /// Merge sweep shards (same configuration) into one directory.
+    /// Merge sweep shards (same configuration) into a new directory (--out) or into an
+    /// existing sweep (--into).
     Merge(MergeArgs),
     /// Every figure available so far, with its data and an index (out/index.md).
     Reproduce(ReproduceArgs),
@@ -172,9 +173,13 @@ pub struct MergeArgs {
     /// Shard directories.
     #[arg(required = true)]
     pub dirs: Vec<PathBuf>,
-    /// Output directory.
+    /// Output directory: a new sweep (refused if it already holds runs).
+    #[arg(long, required_unless_present = "into", conflicts_with = "into")]
+    pub out: Option<PathBuf>,
+    /// An existing sweep of the same configuration: add the runs it does not hold yet
+    /// (merging the same shards again adds nothing).
     #[arg(long)]
-    pub out: PathBuf,
+    pub into: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]

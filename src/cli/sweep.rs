@@ -178,16 +178,41 @@ fn dry_run_report(
 
 /// `annealvi merge`.
 pub fn merge(a: MergeArgs) -> Result<()> {
-    let MergeArgs { dirs, out } = a;
-    let rep = sweep::merge(&dirs, &out)?;
+    let MergeArgs { dirs, out, into } = a;
+    let (rep, summary) = match (out, into) {
+        (_, Some(into)) => {
+            let rep = sweep::merge_into(&dirs, &into)?;
+            let s = format!(
+                "added {} new runs from {} directories into {} ({} runs in all)",
+                rep.added,
+                dirs.len(),
+                into.display(),
+                rep.runs
+            );
+            (rep, s)
+        }
+        (Some(out), None) => {
+            let rep = sweep::merge(&dirs, &out)?;
+            let s = format!(
+                "merged {} runs from {} directories into {}",
+                rep.runs,
+                dirs.len(),
+                out.display()
+            );
+            (rep, s)
+        }
+        (None, None) => {
+            return Err(annealvi::error::Error::Invalid(
+                "merge needs --out DIR (a new sweep) or --into DIR (an existing one)".into(),
+            ));
+        }
+    };
+    for n in &rep.notes {
+        println!("{n}");
+    }
     for w in &rep.warnings {
         eprintln!("warning: {w}");
     }
-    println!(
-        "merged {} runs from {} directories into {}",
-        rep.runs,
-        dirs.len(),
-        out.display()
-    );
+    println!("{summary}");
     Ok(())
 }

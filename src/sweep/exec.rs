@@ -5,8 +5,8 @@
 #[cfg(feature = "gpu")]
 use super::gpu;
 use super::{
-    Cell, Engine, META, RunLine, RunPlan, RunSpec, Shard, SweepConfig, has_runs, lock_dir,
-    meta_config, meta_text, read_runs, recorded_runs, write_cells,
+    Cell, Engine, META, RunLine, RunPlan, RunSpec, Shard, SweepConfig, clean_stale, has_runs,
+    lock_dir, meta_config, meta_text, read_runs, recorded_runs, write_cells,
 };
 use crate::error::{Error, Result};
 use crate::output;
@@ -222,6 +222,10 @@ pub fn run_sweep_with(
     output::ensure_dir(&opts.out)?;
     // one writer per directory: a second sweep (or merge) on it is refused
     let _lock = lock_dir(&opts.out)?;
+    // temporaries of a killed merge or write: nobody else writes here while the lock is held
+    for n in clean_stale(&opts.out) {
+        crate::progress::note(&n);
+    }
     let meta_path = opts.out.join(META);
     let runs_path = opts.out.join("runs.jsonl");
     let meta = meta_text(cfg, opts.shard);

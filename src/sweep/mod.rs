@@ -17,7 +17,11 @@
 //!   depend on thread count, sharding or order (the runs execute on the caller's rayon pool:
 //!   install one to choose the number of threads);
 //! * `--shard K/N` runs every N-th run (round-robin over the grid), `merge` combines shards
-//!   and refuses shards of different configurations.
+//!   and refuses shards of different configurations; it builds a new sweep in a temporary
+//!   directory renamed into place ([`merge`]) or adds the runs it lacks to an existing one
+//!   ([`merge_into`]), ignores lines outside the grid and warns about incomplete cells;
+//! * temporaries left by a killed merge or write are removed by the next merge or sweep on
+//!   the directory.
 //!
 //! `DIR/cells.csv` aggregates the runs per cell with Wilson 95% intervals.
 //!
@@ -34,7 +38,7 @@
 //! * `plan` — [`Shard`] and [`RunPlan`]: the runs of a shard still to be done;
 //! * `exec` — [`run_sweep`] and its variants;
 //! * `aggregate` — [`aggregate`] per cell and cells.csv;
-//! * `merge` — [`merge`] of shards;
+//! * `merge` — [`merge`] and [`merge_into`] of shards;
 //! * `gpu` — the GPU engines (cargo feature `gpu`).
 
 mod aggregate;
@@ -54,7 +58,8 @@ pub use exec::{
 pub use grid::{
     Axis, Cell, Engine, GridConfig, MAX_RUNS, RangeSpec, RunSpec, SweepConfig, noise_index,
 };
-pub use merge::{MergeReport, merge};
+use merge::clean_stale;
+pub use merge::{MergeReport, merge, merge_into};
 pub use plan::{RunPlan, Shard, recorded_runs};
 pub use store::{
     LOCK, MAX_LINE_BYTES, RunKey, RunLine, lock_dir, read_runs, read_runs_raw, run_line,
