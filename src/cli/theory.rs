@@ -47,6 +47,25 @@ pub fn theory(a: TheoryArgs) -> Result<()> {
         );
     }
     figure::theory_map(&out, &cells)?;
+    // the formula's largest gap to the ODE Monte Carlo (per cell: theory.csv, p_ode − p_formula)
+    let worst = cells
+        .iter()
+        .filter(|c| c.n > c.failed && c.p_formula.is_finite())
+        .map(|c| {
+            let p = c.collapsed as f64 / c.n as f64;
+            ((p - c.p_formula).abs(), c)
+        })
+        .max_by(|a, b| a.0.total_cmp(&b.0));
+    if let Some((gap, c)) = worst {
+        println!(
+            "formula vs ODE: largest |p_ode - p_formula| = {gap:.3} at beta_i = {}, t0 = {} \
+             (p_ode {:.3}, p_formula {:.3})",
+            c.cell.beta_i,
+            c.cell.t0,
+            c.collapsed as f64 / c.n as f64,
+            c.p_formula
+        );
+    }
     if let Some(model) = annealvi::theory::formula::FormulaModel::from_sweep(&cfg) {
         let logs: Vec<f64> = cells
             .iter()

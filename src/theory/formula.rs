@@ -381,6 +381,58 @@ impl FormulaModel {
     }
 }
 
+impl FormulaModel {
+    /// The start m* = m_sep(0) of the lone drift's separatrix: the lone drift
+    /// dm/dτ = (β/2)(R T(R m + h, Rσ) − m) integrated backwards from the unstable zero
+    /// m_u(β_end) through the exponential schedule (β_i, t0) and `extra_steps` at β = 1. The
+    /// symmetric state m_1 = m_2 follows the lone drift exactly (the entropy's force on m_k is
+    /// ∝ m_k − m_l), so m* is the vertex of the collapse region δ_c(M) (docs/theory.md §9).
+    /// `None` when the end has no light basin or the integration fails.
+    pub fn separatrix_start(&self, beta_i: f64, t0: f64) -> Option<f64> {
+        let sched = Exponential { beta_i, t0 };
+        let tau_end = self.lr * (t0 + self.extra_steps);
+        let mu = unstable_zero(&self.target, sched.beta(t0 + self.extra_steps))?;
+        if tau_end <= 0.0 {
+            return Some(mu);
+        }
+        let back = Separatrix {
+            target: self.target,
+            schedule: &sched,
+            lr: self.lr,
+            tau_end,
+        };
+        let tol = Tolerance {
+            rtol: 1e-9,
+            atol: 1e-12,
+            max_step: 5.0,
+        };
+        let mut times = vec![tau_end];
+        let kink = tau_end - self.lr * t0;
+        if kink > 0.0 && kink < tau_end {
+            times.insert(0, kink);
+        }
+        integrate(&back, 0.0, [mu], &times, tol)
+            .ok()
+            .and_then(|v| v.last().map(|x| x[0]))
+    }
+
+    /// The decoupled limit of P(collapse): each component on its own follows the lone drift
+    /// and ends in the light mode iff it starts below m* = [`Self::separatrix_start`], so with
+    /// m_k ~ N(0, s²) independent, P = Φ(m*/s)² + Φ(−m*/s)². Exact when the components never
+    /// interact (no annealing at d = 512: D⊥/σ ≈ 32 while the outcome is decided); above the
+    /// ODE Monte Carlo on every cell of configs/fig2.toml otherwise (the entropy's repulsion
+    /// helps the split), and useless for slow annealing, where m* → −∞ and it tends to 1.
+    pub fn decoupled_limit(&self, beta_i: f64, t0: f64) -> f64 {
+        match self.separatrix_start(beta_i, t0) {
+            None => 1.0,
+            Some(m) => {
+                let p = 0.5 * libm::erfc(-m / (self.init_scale * std::f64::consts::SQRT_2));
+                p * p + (1.0 - p) * (1.0 - p)
+            }
+        }
+    }
+}
+
 /// The β_i → 0 limit at fixed rate r = β_i^{−1/t0} > 1: the formula at β_i = 1e-12.
 pub fn asymptote(model: &FormulaModel, rate: f64) -> FormulaCell {
     let beta_i = 1e-12f64;

@@ -352,9 +352,17 @@ pub fn integrate<S: OdeSystem<N> + ?Sized, const N: usize>(
             } else {
                 (0.9 * err.powf(-0.2)).clamp(0.2, 5.0)
             };
+            let untruncated = h.min(tol.max_step);
             h = hh * factor;
             if h < 1e-12 {
-                return Err(IntegrateError::StepUnderflow { tau: t });
+                if err <= 1.0 && hh < untruncated {
+                    // an accepted step cut short by the output time: when the previous step
+                    // stopped a rounding error short of it, this one is ~1e-16 long, and the
+                    // next step size must not be derived from it
+                    h = untruncated;
+                } else {
+                    return Err(IntegrateError::StepUnderflow { tau: t });
+                }
             }
         }
         out.push(x);

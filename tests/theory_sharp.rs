@@ -1,0 +1,76 @@
+//! The shape of the collapse region under the quasi-static ODE and the formula's fast-annealing
+//! behaviour (docs/theory.md §9, "Towards a sharp formula").
+
+use annealvi::schedule::Exponential;
+use annealvi::seed::{Purpose, stream};
+use annealvi::target::IsotropicMixture;
+use annealvi::theory::formula::FormulaModel;
+use annealvi::theory::monte_carlo::CollapseTable;
+use annealvi::theory::quasi_static::{QuasiStatic, draw_initial, split_threshold};
+use annealvi::theory::tables::EntropyTable;
+
+const D: usize = 512;
+const LR: f64 = 0.05;
+const EXTRA: f64 = 500.0;
+
+fn model() -> FormulaModel {
+    let b = *IsotropicMixture::bimodal(D, 3.0, 0.8).as_bimodal().unwrap();
+    FormulaModel::new(b, D, LR, 1.0, EXTRA)
+}
+
+/// The formula is finite on the fastest schedules of the paper's grid (t0 = 100 used to end
+/// with a step-size underflow at an output time).
+#[test]
+fn formula_is_finite_on_fast_schedules() {
+    let m = model();
+    for bi in [0.001, 0.0115, 0.3] {
+        let p = m.cell(bi, 100.0).p;
+        assert!(p.is_finite() && (0.0..=1.0).contains(&p), "β_i = {bi}: {p}");
+    }
+}
+
+/// The symmetric state follows the lone drift, so the split threshold δ_c(M) vanishes at the
+/// start of the lone separatrix m* and grows on both sides of it.
+#[test]
+fn collapse_region_has_its_vertex_at_the_lone_separatrix_start() {
+    let m = model();
+    let b = m.target;
+    let tab = EntropyTable::new(0.5);
+    let p = (D - 1) as f64;
+    for (bi, t0) in [(1.0, 0.0), (0.001, 2065.0), (0.0115, 969.0)] {
+        let ms = m.separatrix_start(bi, t0).unwrap();
+        let sched = Exponential { beta_i: bi, t0 };
+        let flow = QuasiStatic::new(b, &sched, LR, &tab);
+        let times = (LR * t0, LR * (t0 + EXTRA));
+        let dc = |mm: f64| split_threshold(&flow, mm, 2.0 * p, p, 1.0, 6.0, 1e-3, times).unwrap();
+        let (at, left, right) = (dc(ms), dc(ms - 0.4), dc(ms + 0.4));
+        assert!(at < 0.01, "({bi}, {t0}): δ_c(m* = {ms}) = {at}");
+        assert!(left > 0.02 && right > 0.02, "({bi}, {t0}): {left} {right}");
+    }
+}
+
+/// Without annealing the components do not interact before the outcome is decided, so the
+/// decoupled limit Φ(m*/s)² + Φ(−m*/s)² matches the table ODE Monte Carlo; on the fastest
+/// annealed cells it is within 0.03 too.
+#[test]
+fn decoupled_limit_matches_the_ode_without_annealing_and_at_fast_rates() {
+    let m = model();
+    let b = m.target;
+    let tab = EntropyTable::new(0.5);
+    let n = 4000;
+    for (bi, t0) in [(1.0, 0.0), (0.001, 100.0), (0.3, 100.0)] {
+        let sched = Exponential { beta_i: bi, t0 };
+        let flow = QuasiStatic::new(b, &sched, LR, &tab);
+        let table = CollapseTable::new(&flow, D, 1.0, (LR * t0, LR * (t0 + EXTRA))).unwrap();
+        let mut rng = stream(5, t0 as u64, Purpose::Eval);
+        let p_ode = (0..n)
+            .filter(|_| table.collapses(&draw_initial(&mut rng, D, 1.0)))
+            .count() as f64
+            / n as f64;
+        let p_dec = m.decoupled_limit(bi, t0);
+        assert!(
+            (p_ode - p_dec).abs() < 0.03,
+            "({bi}, {t0}): ODE {p_ode} vs decoupled {p_dec}"
+        );
+    }
+}
