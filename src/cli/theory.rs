@@ -47,7 +47,7 @@ pub fn theory(a: TheoryArgs) -> Result<()> {
         );
     }
     figure::theory_map(&out, &cells)?;
-    // the formula's largest gap to the ODE Monte Carlo (per cell: theory.csv, p_ode − p_formula)
+    // the sharp formula's largest gap to the ODE Monte Carlo (per cell: theory.csv, column gap)
     let worst = cells
         .iter()
         .filter(|c| c.n > c.failed && c.p_formula.is_finite())
@@ -58,7 +58,7 @@ pub fn theory(a: TheoryArgs) -> Result<()> {
         .max_by(|a, b| a.0.total_cmp(&b.0));
     if let Some((gap, c)) = worst {
         println!(
-            "formula vs ODE: largest |p_ode - p_formula| = {gap:.3} at beta_i = {}, t0 = {} \
+            "sharp formula vs ODE: largest |p_formula - p_ode| = {gap:.3} at beta_i = {}, t0 = {} \
              (p_ode {:.3}, p_formula {:.3})",
             c.cell.beta_i,
             c.cell.t0,

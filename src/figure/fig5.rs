@@ -107,7 +107,7 @@ pub fn figure5(out: &Path, quick: bool, flow: Option<(&Path, bool, Engine)>) -> 
         "SGD step",
         &out.join("fig5.csv"),
     )?;
-    // the formula's β_i → 0 asymptote, a function of the rate alone
+    // the sharp formula's β_i → 0 asymptote, a function of the rate alone
     let cfg = fig2_config(quick)?;
     if let Some(model) = crate::theory::formula::FormulaModel::from_sweep(&cfg) {
         let (lo, hi) = x_range(&mixture.series);
@@ -116,7 +116,7 @@ pub fn figure5(out: &Path, quick: bool, flow: Option<(&Path, bool, Engine)>) -> 
             let curve: Vec<(f64, f64)> = (0..=60)
                 .map(|i| {
                     let x = lo * (hi / lo).powf(i as f64 / 60.0);
-                    let p = crate::theory::formula::asymptote(&model, x.exp()).p;
+                    let p = crate::theory::formula::sharp_asymptote(&model, x.exp());
                     let _ = writeln!(acsv, "{x},{p}");
                     (x, p)
                 })

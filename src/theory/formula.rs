@@ -389,15 +389,21 @@ impl FormulaModel {
     /// ∝ m_k − m_l), so m* is the vertex of the collapse region δ_c(M) (docs/theory.md §9).
     /// `None` when the end has no light basin or the integration fails.
     pub fn separatrix_start(&self, beta_i: f64, t0: f64) -> Option<f64> {
-        let sched = Exponential { beta_i, t0 };
-        let tau_end = self.lr * (t0 + self.extra_steps);
-        let mu = unstable_zero(&self.target, sched.beta(t0 + self.extra_steps))?;
+        self.separatrix_start_for(&Exponential { beta_i, t0 }, t0 + self.extra_steps)
+    }
+
+    /// [`Self::separatrix_start`] for any schedule run for `steps` SGD steps (β at the end
+    /// must be where the light basin exists; the schedule's kink at `schedule.end()` is a
+    /// breakpoint of the integration).
+    pub fn separatrix_start_for(&self, schedule: &dyn Schedule, steps: f64) -> Option<f64> {
+        let tau_end = self.lr * steps;
+        let mu = unstable_zero(&self.target, schedule.beta(steps))?;
         if tau_end <= 0.0 {
             return Some(mu);
         }
         let back = Separatrix {
             target: self.target,
-            schedule: &sched,
+            schedule,
             lr: self.lr,
             tau_end,
         };
@@ -407,7 +413,7 @@ impl FormulaModel {
             max_step: 5.0,
         };
         let mut times = vec![tau_end];
-        let kink = tau_end - self.lr * t0;
+        let kink = tau_end - self.lr * schedule.end();
         if kink > 0.0 && kink < tau_end {
             times.insert(0, kink);
         }
@@ -433,11 +439,270 @@ impl FormulaModel {
     }
 }
 
+/// The exact reduced flow of a pair with equal fixed weights, x = (m_1, m_2, ln D⊥²)
+/// (docs/theory.md §9, "The sharp formula"):
+///
+///   dm_k/dτ = (β/2)(R T(R m_k + h, Rσ) − m_k) + βψ(ρ)(m_k − m_l),
+///   d ln D⊥²/dτ = −β(1 − 4ψ(ρ)),   ρ² = ((m_1 − m_2)² + D⊥²)/σ².
+struct Pair<'a> {
+    target: Bimodal,
+    schedule: &'a dyn Schedule,
+    lr: f64,
+    entropy: &'a EntropyTable,
+    tanh: &'static TanhTable,
+}
+
+impl OdeSystem<3> for Pair<'_> {
+    fn rhs(&self, tau: f64, x: &[f64; 3]) -> [f64; 3] {
+        let beta = self.schedule.beta(tau / self.lr);
+        let (r, h) = (self.target.r, self.target.h);
+        let rs = r / beta.sqrt();
+        let dm = x[0] - x[1];
+        let psi = self.entropy.eval(((dm * dm + x[2].exp()) * beta).sqrt());
+        let f = |m: f64| 0.5 * beta * (r * self.tanh.eval(r * m + h, rs) - m);
+        [
+            f(x[0]) + beta * psi * dm,
+            f(x[1]) - beta * psi * dm,
+            -beta * (1.0 - 4.0 * psi),
+        ]
+    }
+}
+
+/// Tolerances of the pair integrations: the outcome is a sign at the end, and the threshold
+/// is wanted to [`SHARP_DELTA_TOL`] only (the thresholds agree with the table's, found with
+/// tolerance 1e-6, to 1e-3).
+const PAIR_TOL: Tolerance = Tolerance {
+    rtol: 1e-4,
+    atol: 1e-6,
+    max_step: 50.0,
+};
+
+/// Bisection tolerance on δ_c, relative to s: an error ε in δ_c moves P by at most
+/// (2/√π) ε/s ≈ 1.1 ε/s.
+const SHARP_DELTA_TOL: f64 = 4e-3;
+
+/// Centres M, in standard deviations s/√2 of M, at which the sharp formula finds δ_c(M)
+/// (plus the vertex m*); δ_c is interpolated linearly in between.
+const SHARP_NODES: [f64; 11] = [
+    -3.5, -2.5, -1.75, -1.1, -0.55, 0.0, 0.55, 1.1, 1.75, 2.5, 3.5,
+];
+
+/// The sharp formula for one cell ([`FormulaModel::sharp`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct SharpCell {
+    /// P(collapse).
+    pub p: f64,
+    /// The vertex m* of the collapse region (start of the lone separatrix); NaN when the end
+    /// has no light basin.
+    pub m_star: f64,
+    /// The centres M (ascending) and the thresholds δ_c(M) there (∞: every split collapses).
+    pub nodes: Vec<(f64, f64)>,
+    /// Integrations of the pair flow used.
+    pub integrations: usize,
+}
+
+impl FormulaModel {
+    /// The sharp formula for the exponential schedule (β_i, t0) followed by `extra_steps` at
+    /// β = 1 (docs/theory.md §9, "The sharp formula").
+    ///
+    /// ```
+    /// use annealvi::target::IsotropicMixture;
+    /// use annealvi::theory::formula::FormulaModel;
+    ///
+    /// let target = *IsotropicMixture::bimodal(512, 3.0, 0.8).as_bimodal().unwrap();
+    /// let model = FormulaModel::new(target, 512, 0.05, 1.0, 500.0);
+    /// let (fast, slow) = (model.sharp(0.01, 100.0).p, model.sharp(0.01, 10_000.0).p);
+    /// assert!(fast > 0.5 && slow < 0.05);
+    /// ```
+    pub fn sharp(&self, beta_i: f64, t0: f64) -> SharpCell {
+        self.sharp_for(&Exponential { beta_i, t0 }, t0 + self.extra_steps)
+    }
+
+    /// The sharp formula for any schedule β(t) run for `steps` SGD steps (kink, if any, at
+    /// `schedule.end()`).
+    ///
+    /// With w_1 = w_2 = ½ the flow closes exactly on (m_1, m_2, D⊥²) ([`Pair`]); the
+    /// collapse region is |δ| < δ_c(M) with M ~ N(0, s²/2), δ ~ N(0, s²/2) independent, so
+    ///
+    ///   P(collapse) = E_M erf(δ_c(M)/s),
+    ///
+    /// one 1-D quadrature. δ_c is found at the 11 centres [`SHARP_NODES`] by bracketing and
+    /// bisection with forward integrations of the pair flow from the mean orthogonal
+    /// separation D⊥² = 2s²(d − 1), walking outwards from the vertex m* (δ_c(m*) = 0, one
+    /// backward integration of the lone drift) so that each bracket starts from the
+    /// neighbour's threshold; δ_c is linear between nodes and constant beyond the outer ones.
+    pub fn sharp_for(&self, schedule: &dyn Schedule, steps: f64) -> SharpCell {
+        let s = self.init_scale;
+        let sd = s / std::f64::consts::SQRT_2;
+        let tau_end = self.lr * steps;
+        let tau_kink = self.lr * schedule.end();
+        let mut times = Vec::with_capacity(2);
+        if tau_kink > 0.0 && tau_kink < tau_end {
+            times.push(tau_kink);
+        }
+        times.push(tau_end.max(0.0));
+        let pair = Pair {
+            target: self.target,
+            schedule,
+            lr: self.lr,
+            entropy: &self.entropy,
+            tanh: TanhTable::get(),
+        };
+        let ld2 = (2.0 * s * s * self.d.saturating_sub(1) as f64)
+            .max(1e-300)
+            .ln();
+        let count = std::cell::Cell::new(0usize);
+        // None: the integration failed
+        let collapses = |m: f64, delta: f64| -> Option<bool> {
+            count.set(count.get() + 1);
+            let x = *integrate(&pair, 0.0, [m + delta, m - delta, ld2], &times, PAIR_TOL)
+                .ok()?
+                .last()?;
+            Some((x[0] >= 0.0) == (x[1] >= 0.0))
+        };
+        let m_star = self.separatrix_start_for(schedule, steps);
+        let (lo_m, hi_m) = (SHARP_NODES[0] * sd, SHARP_NODES[SHARP_NODES.len() - 1] * sd);
+        let vertex = m_star.filter(|m| (lo_m..=hi_m).contains(m));
+        let mut ms: Vec<f64> = SHARP_NODES
+            .iter()
+            .map(|k| k * sd)
+            .filter(|m| vertex.is_none_or(|v| (m - v).abs() > 0.15 * sd))
+            .collect();
+        // walk outwards from the vertex (or from the centre node when it is off the grid)
+        let start = match vertex {
+            Some(v) => {
+                let i = ms.partition_point(|&m| m < v);
+                ms.insert(i, v);
+                i
+            }
+            None => ms.len() / 2,
+        };
+        let delta_max = 6.0 * s;
+        let tol = SHARP_DELTA_TOL * s;
+        let threshold = |m: f64, guess: Option<f64>| -> Option<f64> {
+            let (mut lo, mut hi);
+            match guess {
+                Some(g) if g.is_finite() => {
+                    let mut step = (0.1 * s).max(4.0 * tol);
+                    if collapses(m, g.max(tol))? {
+                        lo = g.max(tol);
+                        hi = lo + step;
+                        while collapses(m, hi)? {
+                            lo = hi;
+                            step *= 2.0;
+                            hi = lo + step;
+                            if hi > delta_max {
+                                return Some(f64::INFINITY);
+                            }
+                        }
+                    } else {
+                        hi = g.max(tol);
+                        lo = (hi - step).max(0.0);
+                        while lo > 0.0 && !collapses(m, lo.max(tol))? {
+                            hi = lo;
+                            step *= 2.0;
+                            lo = (hi - step).max(0.0);
+                        }
+                        if lo <= 0.0 && !collapses(m, tol)? {
+                            return Some(0.0);
+                        }
+                    }
+                }
+                _ => {
+                    if collapses(m, delta_max)? {
+                        return Some(f64::INFINITY);
+                    }
+                    if !collapses(m, tol)? {
+                        return Some(0.0);
+                    }
+                    (lo, hi) = (0.0, delta_max);
+                }
+            }
+            while hi - lo > tol {
+                let mid = 0.5 * (lo + hi);
+                if collapses(m, mid)? {
+                    lo = mid;
+                } else {
+                    hi = mid;
+                }
+            }
+            Some(0.5 * (lo + hi))
+        };
+        let nan = |m_star: Option<f64>| SharpCell {
+            p: f64::NAN,
+            m_star: m_star.unwrap_or(f64::NAN),
+            nodes: Vec::new(),
+            integrations: count.get(),
+        };
+        let mut dc = vec![f64::NAN; ms.len()];
+        if vertex.is_some() {
+            dc[start] = 0.0;
+        } else {
+            match threshold(ms[start], None) {
+                Some(v) => dc[start] = v,
+                None => return nan(m_star),
+            }
+        }
+        for i in (0..start).rev() {
+            match threshold(ms[i], Some(dc[i + 1])) {
+                Some(v) => dc[i] = v,
+                None => return nan(m_star),
+            }
+        }
+        for i in start + 1..ms.len() {
+            match threshold(ms[i], Some(dc[i - 1])) {
+                Some(v) => dc[i] = v,
+                None => return nan(m_star),
+            }
+        }
+        let nodes: Vec<(f64, f64)> = ms.into_iter().zip(dc).collect();
+        let at = |m: f64| -> f64 {
+            let k = nodes.partition_point(|n| n.0 <= m);
+            if k == 0 {
+                return nodes[0].1;
+            }
+            if k == nodes.len() {
+                return nodes[k - 1].1;
+            }
+            let (a, b) = (nodes[k - 1], nodes[k]);
+            let t = (m - a.0) / (b.0 - a.0);
+            if a.1.is_infinite() || b.1.is_infinite() {
+                if t < 0.5 { a.1 } else { b.1 }
+            } else {
+                a.1 + t * (b.1 - a.1)
+            }
+        };
+        // P = E_M erf(δ_c(M)/s): the integrand has kinks at the nodes, so a fine rule
+        let rule = standard_normal(401, 8.0);
+        let p = rule.integrate(|y| {
+            let v = at(y * sd);
+            if v.is_infinite() {
+                1.0
+            } else {
+                libm::erf(v / s)
+            }
+        });
+        SharpCell {
+            p: p.clamp(0.0, 1.0),
+            m_star: m_star.unwrap_or(f64::NAN),
+            nodes,
+            integrations: count.get(),
+        }
+    }
+}
+
 /// The β_i → 0 limit at fixed rate r = β_i^{−1/t0} > 1: the formula at β_i = 1e-12.
 pub fn asymptote(model: &FormulaModel, rate: f64) -> FormulaCell {
     let beta_i = 1e-12f64;
     let t0 = (1.0 / beta_i).ln() / rate.ln();
     model.cell(beta_i, t0)
+}
+
+/// The sharp formula's β_i → 0 limit at fixed rate r = β_i^{−1/t0} > 1: the sharp formula at
+/// β_i = 1e-12 (converged to 1e-3 by β_i = 1e-6 on the paper's problem; docs/theory.md §9).
+pub fn sharp_asymptote(model: &FormulaModel, rate: f64) -> f64 {
+    let beta_i = 1e-12f64;
+    model.sharp(beta_i, (1.0 / beta_i).ln() / rate.ln()).p
 }
 
 /// The slow-annealing constant J = lim_{r→1} λ ln G(r), λ = ln r/η: the linearised split
@@ -451,7 +716,8 @@ pub fn slow_annealing_constant(model: &FormulaModel) -> f64 {
 }
 
 /// Writes DIR/asymptote.csv (`rate,log_rate,p_asymptote,delta_c,growth_split,growth_centre,
-/// ell,t_star` at `n` log-spaced ln r in [lo, hi]) and returns a summary of the constants.
+/// ell,t_star,p_sharp` at `n` log-spaced ln r in [lo, hi]: the linearised formula's limit and
+/// its quantities, then the sharp formula's limit) and returns a summary of the constants.
 pub fn write_asymptote(
     dir: &std::path::Path,
     model: &FormulaModel,
@@ -459,21 +725,23 @@ pub fn write_asymptote(
     n: usize,
 ) -> crate::error::Result<String> {
     use std::fmt::Write as _;
-    let mut csv =
-        String::from("rate,log_rate,p_asymptote,delta_c,growth_split,growth_centre,ell,t_star\n");
+    let mut csv = String::from(
+        "rate,log_rate,p_asymptote,delta_c,growth_split,growth_centre,ell,t_star,p_sharp\n",
+    );
     for i in 0..n {
         let x = lo * (hi / lo).powf(i as f64 / (n.max(2) - 1) as f64);
         let a = asymptote(model, x.exp());
         let _ = writeln!(
             csv,
-            "{},{x},{:.6e},{:.6e},{:.6e},{:.6e},{},{}",
+            "{},{x},{:.6e},{:.6e},{:.6e},{:.6e},{},{},{:.6e}",
             x.exp(),
             a.p,
             a.delta_c,
             a.growth_split,
             a.growth_centre,
             a.ell,
-            a.t_star
+            a.t_star,
+            sharp_asymptote(model, x.exp())
         );
     }
     crate::output::write_text(&dir.join("asymptote.csv"), &csv)?;

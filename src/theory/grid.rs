@@ -24,7 +24,8 @@ pub struct TheoryCell {
     pub collapsed: usize,
     /// Of which the integration failed (counted in n, not as collapsed).
     pub failed: usize,
-    /// The analytical formula's P(collapse) (NaN where it does not apply).
+    /// The sharp formula's P(collapse) ([`crate::theory::formula::FormulaModel::sharp`]; NaN
+    /// where it does not apply).
     pub p_formula: f64,
 }
 
@@ -193,7 +194,7 @@ pub fn theory_grid(cfg: &SweepConfig, n: usize, method: IcMethod) -> Result<Vec<
             failed: 0,
             p_formula: formula
                 .as_ref()
-                .map_or(f64::NAN, |f| f.cell(cell.beta_i, cell.t0).p),
+                .map_or(f64::NAN, |f| f.sharp(cell.beta_i, cell.t0).p),
         })
         .collect();
     for (c, col, failed, k) in results {
@@ -219,32 +220,35 @@ fn cell_run(
     (cc, sched, tau_end)
 }
 
-/// Writes DIR/theory.csv: `beta_i,t0,rate,n,p_ode,ci_low,ci_high,failed,p_formula`. A cell
-/// whose every integration failed has p_ode, ci_low and ci_high NaN (nothing was classified).
+/// Writes DIR/theory.csv: `beta_i,t0,rate,n,p_ode,ci_low,ci_high,failed,p_formula,gap`
+/// (gap = p_formula − p_ode). A cell whose every integration failed has p_ode, ci_low, ci_high
+/// and gap NaN (nothing was classified).
 pub fn write_theory(dir: &Path, cells: &[TheoryCell]) -> Result<()> {
-    let mut s = String::from("beta_i,t0,rate,n,p_ode,ci_low,ci_high,failed,p_formula\n");
+    let mut s = String::from("beta_i,t0,rate,n,p_ode,ci_low,ci_high,failed,p_formula,gap\n");
     for c in cells {
         let (lo, hi) = if c.failed >= c.n {
             (f64::NAN, f64::NAN)
         } else {
             wilson_interval(c.collapsed, c.n)
         };
+        let p_ode = if c.failed >= c.n {
+            f64::NAN
+        } else {
+            c.collapsed as f64 / c.n as f64
+        };
         let _ = writeln!(
             s,
-            "{},{},{},{},{},{},{},{},{}",
+            "{},{},{},{},{},{},{},{},{},{}",
             c.cell.beta_i,
             c.cell.t0,
             c.cell.rate(),
             c.n,
-            if c.failed >= c.n {
-                f64::NAN
-            } else {
-                c.collapsed as f64 / c.n as f64
-            },
+            p_ode,
             lo,
             hi,
             c.failed,
-            c.p_formula
+            c.p_formula,
+            c.p_formula - p_ode
         );
     }
     output::write_text(&dir.join("theory.csv"), &s)
