@@ -2,25 +2,18 @@
 //! subnormals), a diverged run never makes a sweep unreadable, overflowing statistics are
 //! diverged (both engines, the flow, the ODE), and runs.jsonl is read with bounds.
 
+mod common;
+
 use annealvi::config::Config;
 use annealvi::metrics::OutcomeKind;
 use annealvi::sweep::{RunLine, read_runs};
+use common::{TINY, annealvi};
 use rand::{Rng, SeedableRng};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("annealvi-blowup-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn annealvi(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_annealvi"))
-        .args(args)
-        .output()
-        .unwrap()
+    common::tmp_dir("blowup", name)
 }
 
 fn ok(o: &Output) -> String {
@@ -32,25 +25,6 @@ fn ok(o: &Output) -> String {
     );
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
-
-/// The reproduction of issue 19: a tiny grid (d = 16), 3 seeds.
-const TINY: &str = r#"
-[grid]
-beta_i = [0.05, 0.2]
-t0 = [50, 100]
-no_annealing = true
-seeds = 3
-extra_steps = 20
-
-[run]
-seed = 7
-[run.target]
-d = 16
-[run.student]
-sigma0 = "schedule"
-[run.objective]
-samples = 8
-"#;
 
 fn line_with(values: &[f64]) -> RunLine {
     RunLine {

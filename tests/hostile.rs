@@ -1,22 +1,15 @@
 //! What a hostile user tries (issue 19): dry runs that must refuse what the sweep refuses,
 //! options that must not be silently ignored, signals, and messages that name the field.
 
+mod common;
+
+use common::{TINY, annealvi};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("annealvi-hostile-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn annealvi(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_annealvi"))
-        .args(args)
-        .output()
-        .unwrap()
+    common::tmp_dir("hostile", name)
 }
 
 fn stderr(o: &Output) -> String {
@@ -36,24 +29,6 @@ fn refused(o: &Output, needles: &[&str]) {
     }
     assert!(!e.contains("panicked"), "{e}");
 }
-
-const TINY: &str = r#"
-[grid]
-beta_i = [0.05, 0.2]
-t0 = [50, 100]
-no_annealing = true
-seeds = 3
-extra_steps = 20
-
-[run]
-seed = 7
-[run.target]
-d = 16
-[run.student]
-sigma0 = "schedule"
-[run.objective]
-samples = 8
-"#;
 
 fn tiny(dir: &Path) -> String {
     let p = dir.join("tiny.toml");

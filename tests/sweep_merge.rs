@@ -5,48 +5,20 @@
 mod common;
 
 use annealvi::sweep::{SweepConfig, SweepOptions};
+use common::{TINY, annealvi};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Instant;
 
-/// A tiny CPU sweep: 2 × 2 cells + no annealing, 3 seeds (15 runs), d = 16.
-const TINY: &str = r#"
-[grid]
-beta_i = [0.05, 0.2]
-t0 = [50, 100]
-no_annealing = true
-seeds = 3
-extra_steps = 20
-
-[run]
-seed = 7
-[run.target]
-d = 16
-[run.student]
-sigma0 = "schedule"
-[run.objective]
-samples = 8
-"#;
-
 fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("annealvi-merge-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    common::tmp_dir("merge", name)
 }
 
 fn write_config(dir: &Path, text: &str) -> PathBuf {
     let p = dir.join("cfg.toml");
     std::fs::write(&p, text).unwrap();
     p
-}
-
-fn annealvi<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_annealvi"))
-        .args(args)
-        .output()
-        .unwrap()
 }
 
 fn sweep(cfg: &Path, out: &Path, extra: &[&str]) -> Output {
