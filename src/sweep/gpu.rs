@@ -133,9 +133,15 @@ pub(super) fn run_batch(
         .map(|(((q, theta), &s), div)| {
             q.params_mut().copy_from_slice(&theta);
             let mut eval = stream(c.seed, noise_index(&cell, s), Purpose::Eval);
+            // the parameters stay on the device while training, so the divergence bound
+            // (train module docs) is checked on the final ones: a flow out of bounds at the end
+            // is diverged at its last step
+            let out_of_bounds = theta
+                .iter()
+                .any(|v| v.is_nan() || v.abs() > settings.divergence_bound);
             let (step, is_div) = match div {
                 Some(t) => (*t, true),
-                None => (o.steps, false),
+                None => (o.steps, out_of_bounds),
             };
             let r = Student::finish(q, &target, step, is_div, &settings, &mut eval);
             let res = RunResult {
