@@ -304,7 +304,7 @@ pub struct FlowGpuArgs {
 /// Scale of the RealNVP sweep behind Figure 4 and Figure 5's flow panel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum FlowScale {
-    /// configs/fig4-quick.toml (d = 16, minutes on 2 cores).
+    /// configs/fig4-quick.toml (d = 16, the quick setting).
     Quick,
     /// configs/fig4.toml (the paper's d = 128 flows, 200 runs per cell).
     Full,

@@ -28,7 +28,9 @@
 //! Derivation: docs/theory.md §11.
 //!
 //! The optimiser must act linearly and coordinate-free on the means: plain SGD (per-group
-//! rates, the ln σ trust region) qualifies; Adam does not (its per-coordinate scaling is not//!
+//! rates, the ln σ trust region) qualifies; Adam does not (its per-coordinate scaling is not
+//! rotation invariant, so the law of the statistics would depend on the basis).
+//!
 //! Files: this one holds the state ([`StatsStudent`], [`TargetFrame`]), its construction and
 //! its density; `linalg` the frame's Gram–Schmidt and Cholesky steps; `passes` the noise of one
 //! step (the χ² draws of the Bartlett factor and the per-sample passes); `student` the

@@ -18,7 +18,7 @@
 //! the variances are slaved to the temperature, σ_k² = 1/β(τ), and only (m, q) evolve.
 //!
 //! Integration: Dormand–Prince 5(4) with adaptive steps (hand-written: the ODE crates on
-//! crates.io pull in nalgebra, a long build on 2 cores for an 8-dimensional system).
+//! crates.io pull in nalgebra, a long build for an 8-dimensional system).
 
 pub mod formula;
 pub mod grid;
