@@ -162,7 +162,8 @@ def train(config: _config.ConfigSource = None, *, run: int = 0,
             (the paper's setting: d = 512, R = 3, w* = 0.8, η = 0.05, no annealing).
         run: run index; the initial student and the noise come from the streams (seed, run).
         user_target: a user-defined :class:`Target` instead of the configured target
-            (``target.d`` is set to its dimension), trained with the configured student: the
+            (``target.d`` is set to its ``dim``; a configuration or override that sets another
+            ``target.d`` is refused), trained with the configured student: the
             Gaussian mixture or the RealNVP flow (``student__family="realnvp"``), full or STL
             estimator. The keyword is not ``target`` because ``target=`` overrides the
             configuration's ``[target]`` table.
@@ -187,11 +188,8 @@ def train(config: _config.ConfigSource = None, *, run: int = 0,
             user target that returned a wrong shape or a non-finite value.
         Any exception raised by the target callable.
     """
-    if user_target is not None:
-        if not isinstance(user_target, Target):
-            raise TypeError("user_target must be an annealvi.Target (Target.from_callable(fn, dim))")
-        overrides = dict(overrides)
-        overrides["target__d"] = user_target.dim
+    if user_target is not None and not isinstance(user_target, Target):
+        raise TypeError("user_target must be an annealvi.Target (Target.from_callable(fn, dim))")
     kind, text = _config.source(config)
     return _native.train(kind, text, _config.overrides(overrides), _int("run", run), user_target)
 
@@ -210,7 +208,8 @@ def sweep(config: _config.ConfigSource, out: Union[str, "os.PathLike[str]"], *,
         shard: "K/N" to run only the K-th of N interleaved parts (for clusters).
         threads: worker threads (0 = all cores).
         user_target: a user-defined :class:`Target` (with ``modes``) instead of the configured
-            target, with the Gaussian-mixture or the RealNVP student.
+            target, with the Gaussian-mixture or the RealNVP student (``run.target.d`` is set
+            to its ``dim``; a configuration or override that sets another is refused).
         **overrides: as in :func:`train`, with the run's fields under ``run``
             (``run__optim__lr=0.02``, ``grid__seeds=8``).
 
@@ -225,11 +224,8 @@ def sweep(config: _config.ConfigSource, out: Union[str, "os.PathLike[str]"], *,
     Ctrl-C stops the sweep within about a second once the runs in progress finish (with a
     KeyboardInterrupt); the finished runs stay in ``out`` and ``resume=True`` continues.
     """
-    if user_target is not None:
-        if not isinstance(user_target, Target):
-            raise TypeError("user_target must be an annealvi.Target (Target.from_callable(fn, dim))")
-        overrides = dict(overrides)
-        overrides["run__target__d"] = user_target.dim
+    if user_target is not None and not isinstance(user_target, Target):
+        raise TypeError("user_target must be an annealvi.Target (Target.from_callable(fn, dim))")
     kind, text = _config.source(config)
     return _native.sweep(kind, text, _config.overrides(overrides), os.fspath(out), bool(resume),
                          shard, _int("threads", threads), user_target)
