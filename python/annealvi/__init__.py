@@ -59,7 +59,8 @@ def collapse_probability(beta_i: Any, t0: Any, *, d: int = 512, r: float = 3.0,
         method: "ode" — Monte Carlo over ``ics`` initial conditions of the summary statistics'
             ODE (classified through a table built from ~300 integrations); "formula" — the
             analytical linearised formula (docs/theory.md §9), deterministic.
-        ics: number of initial conditions of the "ode" method (the interval's resolution).
+        ics: number of initial conditions of the "ode" method (the interval's resolution),
+            in [1, 10⁷].
         seed: seed of the initial conditions (common to every cell of a call).
 
     Returns:
@@ -131,8 +132,10 @@ def ode_trajectory(beta_i: float, t0: float, *, steps: Optional[int] = None, eve
     Args:
         beta_i: initial inverse temperature, in (0, 1].
         t0: annealing time in steps (≥ 0).
-        steps: last step reported (default t0 + 500).
-        every: report interval in steps (≥ 1).
+        steps: last step reported (default t0 + 500); at most 20000 / ``lr`` (the
+            integrator's reach: 20000 steps of at most Δτ = 1 in τ = lr × steps).
+        every: report interval in steps, ≥ 1 and ≥ steps / 20000 (each report costs at least
+            one of the integrator's 20000 steps).
 {model_no_extra}
         sigma0: initial σ_k (default 1/√β_i, the sweeps' "schedule" setting).
         seed, run: the configuration seed and run index whose initial means are used.
@@ -142,9 +145,16 @@ def ode_trajectory(beta_i: float, t0: float, *, steps: Optional[int] = None, eve
     Returns:
         dict of numpy arrays: ``step``, ``beta``, ``m_1``, ``m_2``, ``q_11``, ``q_12``,
         ``q_22``, ``sigma_1``, ``sigma_2``.
+
+    Ctrl-C stops the integration within about a second (KeyboardInterrupt).
+
+    Raises:
+        ValueError: naming the argument and its valid range (checked before any work), or when
+            the integration fails.
     """
     if steps is None:
-        steps = int(float(t0)) + 500
+        # a non-finite or negative t0 is reported by the validation, naming `t0`
+        steps = int(float(t0)) + 500 if 0 <= float(t0) < 2 ** 63 else 0
     return _native.ode_trajectory(float(beta_i), float(t0), _int("steps", steps),
                                   _int("every", every), _int("d", d), float(r), float(w_star),
                                   float(lr), float(init_scale),
@@ -243,8 +253,12 @@ for _f in (collapse_probability, design, ode_trajectory):
 
 
 def _int(name: str, v: Any) -> int:
-    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
-        raise ValueError("invalid value for `%s`: %r (expected a non-negative integer)" % (name, v))
+    """``v`` as an int within the argument's valid range (the native module's INT_RANGES),
+    else a ValueError naming the argument and the range (before any conversion can overflow)."""
+    lo, hi = _native.INT_RANGES.get(name, (0, 2 ** 64 - 1))
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not lo <= v <= hi:
+        raise ValueError("invalid value for `%s`: %r (expected an integer in [%d, %d])"
+                         % (name, v, lo, hi))
     return int(v)
 
 

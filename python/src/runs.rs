@@ -2,7 +2,7 @@
 //! results as dicts of numpy arrays.
 
 use crate::config::{Table, finish, load_table, set_user_dim};
-use crate::{callable, interrupted, interruptible, to_py, with_threads};
+use crate::{THREADS, callable, check_int, interrupted, interruptible, to_py, with_threads};
 use annealvi::prelude::*;
 use annealvi::train::ExternalTarget;
 use numpy::{PyArray1, PyArrayMethods};
@@ -197,6 +197,7 @@ pub(crate) fn sweep<'py>(
     threads: usize,
     target: Option<Py<PyAny>>,
 ) -> PyResult<Bound<'py, PyDict>> {
+    check_int("threads", threads, THREADS)?;
     let t = table_for(py, kind, source, overrides, target.as_ref(), "run.target.d")?;
     let cfg: SweepConfig = finish(t, "sweep configuration", SweepConfig::validate)?;
     let shard = shard.map(Shard::parse).transpose().map_err(to_py)?;

@@ -1,5 +1,10 @@
-"""Invalid arguments are errors that name what failed: a user target's dimension against the
-configuration's, and configuration values that JSON cannot carry."""
+"""Invalid arguments are errors that name what failed, raised before any heavy work: a user
+target's dimension against the configuration's, sizes and counts out of range, and
+configuration values that JSON cannot carry."""
+
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -27,6 +32,70 @@ def test_user_target_refuses_a_configured_dimension_in_a_sweep(tmp_path):
     with pytest.raises(ValueError, match=r"`run\.target\.d`: 64 .*dim = 2"):
         annealvi.sweep({"grid": {"beta_i": [0.1], "t0": [10]}}, tmp_path / "s",
                        user_target=annealvi.bimodal(2), run__target__d=64)
+    assert not (tmp_path / "s").exists()
+
+
+# --- sizes and counts, checked before any work -------------------------------------------------
+
+def test_huge_ode_trajectory_is_refused_in_a_child_process():
+    # it used to abort the interpreter (a 160 GB allocation); run it where an abort is harmless
+    code = "import annealvi; annealvi.ode_trajectory(0.05, 1000, steps=10**12)"
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 1, (p.returncode, p.stderr[-2000:])
+    assert "ValueError: invalid value for `steps`: 1000000000000" in p.stderr
+    assert "[0, 400000]" in p.stderr
+
+
+SLOW_CALLS = [
+    # (call, keyword arguments, what the message must name)
+    ("ode_trajectory", dict(steps=10 ** 8, every=10 ** 7), r"`steps`: 100000000 \(expected an integer in \[0, 400000\]"),
+    ("ode_trajectory", dict(steps=2 * 10 ** 7, lr=1e-3, every=1), r"`every`: 1 \(expected an integer ≥ 1000"),
+    ("ode_trajectory", dict(steps=2 ** 70), r"`steps`: 1180591620717411303424 \(expected an integer in \[0, 18446744073709551615\]"),
+    ("ode_trajectory", dict(every=0), r"`every`: 0 \(expected an integer in \[1, "),
+    ("ode_trajectory", dict(d=2 ** 70), r"`d`: 1180591620717411303424 \(expected an integer in \[1, 16777216\]"),
+    ("ode_trajectory", dict(seed=2 ** 64), r"`seed`: 18446744073709551616 \(expected an integer in \[0, 18446744073709551615\]"),
+    ("ode_trajectory", dict(run=-1), r"`run`: -1 \(expected an integer in \[0, "),
+    ("collapse_probability", dict(d=2 ** 70), r"`d`: 1180591620717411303424 \(expected an integer in \[1, 16777216\]"),
+    ("collapse_probability", dict(ics=10 ** 12), r"`ics`: 1000000000000 \(expected an integer in \[1, 10000000\]"),
+    ("collapse_probability", dict(extra_steps=10 ** 12), r"`extra_steps`: 1000000000000 \(expected an integer in \[0, 100000000\]"),
+    ("design", dict(d=2 ** 70), r"`d`: .* \[1, 16777216\]"),
+    ("design", dict(ics=10 ** 9), r"`ics`: 1000000000 \(expected an integer in \[1, 10000000\]"),
+    ("design", dict(check_seeds=10 ** 9), r"`check_seeds`: 1000000000 \(expected an integer in \[0, 1048576\]"),
+    ("design", dict(samples=10 ** 9), r"`samples`: 1000000000 \(expected an integer in \[1, 1048576\]"),
+    ("design", dict(extra_steps=10 ** 9), r"`extra_steps`: 1000000000 \(expected an integer in \[0, 100000000\]"),
+    ("design", dict(t_range=(10.0, 1e12)), r"`t_range`: \(10, 1000000000000\) \(expected 1 ≤ t_min < t_max ≤ 1e8\)"),
+]
+
+
+@pytest.mark.parametrize("call,kw,match", SLOW_CALLS)
+def test_sizes_are_checked_before_any_work(call, kw, match):
+    start = time.monotonic()
+    with pytest.raises(ValueError, match=match):
+        if call == "design":
+            annealvi.design(0.1, **kw)
+        else:
+            getattr(annealvi, call)(0.05, 1000, **kw)
+    assert time.monotonic() - start < 2.0
+
+
+def test_native_functions_check_their_sizes():
+    # the wrappers check first; the native functions check again for direct callers
+    from annealvi import _native
+    start = time.monotonic()
+    with pytest.raises(ValueError, match=r"`steps`: 100000000 \(expected an integer in \[0, 400000\]"):
+        _native.ode_trajectory(0.05, 1000.0, 10 ** 8, 10 ** 7, 8, 3.0, 0.8, 0.05, 1.0, None, 0,
+                               0, False)
+    assert time.monotonic() - start < 2.0
+    with pytest.raises(ValueError, match=r"`samples`: 1000000000 \(expected an integer in \[1, 1048576\]"):
+        _native.gmm_gradient_check(annealvi.bimodal(2), 3.0, 0.8, 1.0, "full", 10 ** 9, 0)
+
+
+def test_sweep_threads_and_run_are_checked(tmp_path):
+    cfg = {"grid": {"beta_i": [0.1], "t0": [10]}}
+    with pytest.raises(ValueError, match=r"`threads`: 1000000 \(expected an integer in \[0, 1024\]"):
+        annealvi.sweep(cfg, tmp_path / "s", threads=10 ** 6)
+    with pytest.raises(ValueError, match=r"`run`: 1180591620717411303424 \(expected an integer in"):
+        annealvi.train(run=2 ** 70)
     assert not (tmp_path / "s").exists()
 
 
