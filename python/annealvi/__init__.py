@@ -70,7 +70,12 @@ def collapse_probability(beta_i: Any, t0: Any, *, d: int = 512, r: float = 3.0,
         ``float(res["p"])``.
 
     Raises:
-        ValueError: naming the argument and its valid range.
+        ValueError: naming the argument and its valid range; or, when the ODE (or the
+            formula's ODEs) cannot be integrated for some cell — the integrator's step budget
+            spent before τ = lr × (t0 + extra_steps), as with an absurd ``lr`` or ``r``, or a
+            non-finite state — naming the first such cell, the reason and how many cells
+            failed. No NaN is returned in place of a failed integration (``annealvi theory``
+            likewise refuses such a grid); compute the other cells in a separate call.
     """
     b, t = np.broadcast_arrays(np.asarray(beta_i, dtype=np.float64),
                                np.asarray(t0, dtype=np.float64))

@@ -9,7 +9,7 @@ use annealvi::config::{NumberOr, ScheduleKind};
 use annealvi::prelude::*;
 use annealvi::seed::{Purpose, stream};
 use annealvi::sweep::{Axis, GridConfig};
-use annealvi::theory::{MAX_STEPS, OdeSystem, Tolerance, integrate};
+use annealvi::theory::{IntegrateError, MAX_STEPS, OdeSystem, Tolerance, integrate};
 use numpy::PyArray1;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -18,7 +18,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 /// P(collapse) of the exponential schedules (β_i[j], t0[j]) followed by `extra_steps` steps at
 /// β = 1. Returns (p, ci_low, ci_high, collapsed) arrays; the formula has no sampling interval
-/// (NaN) and no count (−1).
+/// (NaN) and no count (−1). A cell whose ODE cannot be integrated (the integrator's step budget
+/// spent, a non-finite state) is a `ValueError` naming the cell and the reason, as `annealvi
+/// theory` refuses such a grid, rather than a NaN.
 #[pyfunction]
 pub(crate) fn collapse_probability<'py>(
     py: Python<'py>,
@@ -64,7 +66,9 @@ pub(crate) fn collapse_probability<'py>(
         .as_bimodal()
         .expect("bimodal by construction");
     let n = beta_i.len();
-    let res = interruptible(py, |cancel| -> Result<Vec<(f64, f64, f64, i64)>> {
+    // each cell's (p, ci_low, ci_high, collapsed), or why it has none
+    type Row = std::result::Result<(f64, f64, f64, i64), String>;
+    let res = interruptible(py, |cancel| -> Result<Vec<Row>> {
         use rayon::prelude::*;
         if method == "formula" {
             let model = FormulaModel::new(target, d, lr, init_scale, extra_steps as f64);
@@ -75,7 +79,20 @@ pub(crate) fn collapse_probability<'py>(
                         return Err(Error::Interrupted);
                     }
                     let p = model.cell(beta_i[j], t0[j]).p;
-                    Ok((p, f64::NAN, f64::NAN, -1))
+                    let tau = lr * (t0[j] + extra_steps as f64);
+                    Ok(if p.is_nan() {
+                        Err(if tau > 0.0 {
+                            format!(
+                                "the formula has no value: its ODEs (symmetric branch, \
+                                 separatrix) cannot be integrated to τ = lr × (t0 + \
+                                 extra_steps) = {tau:.4e}"
+                            )
+                        } else {
+                            "the formula needs t0 + extra_steps > 0".to_string()
+                        })
+                    } else {
+                        Ok((p, f64::NAN, f64::NAN, -1))
+                    })
                 })
                 .collect();
         }
@@ -90,13 +107,19 @@ pub(crate) fn collapse_probability<'py>(
                     beta_i: beta_i[j],
                     t0: t0[j],
                 };
-                match pred.collapsed(&s, t0[j]) {
+                Ok(match pred.collapsed(&s, t0[j]) {
                     Ok(c) => {
                         let (lo, hi) = wilson_interval(c, ics);
                         Ok((c as f64 / ics as f64, lo, hi, c as i64))
                     }
-                    Err(_) => Ok((f64::NAN, f64::NAN, f64::NAN, -1)),
-                }
+                    Err(Error::Integrate(IntegrateError::StepBudget { tau, target, steps })) => {
+                        Err(format!(
+                            "the ODE integrator took its budget of {steps} steps and reached \
+                             only τ = {tau:.4e} of τ = lr × (t0 + extra_steps) = {target:.4e}"
+                        ))
+                    }
+                    Err(e) => Err(format!("its ODE cannot be integrated: {e}")),
+                })
             })
             .collect()
     })?
@@ -104,6 +127,18 @@ pub(crate) fn collapse_probability<'py>(
         Error::Interrupted => interrupted(),
         e => to_py(e),
     })?;
+    let failed: Vec<usize> = (0..n).filter(|&j| res[j].is_err()).collect();
+    if let Some(&j) = failed.first() {
+        let why = res[j].as_ref().err().map_or("", |s| s.as_str());
+        return Err(PyValueError::new_err(format!(
+            "P(collapse) cannot be computed at (beta_i = {}, t0 = {}) ({} of {n} cells): {why} \
+             (check lr = {lr}, r, t0 and extra_steps)",
+            beta_i[j],
+            t0[j],
+            failed.len()
+        )));
+    }
+    let res: Vec<(f64, f64, f64, i64)> = res.into_iter().flatten().collect();
     let dict = PyDict::new(py);
     let p: Vec<f64> = res.iter().map(|x| x.0).collect();
     let lo: Vec<f64> = res.iter().map(|x| x.1).collect();

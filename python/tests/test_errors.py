@@ -1,6 +1,6 @@
-"""Invalid arguments are errors that name what failed, raised before any heavy work: a user
-target's dimension against the configuration's, sizes and counts out of range, and
-configuration values that JSON cannot carry."""
+"""Invalid arguments and failures are errors that name what failed, raised before any heavy
+work: failed ODE integrations, a user target's dimension against the configuration's, sizes
+and counts out of range, and configuration values that JSON cannot carry."""
 
 import subprocess
 import sys
@@ -10,6 +10,20 @@ import numpy as np
 import pytest
 
 import annealvi
+
+
+# --- failed integrations -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("method", ["ode", "formula"])
+def test_collapse_probability_raises_when_the_ode_cannot_be_integrated(method):
+    # τ = lr × (t0 + extra_steps) = 1.5e6 is beyond the integrator's step budget: no silent NaN
+    with pytest.raises(ValueError, match=r"\(beta_i = 0\.05, t0 = 1000\).*lr = 1000"):
+        annealvi.collapse_probability(0.05, 1000, lr=1e3, method=method)
+
+
+def test_collapse_probability_names_the_failed_cell_of_a_grid():
+    with pytest.raises(ValueError, match=r"t0 = 10000000\) \(1 of 2 cells\).*budget"):
+        annealvi.collapse_probability(0.1, [1000, 1e7], ics=50)
 
 
 # --- a user target's dimension -----------------------------------------------------------------
