@@ -59,7 +59,8 @@ def collapse_probability(beta_i: Any, t0: Any, *, d: int = 512, r: float = 3.0,
         method: "ode" — Monte Carlo over ``ics`` initial conditions of the summary statistics'
             ODE (classified through a table built from ~300 integrations); "formula" — the
             analytical linearised formula (docs/theory.md §9), deterministic.
-        ics: number of initial conditions of the "ode" method (the interval's resolution).
+        ics: number of initial conditions of the "ode" method (the interval's resolution),
+            in [1, 10⁷].
         seed: seed of the initial conditions (common to every cell of a call).
 
     Returns:
@@ -69,7 +70,12 @@ def collapse_probability(beta_i: Any, t0: Any, *, d: int = 512, r: float = 3.0,
         ``float(res["p"])``.
 
     Raises:
-        ValueError: naming the argument and its valid range.
+        ValueError: naming the argument and its valid range; or, when the ODE (or the
+            formula's ODEs) cannot be integrated for some cell — the integrator's step budget
+            spent before τ = lr × (t0 + extra_steps), as with an absurd ``lr`` or ``r``, or a
+            non-finite state — naming the first such cell, the reason and how many cells
+            failed. No NaN is returned in place of a failed integration (``annealvi theory``
+            likewise refuses such a grid); compute the other cells in a separate call.
     """
     b, t = np.broadcast_arrays(np.asarray(beta_i, dtype=np.float64),
                                np.asarray(t0, dtype=np.float64))
@@ -131,8 +137,10 @@ def ode_trajectory(beta_i: float, t0: float, *, steps: Optional[int] = None, eve
     Args:
         beta_i: initial inverse temperature, in (0, 1].
         t0: annealing time in steps (≥ 0).
-        steps: last step reported (default t0 + 500).
-        every: report interval in steps (≥ 1).
+        steps: last step reported (default t0 + 500); at most 20000 / ``lr`` (the
+            integrator's reach: 20000 steps of at most Δτ = 1 in τ = lr × steps).
+        every: report interval in steps, ≥ 1 and ≥ steps / 20000 (each report costs at least
+            one of the integrator's 20000 steps).
 {model_no_extra}
         sigma0: initial σ_k (default 1/√β_i, the sweeps' "schedule" setting).
         seed, run: the configuration seed and run index whose initial means are used.
@@ -142,9 +150,16 @@ def ode_trajectory(beta_i: float, t0: float, *, steps: Optional[int] = None, eve
     Returns:
         dict of numpy arrays: ``step``, ``beta``, ``m_1``, ``m_2``, ``q_11``, ``q_12``,
         ``q_22``, ``sigma_1``, ``sigma_2``.
+
+    Ctrl-C stops the integration within about a second (KeyboardInterrupt).
+
+    Raises:
+        ValueError: naming the argument and its valid range (checked before any work), or when
+            the integration fails.
     """
     if steps is None:
-        steps = int(float(t0)) + 500
+        # a non-finite or negative t0 is reported by the validation, naming `t0`
+        steps = int(float(t0)) + 500 if 0 <= float(t0) < 2 ** 63 else 0
     return _native.ode_trajectory(float(beta_i), float(t0), _int("steps", steps),
                                   _int("every", every), _int("d", d), float(r), float(w_star),
                                   float(lr), float(init_scale),
@@ -162,7 +177,8 @@ def train(config: _config.ConfigSource = None, *, run: int = 0,
             (the paper's setting: d = 512, R = 3, w* = 0.8, η = 0.05, no annealing).
         run: run index; the initial student and the noise come from the streams (seed, run).
         user_target: a user-defined :class:`Target` instead of the configured target
-            (``target.d`` is set to its dimension), trained with the configured student: the
+            (``target.d`` is set to its ``dim``; a configuration or override that sets another
+            ``target.d`` is refused), trained with the configured student: the
             Gaussian mixture or the RealNVP flow (``student__family="realnvp"``), full or STL
             estimator. The keyword is not ``target`` because ``target=`` overrides the
             configuration's ``[target]`` table.
@@ -187,11 +203,8 @@ def train(config: _config.ConfigSource = None, *, run: int = 0,
             user target that returned a wrong shape or a non-finite value.
         Any exception raised by the target callable.
     """
-    if user_target is not None:
-        if not isinstance(user_target, Target):
-            raise TypeError("user_target must be an annealvi.Target (Target.from_callable(fn, dim))")
-        overrides = dict(overrides)
-        overrides["target__d"] = user_target.dim
+    if user_target is not None and not isinstance(user_target, Target):
+        raise TypeError("user_target must be an annealvi.Target (Target.from_callable(fn, dim))")
     kind, text = _config.source(config)
     return _native.train(kind, text, _config.overrides(overrides), _int("run", run), user_target)
 
@@ -210,7 +223,8 @@ def sweep(config: _config.ConfigSource, out: Union[str, "os.PathLike[str]"], *,
         shard: "K/N" to run only the K-th of N interleaved parts (for clusters).
         threads: worker threads (0 = all cores).
         user_target: a user-defined :class:`Target` (with ``modes``) instead of the configured
-            target, with the Gaussian-mixture or the RealNVP student.
+            target, with the Gaussian-mixture or the RealNVP student (``run.target.d`` is set
+            to its ``dim``; a configuration or override that sets another is refused).
         **overrides: as in :func:`train`, with the run's fields under ``run``
             (``run__optim__lr=0.02``, ``grid__seeds=8``).
 
@@ -225,11 +239,8 @@ def sweep(config: _config.ConfigSource, out: Union[str, "os.PathLike[str]"], *,
     Ctrl-C stops the sweep within about a second once the runs in progress finish (with a
     KeyboardInterrupt); the finished runs stay in ``out`` and ``resume=True`` continues.
     """
-    if user_target is not None:
-        if not isinstance(user_target, Target):
-            raise TypeError("user_target must be an annealvi.Target (Target.from_callable(fn, dim))")
-        overrides = dict(overrides)
-        overrides["run__target__d"] = user_target.dim
+    if user_target is not None and not isinstance(user_target, Target):
+        raise TypeError("user_target must be an annealvi.Target (Target.from_callable(fn, dim))")
     kind, text = _config.source(config)
     return _native.sweep(kind, text, _config.overrides(overrides), os.fspath(out), bool(resume),
                          shard, _int("threads", threads), user_target)
@@ -247,8 +258,12 @@ for _f in (collapse_probability, design, ode_trajectory):
 
 
 def _int(name: str, v: Any) -> int:
-    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
-        raise ValueError("invalid value for `%s`: %r (expected a non-negative integer)" % (name, v))
+    """``v`` as an int within the argument's valid range (the native module's INT_RANGES),
+    else a ValueError naming the argument and the range (before any conversion can overflow)."""
+    lo, hi = _native.INT_RANGES.get(name, (0, 2 ** 64 - 1))
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not lo <= v <= hi:
+        raise ValueError("invalid value for `%s`: %r (expected an integer in [%d, %d])"
+                         % (name, v, lo, hi))
     return int(v)
 
 

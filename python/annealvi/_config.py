@@ -3,34 +3,37 @@
 A configuration is a ``dict`` (nested like the TOML file), a path to a TOML file
 (``str`` or ``os.PathLike``) or a TOML string. Overrides are keyword arguments whose
 names are dotted paths written with ``__`` (``target__d=64`` sets ``target.d``) or
-nested dicts (``target={"d": 64}``). Parsing and validation happen in the Rust library,
-so errors are the CLI's: a ``ValueError`` naming the field and its valid range.
+nested dicts (``target={"d": 64}``). Values are numbers, strings, booleans, lists and dicts
+(numpy scalars and arrays included); ``float("inf")`` and ``float("nan")`` are passed as such
+(TOML's ``inf`` and ``nan``), so the validation judges them. Parsing and validation happen in
+the Rust library, so errors are the CLI's: a ``ValueError`` naming the field and its valid
+range.
 """
 
-import json
 import os
 from typing import Any, Dict, Mapping, Tuple, Union
 
 ConfigSource = Union[Mapping[str, Any], str, "os.PathLike[str]", None]
 
 
-def _jsonable(v: Any) -> Any:
-    """numpy scalars and arrays as plain Python values."""
+def _plain(v: Any) -> Any:
+    """numpy scalars and arrays as plain Python values; mappings as dicts, tuples as lists."""
     if hasattr(v, "tolist"):
         return v.tolist()
     if isinstance(v, Mapping):
-        return {str(k): _jsonable(x) for k, x in v.items()}
+        return {str(k): _plain(x) for k, x in v.items()}
     if isinstance(v, (list, tuple)):
-        return [_jsonable(x) for x in v]
+        return [_plain(x) for x in v]
     return v
 
 
-def source(config: ConfigSource) -> Tuple[str, str]:
-    """(kind, text) for the native loader: kind is "json", "path" or "toml"."""
+def source(config: ConfigSource) -> Tuple[str, Any]:
+    """(kind, source) for the native loader: kind is "dict" (source a dict of plain values),
+    "path" or "toml" (source a string)."""
     if config is None:
-        return "json", "{}"
+        return "dict", {}
     if isinstance(config, Mapping):
-        return "json", json.dumps(_jsonable(config))
+        return "dict", _plain(config)
     if isinstance(config, os.PathLike):
         return "path", os.fspath(config)
     if isinstance(config, str):
@@ -52,12 +55,12 @@ def _flatten(prefix: str, value: Any, out: Dict[str, Any]) -> None:
         for k, v in value.items():
             _flatten(prefix + "." + str(k) if prefix else str(k), v, out)
     else:
-        out[prefix] = _jsonable(value)
+        out[prefix] = _plain(value)
 
 
-def overrides(kwargs: Mapping[str, Any]) -> str:
-    """Keyword overrides as a JSON object of dotted keys."""
+def overrides(kwargs: Mapping[str, Any]) -> Dict[str, Any]:
+    """Keyword overrides as a dict of dotted keys and plain values."""
     out: Dict[str, Any] = {}
     for k, v in kwargs.items():
         _flatten(k.replace("__", "."), v, out)
-    return json.dumps(out)
+    return out

@@ -330,6 +330,7 @@ pub fn gmm_gradient_check<'py>(
     samples: usize,
     seed: u64,
 ) -> PyResult<GradientPair<'py>> {
+    crate::check_int("samples", samples, crate::SAMPLES)?;
     let t = PyTarget::from_py(py, &target)?;
     let mut cfg = Config::default();
     cfg.target.d = t.dim;

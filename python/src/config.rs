@@ -1,47 +1,146 @@
-//! Configurations from Python: a dict, a TOML file or TOML text, with dotted-key overrides,
-//! parsed and validated by the library (errors become `ValueError` naming the field), and the
+//! Configurations from Python: a dict, a TOML file or TOML text, with dotted-key overrides
+//! (Python values converted to TOML values one by one, NaN and ±inf included), parsed and
+//! validated by the library (errors become `ValueError` naming the field), and the
 //! small model and schedule configurations the theory functions build from their arguments.
 
 use crate::to_py;
 use annealvi::config::{NumberOr, ScheduleKind};
 use annealvi::prelude::*;
 use numpy::{PyArray1, PyReadonlyArray1};
-use pyo3::exceptions::PyValueError;
+use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
+use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 
-/// Reads a configuration table: `kind` is "json" (a dict serialised by the wrapper), "path"
-/// (a TOML file) or "toml" (TOML text); then applies `overrides` (a JSON object of dotted keys,
-/// e.g. {"target.d": 64}).
-pub(crate) fn load_table(kind: &str, source: &str, overrides: &str) -> PyResult<toml::Table> {
+/// The largest and smallest integers a configuration can hold (TOML integers are 64-bit).
+const TOML_INT_RANGE: &str = "an integer in [-9223372036854775808, 9223372036854775807]";
+
+/// A configuration table read from Python, with the integers too large for TOML that stand in
+/// as ±(2⁶³ − 1) until the validation names the field's range (see [`finish`]).
+pub(crate) struct Table {
+    pub(crate) table: toml::Table,
+    /// (dotted key, the Python integer as written) of each integer beyond 64 bits.
+    big: Vec<(String, String)>,
+}
+
+/// Reads a configuration table: `kind` is "dict" (`source` a dict nested like the TOML file),
+/// "path" (`source` a TOML file's path) or "toml" (`source` TOML text); then applies
+/// `overrides`, a dict of dotted keys (e.g. {"target.d": 64}). Python values become TOML
+/// values directly (see [`to_toml`]), so NaN and ±inf reach the validation, which names the
+/// field.
+pub(crate) fn load_table(
+    kind: &str,
+    source: &Bound<'_, PyAny>,
+    overrides: &Bound<'_, PyDict>,
+) -> PyResult<Table> {
+    let mut big = Vec::new();
+    let text = || -> PyResult<String> { source.extract::<String>() };
     let mut table: toml::Table = match kind {
-        "json" => serde_json::from_str(source)
-            .map_err(|e| PyValueError::new_err(format!("cannot read the config dict: {e}")))?,
+        "dict" => match to_toml(source, "", &mut big)? {
+            toml::Value::Table(t) => t,
+            _ => {
+                return Err(PyTypeError::new_err(
+                    "the configuration must be a dict nested like the TOML file",
+                ));
+            }
+        },
         "path" => {
-            let p = std::path::Path::new(source);
+            let source = text()?;
+            let p = std::path::Path::new(&source);
             let text = std::fs::read_to_string(p).map_err(|e| to_py(Error::io(p, "read", e)))?;
             text.parse::<toml::Table>()
                 .map_err(|e| PyValueError::new_err(format!("cannot parse {source}: {e}")))?
         }
-        "toml" => source
+        "toml" => text()?
             .parse::<toml::Table>()
             .map_err(|e| PyValueError::new_err(format!("cannot parse the TOML string: {e}")))?,
         other => {
             return Err(PyValueError::new_err(format!(
-                "config source kind {other:?} (expected json, path or toml)"
+                "config source kind {other:?} (expected dict, path or toml)"
             )));
         }
     };
-    let ov: serde_json::Map<String, serde_json::Value> = serde_json::from_str(overrides)
-        .map_err(|e| PyValueError::new_err(format!("cannot read the overrides: {e}")))?;
-    for (key, value) in ov {
-        let v = toml::Value::try_from(&value).map_err(|e| {
-            PyValueError::new_err(format!(
-                "override `{key}`: {value} is not a TOML value ({e})"
-            ))
-        })?;
+    for (key, value) in overrides.iter() {
+        let key: String = key.extract()?;
+        let v = to_toml(&value, &key, &mut big)?;
         set_dotted(&mut table, &key, v)?;
     }
-    Ok(table)
+    Ok(Table { table, big })
+}
+
+/// A Python value as a TOML value, `key` naming it in errors: bool, int (64-bit; a larger one
+/// is recorded in `big` and stands in as ±(2⁶³ − 1)), float (NaN and ±inf included: the
+/// validation judges them), str, list or tuple, dict with str keys.
+fn to_toml(
+    v: &Bound<'_, PyAny>,
+    key: &str,
+    big: &mut Vec<(String, String)>,
+) -> PyResult<toml::Value> {
+    let name = |k: &str| {
+        if k.is_empty() {
+            "the configuration".to_string()
+        } else {
+            format!("`{k}`")
+        }
+    };
+    if let Ok(b) = v.cast::<PyBool>() {
+        return Ok(toml::Value::Boolean(b.is_true()));
+    }
+    if v.is_instance_of::<PyInt>() {
+        return Ok(toml::Value::Integer(match v.extract::<i64>() {
+            Ok(i) => i,
+            Err(_) => {
+                big.push((key.to_string(), v.str()?.to_string()));
+                if v.lt(0)? { i64::MIN } else { i64::MAX }
+            }
+        }));
+    }
+    if v.is_instance_of::<PyFloat>() {
+        return Ok(toml::Value::Float(v.extract::<f64>()?));
+    }
+    if let Ok(s) = v.cast::<PyString>() {
+        return Ok(toml::Value::String(s.extract::<String>()?));
+    }
+    if v.is_instance_of::<PyList>() || v.is_instance_of::<PyTuple>() {
+        let mut out = Vec::new();
+        for (i, x) in v.try_iter()?.enumerate() {
+            out.push(to_toml(&x?, &format!("{key}[{i}]"), big)?);
+        }
+        return Ok(toml::Value::Array(out));
+    }
+    if let Ok(d) = v.cast::<PyDict>() {
+        let mut t = toml::Table::new();
+        for (k, x) in d.iter() {
+            let k: String = k.extract().map_err(|_| {
+                PyTypeError::new_err(format!(
+                    "{}: key {} is not a string (expected a dict with string keys)",
+                    name(key),
+                    k.repr().map_or_else(|_| "?".into(), |r| r.to_string())
+                ))
+            })?;
+            let path = if key.is_empty() {
+                k.clone()
+            } else {
+                format!("{key}.{k}")
+            };
+            t.insert(k, to_toml(&x, &path, big)?);
+        }
+        return Ok(toml::Value::Table(t));
+    }
+    let what = if v.is_none() {
+        "None cannot be written in a configuration (leave the field out for its default)"
+            .to_string()
+    } else {
+        format!(
+            "a value of type {} is not a configuration value",
+            v.get_type().name()?
+        )
+    };
+    Err(PyValueError::new_err(format!(
+        "invalid value for {}: {} ({what}; expected a number, a string, a boolean, a list or a \
+         dict)",
+        name(key),
+        v.repr()?
+    )))
 }
 
 pub(crate) fn set_dotted(table: &mut toml::Table, key: &str, value: toml::Value) -> PyResult<()> {
@@ -73,27 +172,95 @@ pub(crate) fn from_table<T: serde::de::DeserializeOwned>(
         .map_err(|e: toml::de::Error| PyValueError::new_err(format!("{what}: {}", e.message())))
 }
 
-pub(crate) fn load_config(kind: &str, source: &str, overrides: &str) -> PyResult<Config> {
-    let cfg: Config = from_table(load_table(kind, source, overrides)?, "configuration")?;
-    cfg.validate().map_err(to_py)?;
+/// Deserialises and validates `t`. An integer beyond 64 bits is refused naming its key, with
+/// the field's valid range when the validation of its stand-in value names that field.
+pub(crate) fn finish<T: serde::de::DeserializeOwned>(
+    t: Table,
+    what: &str,
+    validate: impl Fn(&T) -> Result<()>,
+) -> PyResult<T> {
+    if let Some((key, value)) = t.big.first() {
+        let expected = match t.table.try_into::<T>().map(|c| validate(&c)) {
+            Ok(Err(Error::Config {
+                field, expected, ..
+            })) if field == *key => expected,
+            _ => TOML_INT_RANGE.to_string(),
+        };
+        return Err(PyValueError::new_err(format!(
+            "invalid value for `{key}`: {value} (expected {expected})"
+        )));
+    }
+    let cfg: T = from_table(t.table, what)?;
+    validate(&cfg).map_err(to_py)?;
     Ok(cfg)
 }
 
-pub(crate) fn load_sweep(kind: &str, source: &str, overrides: &str) -> PyResult<SweepConfig> {
-    let cfg: SweepConfig = from_table(load_table(kind, source, overrides)?, "sweep configuration")?;
-    cfg.validate().map_err(to_py)?;
-    Ok(cfg)
+pub(crate) fn load_config(
+    kind: &str,
+    source: &Bound<'_, PyAny>,
+    overrides: &Bound<'_, PyDict>,
+) -> PyResult<Config> {
+    finish(
+        load_table(kind, source, overrides)?,
+        "configuration",
+        Config::validate,
+    )
+}
+
+pub(crate) fn load_sweep(
+    kind: &str,
+    source: &Bound<'_, PyAny>,
+    overrides: &Bound<'_, PyDict>,
+) -> PyResult<SweepConfig> {
+    finish(
+        load_table(kind, source, overrides)?,
+        "sweep configuration",
+        SweepConfig::validate,
+    )
+}
+
+/// Sets the dimension at `key` ("target.d" or "run.target.d") of `t` to a user target's `dim`:
+/// a configuration that sets another value is refused, naming both.
+pub(crate) fn set_user_dim(t: &mut Table, key: &str, dim: usize) -> PyResult<()> {
+    let parts: Vec<&str> = key.split('.').collect();
+    let set = parts[..parts.len() - 1]
+        .iter()
+        .try_fold(&t.table, |c, p| c.get(*p).and_then(|v| v.as_table()))
+        .and_then(|c| c.get(parts[parts.len() - 1]));
+    if let Some(v) = set
+        && v.as_integer() != Some(dim as i64)
+    {
+        let shown = t
+            .big
+            .iter()
+            .find(|(k, _)| k == key)
+            .map_or_else(|| v.to_string(), |(_, s)| s.clone());
+        return Err(PyValueError::new_err(format!(
+            "invalid value for `{key}`: {shown} (the user target has dim = {dim}, which sets \
+             the dimension: leave `{key}` out or set it to {dim})"
+        )));
+    }
+    t.big.retain(|(k, _)| k != key);
+    set_dotted(&mut t.table, key, toml::Value::Integer(dim as i64))
 }
 
 /// The validated run configuration (resolved, every field) as TOML text.
 #[pyfunction]
-pub(crate) fn resolve_config(kind: &str, source: &str, overrides: &str) -> PyResult<String> {
+pub(crate) fn resolve_config(
+    kind: &str,
+    source: &Bound<'_, PyAny>,
+    overrides: &Bound<'_, PyDict>,
+) -> PyResult<String> {
     Ok(load_config(kind, source, overrides)?.to_toml())
 }
 
 /// The validated sweep configuration as TOML text.
 #[pyfunction]
-pub(crate) fn resolve_sweep(kind: &str, source: &str, overrides: &str) -> PyResult<String> {
+pub(crate) fn resolve_sweep(
+    kind: &str,
+    source: &Bound<'_, PyAny>,
+    overrides: &Bound<'_, PyDict>,
+) -> PyResult<String> {
     let cfg = load_sweep(kind, source, overrides)?;
     toml::to_string(&cfg).map_err(|e| PyValueError::new_err(e.to_string()))
 }

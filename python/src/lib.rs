@@ -28,10 +28,54 @@ use theory::{collapse_probability, design, ode_trajectory};
 use annealvi::prelude::*;
 use pyo3::exceptions::{PyKeyboardInterrupt, PyOSError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
+use pyo3::types::PyDict;
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, mpsc};
 use std::time::Duration;
+
+/// Valid range of the dimension `d` (the library's `target.d`).
+pub(crate) const DIM: (u64, u64) = (1, 1 << 24);
+/// Valid range of `ics` (initial conditions of the ODE Monte Carlo).
+pub(crate) const ICS: (u64, u64) = (1, 10_000_000);
+/// Valid range of `extra_steps` (a sweep's `grid.extra_steps`).
+pub(crate) const EXTRA_STEPS: (u64, u64) = (0, 100_000_000);
+/// Valid range of `samples` (the library's `objective.samples`).
+pub(crate) const SAMPLES: (u64, u64) = (1, 1 << 20);
+/// Valid range of `check_seeds` (the CLI's `design --check-seeds`).
+pub(crate) const CHECK_SEEDS: (u64, u64) = (0, 1 << 20);
+/// Valid range of `threads` (0 = all cores; the CLI's `--threads`).
+pub(crate) const THREADS: (u64, u64) = (0, 1024);
+/// Any 64-bit unsigned integer (seeds, run indices; the bounds of `steps` and `every`, whose
+/// valid ranges depend on other arguments and are checked by `ode_trajectory`).
+pub(crate) const U64: (u64, u64) = (0, u64::MAX);
+
+/// The integer arguments' valid ranges, exported as `_native.INT_RANGES` so that the Python
+/// wrappers refuse an out-of-range integer (however large) naming the argument and its range
+/// before converting it; the functions check them again.
+const INT_RANGES: [(&str, (u64, u64)); 10] = [
+    ("d", DIM),
+    ("ics", ICS),
+    ("extra_steps", EXTRA_STEPS),
+    ("samples", SAMPLES),
+    ("check_seeds", CHECK_SEEDS),
+    ("threads", THREADS),
+    ("steps", U64),
+    ("every", (1, u64::MAX)),
+    ("seed", U64),
+    ("run", U64),
+];
+
+/// `v` in `lo..=hi`, else a `ValueError` naming the argument `name` and its range.
+pub(crate) fn check_int(name: &str, v: usize, (lo, hi): (u64, u64)) -> PyResult<()> {
+    if (lo..=hi).contains(&(v as u64)) {
+        Ok(())
+    } else {
+        Err(PyValueError::new_err(format!(
+            "invalid value for `{name}`: {v} (expected an integer in [{lo}, {hi}])"
+        )))
+    }
+}
 
 /// A library error as the matching Python exception.
 pub(crate) fn to_py(e: Error) -> PyErr {
@@ -143,5 +187,10 @@ fn native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(train, m)?)?;
     m.add_function(wrap_pyfunction!(sweep, m)?)?;
     m.add_function(wrap_pyfunction!(callable::gmm_gradient_check, m)?)?;
+    let ranges = PyDict::new(m.py());
+    for (name, range) in INT_RANGES {
+        ranges.set_item(name, range)?;
+    }
+    m.add("INT_RANGES", ranges)?;
     Ok(())
 }

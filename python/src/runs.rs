@@ -1,12 +1,32 @@
 //! Training runs and sweeps from Python (built-in targets; user targets are in `callable`):
 //! results as dicts of numpy arrays.
 
-use crate::config::{load_config, load_sweep};
-use crate::{callable, interrupted, interruptible, to_py, with_threads};
+use crate::config::{Table, finish, load_table, set_user_dim};
+use crate::{THREADS, callable, check_int, interrupted, interruptible, to_py, with_threads};
 use annealvi::prelude::*;
+use annealvi::train::ExternalTarget;
 use numpy::{PyArray1, PyArrayMethods};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
+
+/// The table of `kind`/`source` with `overrides`; with a user target, its `key` (the
+/// dimension, "target.d" or "run.target.d") set to the target's dim (a configuration that sets
+/// another value is refused, naming both).
+fn table_for(
+    py: Python<'_>,
+    kind: &str,
+    source: &Bound<'_, PyAny>,
+    overrides: &Bound<'_, PyDict>,
+    target: Option<&Py<PyAny>>,
+    key: &str,
+) -> PyResult<Table> {
+    let mut t = load_table(kind, source, overrides)?;
+    if let Some(target) = target {
+        let dim = callable::PyTarget::from_py(py, target)?.dim();
+        set_user_dim(&mut t, key, dim)?;
+    }
+    Ok(t)
+}
 
 pub(crate) fn outcome_items(dict: &Bound<'_, PyDict>, o: &Outcome) -> PyResult<()> {
     dict.set_item("outcome", o.label())?;
@@ -38,12 +58,13 @@ pub(crate) fn matrix<'py>(
 pub(crate) fn train<'py>(
     py: Python<'py>,
     kind: &str,
-    source: &str,
-    overrides: &str,
+    source: &Bound<'py, PyAny>,
+    overrides: &Bound<'py, PyDict>,
     run: u64,
     target: Option<Py<PyAny>>,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let cfg = load_config(kind, source, overrides)?;
+    let t = table_for(py, kind, source, overrides, target.as_ref(), "target.d")?;
+    let cfg: Config = finish(t, "configuration", Config::validate)?;
     if let Some(t) = target {
         return callable::train(py, &cfg, run, t);
     }
@@ -168,15 +189,17 @@ pub(crate) fn flow_columns(
 pub(crate) fn sweep<'py>(
     py: Python<'py>,
     kind: &str,
-    source: &str,
-    overrides: &str,
+    source: &Bound<'py, PyAny>,
+    overrides: &Bound<'py, PyDict>,
     out: &str,
     resume: bool,
     shard: Option<&str>,
     threads: usize,
     target: Option<Py<PyAny>>,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let cfg = load_sweep(kind, source, overrides)?;
+    check_int("threads", threads, THREADS)?;
+    let t = table_for(py, kind, source, overrides, target.as_ref(), "run.target.d")?;
+    let cfg: SweepConfig = finish(t, "sweep configuration", SweepConfig::validate)?;
     let shard = shard.map(Shard::parse).transpose().map_err(to_py)?;
     let opts = SweepOptions {
         out: out.into(),

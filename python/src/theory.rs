@@ -2,20 +2,25 @@
 //! designer and ODE trajectories.
 
 use crate::config::{model_config, rename_model_field};
-use crate::{interrupted, interruptible, to_py};
+use crate::{
+    CHECK_SEEDS, DIM, EXTRA_STEPS, ICS, SAMPLES, check_int, interrupted, interruptible, to_py,
+};
 use annealvi::config::{NumberOr, ScheduleKind};
 use annealvi::prelude::*;
 use annealvi::seed::{Purpose, stream};
 use annealvi::sweep::{Axis, GridConfig};
+use annealvi::theory::{IntegrateError, MAX_STEPS, OdeSystem, Tolerance, integrate};
 use numpy::PyArray1;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// P(collapse) of the exponential schedules (β_i[j], t0[j]) followed by `extra_steps` steps at
 /// β = 1. Returns (p, ci_low, ci_high, collapsed) arrays; the formula has no sampling interval
-/// (NaN) and no count (−1).
+/// (NaN) and no count (−1). A cell whose ODE cannot be integrated (the integrator's step budget
+/// spent, a non-finite state) is a `ValueError` naming the cell and the reason, as `annealvi
+/// theory` refuses such a grid, rather than a NaN.
 #[pyfunction]
 pub(crate) fn collapse_probability<'py>(
     py: Python<'py>,
@@ -31,6 +36,8 @@ pub(crate) fn collapse_probability<'py>(
     ics: usize,
     seed: u64,
 ) -> PyResult<Bound<'py, PyDict>> {
+    check_int("d", d, DIM)?;
+    check_int("extra_steps", extra_steps, EXTRA_STEPS)?;
     let cfg = model_config(d, r, w_star, lr, init_scale)?;
     if beta_i.len() != t0.len() {
         return Err(PyValueError::new_err(format!(
@@ -51,17 +58,17 @@ pub(crate) fn collapse_probability<'py>(
             "invalid value for `method`: {method:?} (expected \"ode\" or \"formula\")"
         )));
     }
-    if method == "ode" && !(1..=10_000_000).contains(&ics) {
-        return Err(PyValueError::new_err(format!(
-            "invalid value for `ics`: {ics} (expected an integer in [1, 10000000])"
-        )));
+    if method == "ode" {
+        check_int("ics", ics, ICS)?;
     }
     let target = *cfg
         .build_target()
         .as_bimodal()
         .expect("bimodal by construction");
     let n = beta_i.len();
-    let res = interruptible(py, |cancel| -> Result<Vec<(f64, f64, f64, i64)>> {
+    // each cell's (p, ci_low, ci_high, collapsed), or why it has none
+    type Row = std::result::Result<(f64, f64, f64, i64), String>;
+    let res = interruptible(py, |cancel| -> Result<Vec<Row>> {
         use rayon::prelude::*;
         if method == "formula" {
             let model = FormulaModel::new(target, d, lr, init_scale, extra_steps as f64);
@@ -72,7 +79,20 @@ pub(crate) fn collapse_probability<'py>(
                         return Err(Error::Interrupted);
                     }
                     let p = model.cell(beta_i[j], t0[j]).p;
-                    Ok((p, f64::NAN, f64::NAN, -1))
+                    let tau = lr * (t0[j] + extra_steps as f64);
+                    Ok(if p.is_nan() {
+                        Err(if tau > 0.0 {
+                            format!(
+                                "the formula has no value: its ODEs (symmetric branch, \
+                                 separatrix) cannot be integrated to τ = lr × (t0 + \
+                                 extra_steps) = {tau:.4e}"
+                            )
+                        } else {
+                            "the formula needs t0 + extra_steps > 0".to_string()
+                        })
+                    } else {
+                        Ok((p, f64::NAN, f64::NAN, -1))
+                    })
                 })
                 .collect();
         }
@@ -87,13 +107,19 @@ pub(crate) fn collapse_probability<'py>(
                     beta_i: beta_i[j],
                     t0: t0[j],
                 };
-                match pred.collapsed(&s, t0[j]) {
+                Ok(match pred.collapsed(&s, t0[j]) {
                     Ok(c) => {
                         let (lo, hi) = wilson_interval(c, ics);
                         Ok((c as f64 / ics as f64, lo, hi, c as i64))
                     }
-                    Err(_) => Ok((f64::NAN, f64::NAN, f64::NAN, -1)),
-                }
+                    Err(Error::Integrate(IntegrateError::StepBudget { tau, target, steps })) => {
+                        Err(format!(
+                            "the ODE integrator took its budget of {steps} steps and reached \
+                             only τ = {tau:.4e} of τ = lr × (t0 + extra_steps) = {target:.4e}"
+                        ))
+                    }
+                    Err(e) => Err(format!("its ODE cannot be integrated: {e}")),
+                })
             })
             .collect()
     })?
@@ -101,6 +127,18 @@ pub(crate) fn collapse_probability<'py>(
         Error::Interrupted => interrupted(),
         e => to_py(e),
     })?;
+    let failed: Vec<usize> = (0..n).filter(|&j| res[j].is_err()).collect();
+    if let Some(&j) = failed.first() {
+        let why = res[j].as_ref().err().map_or("", |s| s.as_str());
+        return Err(PyValueError::new_err(format!(
+            "P(collapse) cannot be computed at (beta_i = {}, t0 = {}) ({} of {n} cells): {why} \
+             (check lr = {lr}, r, t0 and extra_steps)",
+            beta_i[j],
+            t0[j],
+            failed.len()
+        )));
+    }
+    let res: Vec<(f64, f64, f64, i64)> = res.into_iter().flatten().collect();
     let dict = PyDict::new(py);
     let p: Vec<f64> = res.iter().map(|x| x.0).collect();
     let lo: Vec<f64> = res.iter().map(|x| x.1).collect();
@@ -163,14 +201,15 @@ pub(crate) fn design<'py>(
             "invalid value for `max_collapse`: {max_collapse} (expected a number in (0, 1))"
         )));
     }
-    if !(1..=10_000_000).contains(&ics) {
+    check_int("d", d, DIM)?;
+    check_int("extra_steps", extra_steps, EXTRA_STEPS)?;
+    check_int("ics", ics, ICS)?;
+    check_int("check_seeds", check_seeds, CHECK_SEEDS)?;
+    check_int("samples", samples, SAMPLES)?;
+    // t0 is a run's step count (an SGD check runs t0 + extra_steps steps)
+    if !(t_min >= 1.0 && t_max > t_min && t_max <= 1e8) {
         return Err(PyValueError::new_err(format!(
-            "invalid value for `ics`: {ics} (expected an integer in [1, 10000000])"
-        )));
-    }
-    if !(t_min.is_finite() && t_min >= 1.0 && t_max.is_finite() && t_max > t_min) {
-        return Err(PyValueError::new_err(format!(
-            "invalid value for `t_range`: ({t_min}, {t_max}) (expected 1 ≤ t_min < t_max, finite)"
+            "invalid value for `t_range`: ({t_min}, {t_max}) (expected 1 ≤ t_min < t_max ≤ 1e8)"
         )));
     }
     let mut cfg = model_config(d, r, w_star, lr, init_scale)?;
@@ -260,6 +299,51 @@ pub(crate) fn design<'py>(
     Ok(dict)
 }
 
+/// Refuses, before any work, a trajectory that the integrator cannot produce: it takes at most
+/// `MAX_STEPS` steps of at most Δτ = `max_step` (default tolerance), and at least one per
+/// report, so τ = lr × `steps` and the number of reports are bounded.
+fn check_reports(steps: usize, every: usize, lr: f64) -> PyResult<()> {
+    let max_tau = MAX_STEPS as f64 * Tolerance::default().max_step;
+    let max_steps = (max_tau / lr).floor();
+    if steps as f64 > max_steps {
+        return Err(PyValueError::new_err(format!(
+            "invalid value for `steps`: {steps} (expected an integer in [0, {max_steps}] at lr = \
+             {lr}: the ODE integrator reaches at most τ = lr × steps = {max_tau}, in {MAX_STEPS} \
+             steps of at most Δτ = {})",
+            Tolerance::default().max_step
+        )));
+    }
+    let min_every = steps.div_ceil(MAX_STEPS).max(1);
+    if every < min_every {
+        return Err(PyValueError::new_err(format!(
+            "invalid value for `every`: {every} (expected an integer ≥ {min_every} for steps = \
+             {steps}: each report costs at least one of the ODE integrator's {MAX_STEPS} steps)"
+        )));
+    }
+    Ok(())
+}
+
+/// An ODE system whose derivative is NaN once `cancel` is set, so that an integration stops
+/// within a few steps (with an error the caller replaces by `KeyboardInterrupt`).
+struct Cancellable<'a, S> {
+    inner: &'a S,
+    cancel: &'a AtomicBool,
+}
+
+impl<S: OdeSystem<N>, const N: usize> OdeSystem<N> for Cancellable<'_, S> {
+    fn rhs(&self, tau: f64, x: &[f64; N]) -> [f64; N] {
+        if self.cancel.load(Ordering::Relaxed) {
+            [f64::NAN; N]
+        } else {
+            self.inner.rhs(tau, x)
+        }
+    }
+
+    fn project(&self, tau: f64, x: &mut [f64; N]) {
+        self.inner.project(tau, x);
+    }
+}
+
 /// The summary statistics' ODE (docs/theory.md §8) from the initial student of `run` under the
 /// exponential schedule (β_i, t0), reported every `every` steps up to `steps`.
 #[pyfunction]
@@ -289,11 +373,7 @@ pub(crate) fn ode_trajectory<'py>(
         None => NumberOr::Name("schedule".into()),
     };
     cfg.validate().map_err(|e| to_py(rename_model_field(e)))?;
-    if every == 0 {
-        return Err(PyValueError::new_err(
-            "invalid value for `every`: 0 (expected an integer ≥ 1)",
-        ));
-    }
+    check_reports(steps, every, lr)?;
     let schedule = cfg.build_schedule();
     let dy = annealvi::theory::Dynamics::from_config(&cfg, schedule.as_ref(), quasi_static)
         .map_err(to_py)?;
@@ -307,10 +387,15 @@ pub(crate) fn ode_trajectory<'py>(
         step_list.push(steps);
     }
     let times: Vec<f64> = step_list.iter().map(|&s| lr * s as f64).collect();
-    let states = interruptible(py, |_c| {
-        annealvi::theory::integrate(&dy, 0.0, x0, &times, annealvi::theory::Tolerance::default())
-    })?
-    .map_err(|e| PyValueError::new_err(format!("the ODE integration failed: {e}")))?;
+    let states = interruptible(py, |cancel| {
+        let dy = Cancellable { inner: &dy, cancel };
+        let r = integrate(&dy, 0.0, x0, &times, Tolerance::default());
+        if cancel.load(Ordering::Relaxed) {
+            Err(interrupted())
+        } else {
+            r.map_err(|e| PyValueError::new_err(format!("the ODE integration failed: {e}")))
+        }
+    })??;
     let dict = PyDict::new(py);
     let col = |i: usize| -> Vec<f64> { states.iter().map(|x| x[i]).collect() };
     dict.set_item(

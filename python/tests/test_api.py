@@ -257,6 +257,8 @@ calls = {
     # the prediction takes about 0.5 s, then 10^6 SGD runs of 20 steps
     "design_check": lambda: annealvi.design(0.9, d=16, ics=50, extra_steps=10,
                                             t_range=(10.0, 11.0), check_seeds=10**6),
+    # minutes of integration (τ = 5000)
+    "ode": lambda: annealvi.ode_trajectory(0.05, 1000, steps=100000, every=100),
 }
 print("started", flush=True)
 try:
@@ -268,7 +270,7 @@ except KeyboardInterrupt:
 
 
 @pytest.mark.parametrize("call,after", [("train", 0.3), ("train_flow", 0.3), ("design", 0.3),
-                                        ("design_check", 1.5)])
+                                        ("design_check", 1.5), ("ode", 0.3)])
 def test_ctrl_c_interrupts_a_long_single_call(call, after):
     """SIGINT into a call that would run for minutes or hours: KeyboardInterrupt, promptly."""
     proc = subprocess.Popen([sys.executable, "-c", _LONG_CALL_SCRIPT, call],
