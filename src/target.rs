@@ -396,7 +396,7 @@ pub struct TargetConfig {
     pub kind: TargetKind,
     /// Direction of μ* (bimodal): `axis` (e_1) or `diagonal` ((1, …, 1)/√d, flows only).
     pub direction: Direction,
-    /// Dimension d ≥ 1.
+    /// Dimension d ∈ [1, 16777216].
     pub d: usize,
     /// R = ‖μ*‖ ≥ 0 (bimodal).
     pub r: f64,

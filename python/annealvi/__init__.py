@@ -236,8 +236,10 @@ def sweep(config: _config.ConfigSource, out: Union[str, "os.PathLike[str]"], *,
         ``mean_mode_weight_error``, ``mean_ess_fraction``, ``mean_kl``. ``report`` counts the
         runs ``planned``, ``skipped`` (already done), ``ran`` and the ``seconds`` taken.
 
-    Ctrl-C stops the sweep within about a second once the runs in progress finish (with a
-    KeyboardInterrupt); the finished runs stay in ``out`` and ``resume=True`` continues.
+    Ctrl-C stops the sweep within about a second (with a KeyboardInterrupt): no new run
+    starts, runs in progress against the built-in targets stop at their next step and are
+    dropped (runs against a user target finish); the finished runs stay in ``out`` and
+    ``resume=True`` continues.
     """
     if user_target is not None and not isinstance(user_target, Target):
         raise TypeError("user_target must be an annealvi.Target (Target.from_callable(fn, dim))")

@@ -238,7 +238,9 @@ pub fn reproduce(out: &Path, quick: bool, flow_quick: Option<bool>, engine: Engi
     let _ = writeln!(md, "# annealvi: reproduced figures ({mode})\n");
     let _ = writeln!(
         md,
-        "Produced by `annealvi reproduce --{mode}` in {:.0} s.\n",
+        "Produced by `annealvi reproduce --{mode}` in {:.0} s. What each figure shows, the \
+         command that makes it alone and the paper-scale numbers: the user guide, page \
+         \"The paper's figures\" (`docs/figures.md` in the repository; `mdbook build docs`).\n",
         start.elapsed().as_secs_f64()
     );
     let _ = writeln!(md, "## Figure 1\n\n![Figure 1](fig1/fig1.png)\n");
