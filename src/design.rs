@@ -23,6 +23,8 @@ use serde::Serialize;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+pub mod optimal;
+
 /// What the predictions need.
 pub struct Predictor {
     /// The target.

@@ -141,26 +141,41 @@ pub struct TheoryArgs {
 
 #[derive(Args, Debug)]
 pub struct DesignArgs {
-    /// Largest acceptable collapse probability, in (0, 1).
+    /// Largest acceptable collapse probability, in (0, 1): the fastest exponential schedule
+    /// reaching it, or with --shape optimal the shortest budget whose optimal schedule does.
     #[arg(long)]
-    pub max_collapse: f64,
+    pub max_collapse: Option<f64>,
+    /// exponential (the fastest (β_i, t0) under --max-collapse) or optimal (the monotone
+    /// schedule, piecewise linear in ln β, minimising the predicted P(collapse) at --budget,
+    /// or reaching --max-collapse soonest).
+    #[arg(long, default_value = "exponential")]
+    pub shape: String,
+    /// With --shape optimal: the annealing budget T (steps to reach β = 1).
+    #[arg(long)]
+    pub budget: Option<f64>,
+    /// With --shape optimal: equal time slices of the schedule (β(0) and SEGMENTS − 1 inner
+    /// knots are free).
+    #[arg(long, default_value_t = 10)]
+    pub segments: usize,
     /// Sweep configuration for the model (target, student, optimiser, grid.extra_steps).
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// Override a field, e.g. --set run.target.d=64.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub sets: Vec<String>,
-    /// Initial conditions of the prediction.
-    #[arg(long, default_value_t = 4000)]
-    pub ics: usize,
-    /// SGD seeds of the check (0 = skip it).
+    /// Initial conditions of the prediction (default 4000; 10000 with --shape optimal).
+    #[arg(long)]
+    pub ics: Option<usize>,
+    /// SGD seeds of the check (0 = skip it); with --shape optimal, of the optimal and the best
+    /// exponential schedule at the budget.
     #[arg(long, default_value_t = 100)]
     pub check_seeds: usize,
     /// Compare exponential, linear-in-β and linear-in-temperature schedules at these
     /// annealing lengths (comma-separated steps), e.g. 1000,2000,4000.
     #[arg(long, value_delimiter = ',')]
     pub compare: Vec<f64>,
-    /// Also write the report to this file.
+    /// Also write the report to this file; with --shape optimal, write the designed
+    /// schedule's training configuration (TOML, `schedule.kind = "points"`) there instead.
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Worker threads (0 = all cores).

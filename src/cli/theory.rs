@@ -93,6 +93,9 @@ pub fn theory(a: TheoryArgs) -> Result<()> {
 pub fn design(a: DesignArgs) -> Result<()> {
     let DesignArgs {
         max_collapse,
+        shape,
+        budget,
+        segments,
         config,
         sets,
         ics,
@@ -101,13 +104,51 @@ pub fn design(a: DesignArgs) -> Result<()> {
         out,
         threads: _,
     } = a;
-    if !(max_collapse > 0.0 && max_collapse < 1.0) {
+    if let Some(eps) = max_collapse
+        && !(eps > 0.0 && eps < 1.0)
+    {
         return Err(Error::config(
             "--max-collapse",
-            max_collapse,
+            eps,
             "a probability in (0, 1)",
         ));
     }
+    match shape.as_str() {
+        "exponential" => {
+            if let Some(b) = budget {
+                return Err(Error::config(
+                    "--budget",
+                    b,
+                    "no --budget with --shape exponential (it finds the fastest t0 under \
+                     --max-collapse); use --shape optimal",
+                ));
+            }
+        }
+        "optimal" => {
+            return design_optimal(
+                max_collapse,
+                budget,
+                segments,
+                config,
+                sets,
+                (ics, check_seeds),
+                out,
+            );
+        }
+        other => {
+            return Err(Error::config(
+                "--shape",
+                format!("\"{other}\""),
+                "\"exponential\" or \"optimal\"",
+            ));
+        }
+    }
+    let Some(max_collapse) = max_collapse else {
+        return Err(Error::Invalid(
+            "design needs --max-collapse EPS (or --shape optimal with --budget T)".into(),
+        ));
+    };
+    let ics = ics.unwrap_or(4000);
     check_range("--ics", ics, 100, 1 << 22)?;
     check_range("--check-seeds", check_seeds, 0, 1 << 20)?;
     for (i, &t) in compare.iter().enumerate() {
@@ -146,6 +187,83 @@ pub fn design(a: DesignArgs) -> Result<()> {
     println!("({:.1} s)", start.elapsed().as_secs_f64());
     if let Some(p) = out {
         output::write_text(&p, &report)?;
+    }
+    Ok(())
+}
+
+/// `annealvi design --shape optimal`.
+fn design_optimal(
+    max_collapse: Option<f64>,
+    budget: Option<f64>,
+    segments: usize,
+    config: Option<std::path::PathBuf>,
+    sets: Vec<String>,
+    (ics, check_seeds): (Option<usize>, usize),
+    out: Option<std::path::PathBuf>,
+) -> Result<()> {
+    check_range("--segments", segments, 2, 64)?;
+    match (budget, max_collapse) {
+        (None, None) => {
+            return Err(Error::Invalid(
+                "--shape optimal needs --budget T (the optimal schedule at T steps) or \
+                 --max-collapse EPS (the shortest budget reaching EPS)"
+                    .into(),
+            ));
+        }
+        (Some(_), Some(_)) => {
+            return Err(Error::Invalid(
+                "--shape optimal takes --budget or --max-collapse, not both".into(),
+            ));
+        }
+        (Some(b), None) => {
+            if !(b.is_finite() && b >= segments as f64 && b <= 1e7) {
+                return Err(Error::config(
+                    "--budget",
+                    b,
+                    &format!("a number of steps in [{segments} (= --segments), 1e7]"),
+                ));
+            }
+        }
+        (None, Some(_)) => {}
+    }
+    let ics = ics.unwrap_or(10_000);
+    check_range("--ics", ics, 100, 1 << 22)?;
+    check_range("--check-seeds", check_seeds, 0, 1 << 20)?;
+    let cfg = SweepConfig::load(config.as_deref(), &sets)?;
+    annealvi::theory::grid::check_theory_applies(&cfg)?;
+    if let Some(p) = &out {
+        check_writable_file(p)?;
+    }
+    let start = Instant::now();
+    let rep = annealvi::design::optimal::run(
+        &cfg,
+        &annealvi::design::optimal::OptimalOptions {
+            budget,
+            max_collapse,
+            segments,
+            ics,
+            check_seeds,
+        },
+    )?;
+    print!("{}", rep.text);
+    let section = rep
+        .toml
+        .find("[schedule]")
+        .map(|i| {
+            let rest = &rep.toml[i..];
+            let end = rest[1..].find("\n[").map_or(rest.len(), |j| j + 1);
+            &rest[..end]
+        })
+        .unwrap_or(&rep.toml);
+    println!("```toml\n{}\n```", section.trim_end());
+    println!("({:.1} s)", start.elapsed().as_secs_f64());
+    if let Some(p) = out {
+        output::write_text(&p, &rep.toml)?;
+        println!(
+            "wrote {} (annealvi train --config {} --out DIR)",
+            p.display(),
+            p.display()
+        );
     }
     Ok(())
 }
