@@ -523,7 +523,7 @@ impl TargetConfig {
                 } else {
                     (
                         "many_well",
-                        self.d % 2 == 0,
+                        self.d.is_multiple_of(2),
                         "an even integer ≥ 2 for target.kind = \"many_well\" (d/2 copies of \
                          the 2-D double well; 32 in the literature)",
                     )
