@@ -124,7 +124,10 @@ impl ManyWell {
     /// The target on R^d; `d` must be even and ≥ 2 (checked by the configuration;
     /// here a violation is a programming error).
     pub fn new(d: usize) -> Self {
-        assert!(d >= 2 && d.is_multiple_of(2), "Many Well needs an even d ≥ 2");
+        assert!(
+            d >= 2 && d.is_multiple_of(2),
+            "Many Well needs an even d ≥ 2"
+        );
         let (left, right) = well_integrals();
         // the global maximum of the double well lies in the right well (the ½x tilt); Newton
         // from x = √3 on the derivative, then the larger of the two wells' maxima
@@ -174,7 +177,7 @@ impl ManyWell {
     }
 
     /// One exact sample into `x` (length d): x₂ ~ N(0, 1) x₁ by rejection
-    /// from the uniform law on [−4, 4] (acceptance ≈ 7%).
+    /// from the uniform law on [−4, 4] (acceptance ≈ 7.6%).
     pub fn sample<R: Rng + ?Sized>(&self, rng: &mut R, x: &mut [f64]) {
         assert_eq!(x.len(), self.d);
         for c in 0..self.copies() {
