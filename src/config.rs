@@ -223,6 +223,14 @@ impl Config {
                  \"diagonal\" needs student.family = \"realnvp\"",
             ));
         }
+        if t.kind == TargetKind::ManyWell && !flow {
+            return Err(Error::config(
+                "student.family",
+                "\"gmm\"",
+                "\"realnvp\" for target.kind = \"many_well\" (not a mixture: the \
+                 Gaussian-mixture student's kernels need a mixture target)",
+            ));
+        }
         s.validate(t.d)?;
         let not_exact = |why: &str| {
             Err(Error::config(
@@ -271,6 +279,11 @@ impl Config {
             let scale = match t.kind {
                 TargetKind::Bimodal => t.r,
                 TargetKind::Mixture => t.means.iter().map(|m| norm(m)).fold(0.0, f64::max),
+                TargetKind::Gmm40 => crate::target::benchmark::GMM40_MEANS
+                    .iter()
+                    .map(|m| norm(m))
+                    .fold(0.0, f64::max),
+                TargetKind::ManyWell => 0.0,
             }
             .max(s.means.iter().map(|m| norm(m)).fold(0.0, f64::max))
             .max(self.init_scale().map_or(0.0, |sc| sc * (t.d as f64).sqrt()))

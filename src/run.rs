@@ -6,10 +6,13 @@
 use crate::config::{Config, Engine, FamilyKind, TargetConfig};
 use crate::family::realnvp::FlowStats;
 use crate::family::{GmmStudent, RealNvp};
+use crate::metrics::Outcome;
 use crate::seed::{Purpose, Stream, stream};
 use crate::statistics::{StatsStudent, TargetFrame};
-use crate::target::IsotropicMixture;
-use crate::train::{Observer, RunResult, Student, TrainSettings, TrainTarget, train_with};
+use crate::target::{Benchmark, IsotropicMixture};
+use crate::train::{
+    External, Observer, RunResult, Student, TrainSettings, TrainTarget, train_with,
+};
 use rand::Rng;
 use std::cell::RefCell;
 use std::sync::Arc;
@@ -171,8 +174,62 @@ pub fn run_flow_with_streams_cancellable(
 ) -> crate::Result<Option<(RealNvp, RunResult<FlowStats>)>> {
     let mut init: Stream = stream(cfg.seed, init_run, Purpose::Init);
     let mut q = cfg.init_flow(&mut init)?;
-    let res = run_student_cancellable(cfg, &mut q, noise_run, observer, cancel);
-    Ok(res.map(|r| (q, r)))
+    let bench = cfg.target.benchmark();
+    let res = match &bench {
+        // not a mixture: trained through the batched path of external targets
+        Some(Benchmark::ManyWell(mw)) => {
+            let ext = External::new(mw);
+            match run_student_with(cfg, &ext, &mut q, noise_run, observer, cancel) {
+                Ok(r) => r,
+                Err(never) => match never {},
+            }
+        }
+        _ => run_student_cancellable(cfg, &mut q, noise_run, observer, cancel),
+    };
+    Ok(res.map(|r| {
+        let r = match &bench {
+            Some(b) => with_benchmark(cfg, b, &mut q, noise_run, r),
+            None => r,
+        };
+        (q, r)
+    }))
+}
+
+/// A finished flow run against a benchmark target, with its [`BenchmarkMetrics`](crate::target::BenchmarkMetrics)
+/// (`stats.benchmark`) from the samples of the final evaluation (drawn again from a fresh
+/// copy of its stream (seed, noise_run, Eval), so the same points). For Many Well, whose
+/// batched evaluation knows neither its normaliser nor its modes, the statistics are
+/// completed from them: `kl`, the masses of the wells (left, right) of each copy as
+/// `mode_masses`, the smallest left-well mass as the light-mode mass, the largest well-mass
+/// error as `mode_weight_error`, and the outcome over the wells (a well is covered when its
+/// mass is at least the collapse threshold). A diverged run is returned as it is.
+fn with_benchmark(
+    cfg: &Config,
+    bench: &Benchmark,
+    q: &mut RealNvp,
+    noise_run: u64,
+    mut res: RunResult<FlowStats>,
+) -> RunResult<FlowStats> {
+    if matches!(res.outcome, Outcome::Diverged { .. }) {
+        return res;
+    }
+    let mut eval = stream(cfg.seed, noise_run, Purpose::Eval);
+    let (x, lq) = q.sample_with_log_q(cfg.student.realnvp.eval_samples, &mut eval);
+    let m = bench.metrics(&x, &lq);
+    if let (Benchmark::ManyWell(_), Some(right)) = (bench, &m.right_well_mass) {
+        let st = &mut res.stats;
+        st.kl = m.kl;
+        st.mode_masses = right.iter().flat_map(|r| [1.0 - r, *r]).collect();
+        st.light_mode_mass = right.iter().map(|r| 1.0 - r).fold(f64::INFINITY, f64::min);
+        st.mode_weight_error = m.well_mass_error.unwrap_or(f64::NAN);
+        res.light_mode_mass = st.light_mode_mass;
+        res.outcome = st.outcome_named(|j| {
+            let side = if j % 2 == 0 { "left" } else { "right" };
+            format!("copy {} {side} well", j / 2)
+        });
+    }
+    res.stats.benchmark = Some(m);
+    res
 }
 
 /// A finished run of the student family a configuration names (`student.family`).

@@ -16,9 +16,14 @@
 //!
 //! where the last integral is one-dimensional (computed by Gauss–Legendre panels).
 //!
+//! # Benchmark targets
+//! [`benchmark`] holds two targets of the sampling literature: the 40-mode mixture GMM40 (an
+//! [`IsotropicMixture`]) and Many Well (its own [`LogDensity`]), with exact samplers and
+//! mode-coverage metrics.
+//!
 //! # Configuration
 //! [`TargetConfig`] (the `[target]` section) validates its fields and builds the target with
-//! [`TargetConfig::init`].
+//! [`TargetConfig::init`] (the mixtures) or [`TargetConfig::benchmark`] (the benchmarks).
 
 use crate::check;
 use crate::error::{Error, Result};
@@ -26,6 +31,10 @@ use crate::gauss1d::log_cosh;
 use crate::quadrature::composite_gauss_legendre;
 use serde::{Deserialize, Serialize};
 use std::ops::Bound;
+
+pub mod benchmark;
+
+pub use benchmark::{Benchmark, BenchmarkMetrics, ManyWell};
 
 /// A (possibly unnormalised) log-density on R^d.
 pub trait LogDensity: Send + Sync {
@@ -375,6 +384,11 @@ pub enum TargetKind {
     Bimodal,
     /// Σ_j ω_j N(ν_j, v_j I) with explicit means, weights, variances.
     Mixture,
+    /// The 40-mode mixture GMM40 in d = 2 ([`benchmark::gmm40`]).
+    Gmm40,
+    /// Many Well: d/2 copies of the 2-D double well, d even (d = 32 in the literature;
+    /// [`ManyWell`]). Not a mixture: RealNVP students only.
+    ManyWell,
 }
 
 /// Direction of μ* for the bimodal target.
@@ -388,15 +402,18 @@ pub enum Direction {
     Diagonal,
 }
 
-/// Target settings (the `[target]` section of a configuration).
+/// Target settings (the `[target]` section of a configuration). Every field is optional; an
+/// absent `d` is 512 (the paper's setting), 2 for `kind = "gmm40"` and 32 for
+/// `kind = "many_well"`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(from = "TargetSection")]
 pub struct TargetConfig {
-    /// `bimodal` or `mixture`.
+    /// `bimodal`, `mixture`, `gmm40` or `many_well`.
     pub kind: TargetKind,
     /// Direction of μ* (bimodal): `axis` (e_1) or `diagonal` ((1, …, 1)/√d, flows only).
     pub direction: Direction,
-    /// Dimension d ∈ [1, 16777216].
+    /// Dimension d ∈ [1, 16777216] (default 512; gmm40: 2, its default; many_well: even,
+    /// default 32).
     pub d: usize,
     /// R = ‖μ*‖ ≥ 0 (bimodal).
     pub r: f64,
@@ -425,6 +442,57 @@ impl Default for TargetConfig {
     }
 }
 
+/// The `[target]` section as read: [`TargetConfig`] with `d` optional (its default depends on
+/// the kind).
+#[derive(Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct TargetSection {
+    kind: TargetKind,
+    direction: Direction,
+    d: Option<usize>,
+    r: f64,
+    w_star: f64,
+    means: Vec<Vec<f64>>,
+    weights: Vec<f64>,
+    variances: Vec<f64>,
+}
+
+impl Default for TargetSection {
+    fn default() -> Self {
+        let t = TargetConfig::default();
+        Self {
+            kind: t.kind,
+            direction: t.direction,
+            d: None,
+            r: t.r,
+            w_star: t.w_star,
+            means: t.means,
+            weights: t.weights,
+            variances: t.variances,
+        }
+    }
+}
+
+impl From<TargetSection> for TargetConfig {
+    fn from(s: TargetSection) -> Self {
+        let d = s.d.unwrap_or(match s.kind {
+            TargetKind::Gmm40 => 2,
+            TargetKind::ManyWell => 32,
+            TargetKind::Bimodal | TargetKind::Mixture => TargetConfig::default().d,
+        });
+        Self {
+            kind: s.kind,
+            direction: s.direction,
+            d,
+            r: s.r,
+            w_star: s.w_star,
+            means: s.means,
+            weights: s.weights,
+            variances: s.variances,
+        }
+    }
+}
+
 impl TargetConfig {
     /// Checks every field of the section (fields named `target.…`); the first violation is
     /// returned. Whether the student can use the direction is checked by the whole
@@ -445,6 +513,44 @@ impl TargetConfig {
                     (Bound::Excluded(0.0), Bound::Excluded(1.0)),
                     "a number in (0, 1)",
                 )
+            }
+            TargetKind::Gmm40 | TargetKind::ManyWell => {
+                let (name, ok, want) = if self.kind == TargetKind::Gmm40 {
+                    (
+                        "gmm40",
+                        self.d == 2,
+                        "2 for target.kind = \"gmm40\" (a 2-D target)",
+                    )
+                } else {
+                    (
+                        "many_well",
+                        self.d.is_multiple_of(2),
+                        "an even integer ≥ 2 for target.kind = \"many_well\" (d/2 copies of \
+                         the 2-D double well; 32 in the literature)",
+                    )
+                };
+                if !ok {
+                    return Err(Error::config("target.d", self.d, want));
+                }
+                if self.direction != Direction::Axis {
+                    return Err(Error::config(
+                        "target.direction",
+                        "diagonal",
+                        &format!("\"axis\" for kind = \"{name}\" (the target is fixed)"),
+                    ));
+                }
+                if !self.means.is_empty() || !self.weights.is_empty() || !self.variances.is_empty()
+                {
+                    return Err(Error::config(
+                        "target.means",
+                        "given",
+                        &format!(
+                            "none (nor weights or variances) for kind = \"{name}\" (the target \
+                             is fixed)"
+                        ),
+                    ));
+                }
+                Ok(())
             }
             TargetKind::Mixture => {
                 if self.direction != Direction::Axis {
@@ -482,15 +588,42 @@ impl TargetConfig {
         }
     }
 
-    /// The target π the section describes, after [`Self::validate`].
+    /// The target π the section describes, after [`Self::validate`]; an error naming
+    /// `target.kind` for Many Well, which is not a mixture (see [`Self::benchmark`]).
     pub fn init(&self) -> Result<IsotropicMixture> {
         self.validate()?;
+        if self.kind == TargetKind::ManyWell {
+            return Err(Error::config(
+                "target.kind",
+                "\"many_well\"",
+                "a mixture target (\"bimodal\", \"mixture\" or \"gmm40\") here; Many Well \
+                 trains RealNVP students only",
+            ));
+        }
         Ok(self.build())
     }
 
+    /// The benchmark target for `kind = "gmm40"` or `"many_well"` (after validation), else
+    /// `None`.
+    pub fn benchmark(&self) -> Option<Benchmark> {
+        match self.kind {
+            TargetKind::Gmm40 => Some(Benchmark::Gmm40(benchmark::gmm40())),
+            TargetKind::ManyWell => Some(Benchmark::ManyWell(ManyWell::new(self.d))),
+            TargetKind::Bimodal | TargetKind::Mixture => None,
+        }
+    }
+
     /// The target π, without validation (for a section already validated).
+    ///
+    /// # Panics
+    /// For `kind = "many_well"` (not a mixture): configurations refuse it wherever a mixture
+    /// is needed, and flow runs build it with [`Self::benchmark`].
     pub(crate) fn build(&self) -> IsotropicMixture {
         match self.kind {
+            TargetKind::Gmm40 => benchmark::gmm40(),
+            TargetKind::ManyWell => {
+                panic!("target.kind = \"many_well\" is not a mixture: use TargetConfig::benchmark")
+            }
             TargetKind::Bimodal => match self.direction {
                 Direction::Axis => IsotropicMixture::bimodal(self.d, self.r, self.w_star),
                 Direction::Diagonal => {

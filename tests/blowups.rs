@@ -43,6 +43,9 @@ fn line_with(values: &[f64]) -> RunLine {
         mode_weight_error: Some(values[4]),
         ess_fraction: None,
         kl: Some(values[5]),
+        log_z_error: None,
+        modes_covered: None,
+        emc: None,
         wall_seconds: values[6],
     }
 }

@@ -111,5 +111,20 @@ fn write_flow(
         wall,
         out.display()
     );
+    if let Some(b) = &res.stats.benchmark {
+        let mut line = format!(
+            "benchmark ({} samples): reverse ESS {:.4}, ln Z estimate {:.4} (exact {:.4}, error {:.4})",
+            b.samples, b.reverse_ess, b.log_z_estimate, b.log_z, b.log_z_error
+        );
+        if let (Some(c), Some(k), Some(e)) = (b.modes_covered, b.modes, b.emc) {
+            line.push_str(&format!(", modes covered {c}/{k}, EMC {e:.4}"));
+        }
+        if let (Some(err), Some(want)) = (b.well_mass_error, b.right_well_mass_target) {
+            line.push_str(&format!(
+                ", right-well mass error {err:.4} (max over copies; exact mass {want:.4})"
+            ));
+        }
+        println!("{line}");
+    }
     Ok(())
 }

@@ -30,7 +30,7 @@ const MAX_LOG_WEIGHT: f64 = 12.0;
 const BETA_I_RANGE: (f64, f64) = (1e-6, 0.95);
 
 /// The piecewise-log-linear schedule of the parameters `theta` at budget `budget` (steps):
-/// theta[0] = ln(−ln β(0)), theta[i] (i ≥ 1) the log-weight of slice i (slice 0 has weight
+/// `theta[0]` = ln(−ln β(0)), `theta[i]` (i ≥ 1) the log-weight of slice i (slice 0 has weight
 /// 1). Knots at the whole steps round(j T / K), j = 0..K, K = theta.len().
 pub fn schedule_of(theta: &[f64], budget: f64) -> Points {
     Points::new(knots_of(theta, budget))

@@ -308,6 +308,7 @@ impl SweepConfig {
     /// the full or STL estimator; and the build must have the `gpu` feature.
     fn validate_gpu(&self) -> Result<()> {
         use crate::config::{LossScale, OptimKind};
+        use crate::target::TargetKind;
         let engine = match self.grid.engine {
             Engine::Gpu => "gpu",
             _ => "gpu_emulator",
@@ -332,6 +333,18 @@ impl SweepConfig {
                 "run.student.family",
                 format!("{:?}", r.student.family).to_lowercase(),
                 "\"realnvp\"",
+            );
+        }
+        if matches!(r.target.kind, TargetKind::Gmm40 | TargetKind::ManyWell) {
+            return need(
+                "run.target.kind",
+                if r.target.kind == TargetKind::Gmm40 {
+                    "\"gmm40\"".into()
+                } else {
+                    "\"many_well\"".into()
+                },
+                "\"bimodal\" or \"mixture\" (the benchmark targets and their metrics run on \
+                 grid.engine = \"cpu\")",
             );
         }
         if r.optim.kind != OptimKind::Adam {

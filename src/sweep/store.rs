@@ -71,6 +71,24 @@ pub struct RunLine {
         with = "lossless::option"
     )]
     pub kl: Option<f64>,
+    /// Benchmark targets (flow students): |ln Z estimate − ln Z| (see
+    /// [`BenchmarkMetrics`](crate::target::BenchmarkMetrics)).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "lossless::option"
+    )]
+    pub log_z_error: Option<f64>,
+    /// GMM40 (flow students): the modes holding ≥ 1% of the samples.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub modes_covered: Option<usize>,
+    /// GMM40 (flow students): entropic mode coverage, in [0, 1].
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "lossless::option"
+    )]
+    pub emc: Option<f64>,
     /// Wall time of the run in seconds.
     #[serde(with = "lossless")]
     pub wall_seconds: f64,
@@ -216,6 +234,7 @@ pub fn run_line(
             Outcome::Diverged { step } => (None, Some(*step)),
             _ => (None, None),
         };
+        let bench = flow.as_ref().and_then(|f| f.benchmark.as_ref());
         let gmm = gmm.unwrap_or(Stats {
             m: Vec::new(),
             q: Vec::new(),
@@ -238,6 +257,9 @@ pub fn run_line(
             mode_weight_error: flow.as_ref().and_then(|f| finite(f.mode_weight_error)),
             ess_fraction: flow.as_ref().and_then(|f| finite(f.ess_fraction)),
             kl: flow.as_ref().and_then(|f| finite(f.kl)),
+            log_z_error: bench.and_then(|b| finite(b.log_z_error)),
+            modes_covered: bench.and_then(|b| b.modes_covered),
+            emc: bench.and_then(|b| b.emc.and_then(finite)),
             wall_seconds,
         }
     }

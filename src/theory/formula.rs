@@ -521,12 +521,12 @@ impl FormulaModel {
     /// The sharp formula for any schedule β(t) run for `steps` SGD steps (kink, if any, at
     /// `schedule.end()`).
     ///
-    /// With w_1 = w_2 = ½ the flow closes exactly on (m_1, m_2, D⊥²) ([`Pair`]); the
+    /// With w_1 = w_2 = ½ the flow closes exactly on (m_1, m_2, D⊥²) (`Pair`); the
     /// collapse region is |δ| < δ_c(M) with M ~ N(0, s²/2), δ ~ N(0, s²/2) independent, so
     ///
     ///   P(collapse) = E_M erf(δ_c(M)/s),
     ///
-    /// one 1-D quadrature. δ_c is found at the 11 centres [`SHARP_NODES`] by bracketing and
+    /// one 1-D quadrature. δ_c is found at the 11 centres `SHARP_NODES` by bracketing and
     /// bisection with forward integrations of the pair flow from the mean orthogonal
     /// separation D⊥² = 2s²(d − 1), walking outwards from the vertex m* (δ_c(m*) = 0, one
     /// backward integration of the lone drift) so that each bracket starts from the

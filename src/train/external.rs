@@ -11,6 +11,7 @@ use crate::family::realnvp::FlowStats;
 use crate::family::{GmmStudent, RealNvp, VariationalFamily};
 use crate::metrics::{nearest, outcome_from_covered};
 use crate::objective::{BatchWorkspace, mc_gradient_batched};
+use crate::target::{LogDensity, ManyWell};
 use rand::Rng;
 use std::cell::RefCell;
 
@@ -31,6 +32,34 @@ pub trait ExternalTarget {
     ) -> Result<(), Self::Error>;
     /// The centres of the modes, if known.
     fn modes(&self) -> Option<&[Vec<f64>]>;
+}
+
+/// Many Well evaluated a batch at a time (it never fails; it gives no mode centres: its
+/// 2^{d/2} modes are measured by their wells, see [`crate::run`]).
+impl ExternalTarget for ManyWell {
+    type Error = std::convert::Infallible;
+    fn dim(&self) -> usize {
+        LogDensity::dim(self)
+    }
+    fn evaluate(
+        &self,
+        x: &[f64],
+        log_prob: &mut [f64],
+        grad: &mut [f64],
+    ) -> Result<(), Self::Error> {
+        let d = LogDensity::dim(self);
+        for ((xb, lp), gb) in x
+            .chunks_exact(d)
+            .zip(log_prob.iter_mut())
+            .zip(grad.chunks_exact_mut(d))
+        {
+            *lp = self.grad_log_density(xb, gb);
+        }
+        Ok(())
+    }
+    fn modes(&self) -> Option<&[Vec<f64>]> {
+        None
+    }
 }
 
 /// One run's view of an [`ExternalTarget`]: the target, the axis of the recorded statistics

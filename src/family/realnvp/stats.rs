@@ -6,7 +6,7 @@ use super::flow::RealNvp;
 use super::loss::{BatchTarget, target_grad};
 use crate::family::fill_standard_normal;
 use crate::metrics::{Outcome, mode_name, mode_of, nearest, outcome_from_covered};
-use crate::target::IsotropicMixture;
+use crate::target::{BenchmarkMetrics, IsotropicMixture};
 use rand::Rng;
 use serde::Serialize;
 
@@ -41,6 +41,10 @@ pub struct FlowStats {
     pub collapse_threshold: f64,
     /// N.
     pub samples: usize,
+    /// The metrics of a benchmark target (`target.kind = "gmm40"` or `"many_well"`; see
+    /// [`BenchmarkMetrics`]), from the same samples; absent for other targets.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub benchmark: Option<BenchmarkMetrics>,
 }
 
 impl FlowStats {
@@ -55,6 +59,7 @@ impl FlowStats {
             mode_masses: Vec::new(),
             collapse_threshold: f64::NAN,
             samples: 0,
+            benchmark: None,
         }
     }
 
@@ -148,7 +153,33 @@ impl RealNvp {
             mode_masses,
             collapse_threshold,
             samples: n,
+            benchmark: None,
         }
+    }
+
+    /// `n` samples x_i ~ q (n × d, row-major) and their ln q(x_i), drawn with `rng` as
+    /// [`Self::evaluate`] and [`Self::evaluate_batched`] draw theirs (the same chunks): from a
+    /// copy of the stream they were given, the same points.
+    pub fn sample_with_log_q<R: Rng + ?Sized>(
+        &mut self,
+        n: usize,
+        rng: &mut R,
+    ) -> (Vec<f64>, Vec<f64>) {
+        let d = self.arch.d;
+        let n = n.max(1);
+        let cur = with_engine!(self, e => e.batch);
+        let chunk = if cur > 1 { cur } else { n.min(256) };
+        let (mut eps, mut x, mut lq) =
+            (vec![0.0; chunk * d], vec![0.0; chunk * d], vec![0.0; chunk]);
+        let (mut xs, mut lqs) = (Vec::with_capacity(n * d), Vec::with_capacity(n));
+        while lqs.len() < n {
+            fill_standard_normal(rng, &mut eps);
+            self.push_forward(&eps, &mut x, &mut lq);
+            let take = chunk.min(n - lqs.len());
+            xs.extend_from_slice(&x[..take * d]);
+            lqs.extend_from_slice(&lq[..take]);
+        }
+        (xs, lqs)
     }
 
     /// [`Self::evaluate`] against a target evaluated by the caller (see [`BatchTarget`]),
@@ -210,6 +241,7 @@ impl RealNvp {
             mode_masses,
             collapse_threshold,
             samples: n,
+            benchmark: None,
         })
     }
 }
