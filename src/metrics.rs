@@ -263,6 +263,23 @@ pub fn wilson_interval(k: usize, n: usize) -> (f64, f64) {
     ((centre - half).clamp(0.0, p), (centre + half).clamp(p, 1.0))
 }
 
+/// Two-sided exact McNemar test of paired binary outcomes: `b` and `c` are the discordant pairs
+/// (outcome in the first arm only, in the second arm only). Under the null each discordant pair
+/// is either kind with probability ½, so p = min(1, 2 P(X ≤ min(b, c))), X ~ Bin(b + c, ½); 1 when
+/// there is no discordant pair.
+pub fn mcnemar_exact(b: usize, c: usize) -> f64 {
+    let n = b + c;
+    let k = b.min(c);
+    // ln P(X = i), from ln P(X = 0) = −n ln 2 upwards (no overflow for large n)
+    let mut ln_pmf = -(n as f64) * std::f64::consts::LN_2;
+    let mut tail = ln_pmf.exp();
+    for i in 1..=k {
+        ln_pmf += ((n - i + 1) as f64 / i as f64).ln();
+        tail += ln_pmf.exp();
+    }
+    (2.0 * tail).min(1.0)
+}
+
 #[cfg(test)]
 mod wilson_tests {
     use super::wilson_interval;

@@ -413,7 +413,10 @@ fn cases() -> Vec<Case> {
         cli(
             "figure 7",
             &["figure", "7", "--quick", "--out", "{dir}/o"],
-            &["invalid value for `figure`: 7", "1, 2, 3, 4, 5 or dim"],
+            &[
+                "invalid value for `figure`: 7",
+                "1, 2, 3, 4, 5, dim or schedules",
+            ],
         ),
         cli(
             "figure --threads 5000",

@@ -53,7 +53,9 @@ pub struct TrainArgs {
 
 #[derive(Args, Debug)]
 pub struct FigureArgs {
-    /// Figure: 1 to 5 (the paper's), or `dim` (P(collapse) against the dimension d).
+    /// Figure: 1 to 5 (the paper's), `dim` (P(collapse) against the dimension d), or
+    /// `schedules` (optimal against exponential schedules at equal budgets, predicted and by
+    /// SGD).
     pub number: String,
     /// Smaller, faster version.
     #[arg(long, conflicts_with = "full")]
@@ -78,6 +80,9 @@ pub struct FigureArgs {
     /// Worker threads (0 = all cores).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
+    /// Figure `schedules` only: SGD seeds per schedule (default 100 quick, 2000 full).
+    #[arg(long, value_name = "N")]
+    pub seeds: Option<usize>,
     /// Figure 4 only: draw from the finished runs of the RealNVP sweep in DIR (sweep.toml,
     /// runs.jsonl) instead of running a sweep; unfinished cells are crossed out.
     #[arg(long, value_name = "DIR")]

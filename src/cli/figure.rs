@@ -16,6 +16,7 @@ pub fn figure(a: FigureArgs) -> Result<()> {
         out,
         seed,
         threads: _,
+        seeds,
         from,
     } = a;
     // a flag the figure does not use is refused, not silently ignored
@@ -31,7 +32,10 @@ pub fn figure(a: FigureArgs) -> Result<()> {
         ("--engine", engine.is_some()),
         ("--from", from.is_some()),
     ] {
-        if given && !uses(flag) && ["1", "2", "3", "4", "5", "dim"].contains(&number.as_str()) {
+        if given
+            && !uses(flag)
+            && ["1", "2", "3", "4", "5", "dim", "schedules"].contains(&number.as_str())
+        {
             return Err(Error::config(
                 flag,
                 "given",
@@ -51,9 +55,31 @@ pub fn figure(a: FigureArgs) -> Result<()> {
         figure::figure_dim(&out, quick)?;
         return Ok(());
     }
+    if number == "schedules" {
+        let mut spec = if quick {
+            figure::SchedulesSpec::quick()
+        } else {
+            figure::SchedulesSpec::full()
+        };
+        if let Some(n) = seeds {
+            if n == 0 {
+                return Err(Error::config("--seeds", n, "at least 1"));
+            }
+            spec.seeds = n;
+        }
+        figure::figure_schedules_with(&out, &figure::schedules_config()?, &spec)?;
+        return Ok(());
+    }
+    if seeds.is_some() {
+        return Err(Error::config(
+            "--seeds",
+            "given",
+            "only with figure schedules",
+        ));
+    }
     let number: u32 = number
         .parse()
-        .map_err(|_| Error::config("figure", &number, "1, 2, 3, 4, 5 or dim"))?;
+        .map_err(|_| Error::config("figure", &number, "1, 2, 3, 4, 5, dim or schedules"))?;
     if number == 4 || (number == 5 && flow != FlowScale::None) {
         check_engine(engine)?;
     }
@@ -93,7 +119,11 @@ pub fn figure(a: FigureArgs) -> Result<()> {
             let flow = flow.quick().map(|q| (dir.as_path(), q, engine));
             figure::figure5(&out, quick, flow)
         }
-        n => Err(Error::config("figure", n, "1, 2, 3, 4, 5 or dim")),
+        n => Err(Error::config(
+            "figure",
+            n,
+            "1, 2, 3, 4, 5, dim or schedules",
+        )),
     }
 }
 

@@ -423,16 +423,23 @@ pub fn shortest_budget(
 /// SGD check of a training configuration: (collapsed, n) over seeds 0..n−1 (initial means of
 /// seed k as in a sweep's seed k; noise stream mixed from k).
 pub fn simulate_config(cfg: &crate::config::Config, n: usize) -> (usize, usize) {
+    let collapsed = outcomes_config(cfg, n).iter().filter(|c| **c).count();
+    (collapsed, n)
+}
+
+/// Whether each of the seeds 0..n−1 of [`simulate_config`] collapses, in seed order. The
+/// streams depend on the seed alone, so two configurations get paired runs: seed k starts
+/// from the same initial means and draws the same noise in both.
+pub fn outcomes_config(cfg: &crate::config::Config, n: usize) -> Vec<bool> {
     use rayon::prelude::*;
-    let collapsed = (0..n)
+    (0..n)
         .into_par_iter()
-        .filter(|&k| {
+        .map(|k| {
             let streams = (k as u64, crate::seed::mix(k as u64 ^ 0x0b7_5eed));
             let (_, r) = crate::run::run_with_streams(cfg, streams, &mut crate::train::NoObserver);
             matches!(r.outcome, crate::metrics::Outcome::Collapsed { .. })
         })
-        .count();
-    (collapsed, n)
+        .collect()
 }
 
 /// Options of [`run`].

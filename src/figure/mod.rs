@@ -1,6 +1,7 @@
 //! The paper's figures, each reproduced by one function (and one CLI command), one file per
-//! figure: `fig1` … `fig5`, `dim` (P(collapse) against d) and `partial` (Figure 4 from the
-//! finished runs of a sweep). They compose the study-level data (training runs, sweeps,
+//! figure: `fig1` … `fig5`, `dim` (P(collapse) against d), `schedules` (optimal against
+//! exponential schedules, predicted and by SGD) and `partial` (Figure 4 from the finished runs
+//! of a sweep). They compose the study-level data (training runs, sweeps,
 //! theory) with the generic charts of [`crate::plot`].
 //!
 //! This file holds what the figures share: the built-in sweep configurations and their runs,
@@ -25,6 +26,7 @@ mod fig3;
 mod fig4;
 mod fig5;
 mod partial;
+mod schedules;
 pub use dim::{DimPoint, figure_dim};
 pub use fig1::{
     FIG1_BETA_I, FIG1_PANEL_HEIGHT, FIG1_PANEL_WIDTH, FIG1_STEPS_NO_ANNEALING, FIG1_T0, Fig1Row,
@@ -35,6 +37,10 @@ pub use fig3::figure3;
 pub use fig4::figure4;
 pub use fig5::figure5;
 pub use partial::{SweepProgress, figure4_from};
+pub use schedules::{
+    SCHEDULE_SHAPES, ScheduleRow, SchedulesSpec, figure_schedules, figure_schedules_with,
+    schedules_config,
+};
 
 /// The paper-scale Figure 2 sweep (configs/fig2.toml, embedded in the binary).
 pub const FIG2_FULL: &str = include_str!("../../configs/fig2.toml");

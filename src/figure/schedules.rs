@@ -1,0 +1,321 @@
+//! `annealvi figure schedules`: the optimal annealing schedule against the best exponential and
+//! the best linear-in-temperature schedule at equal budgets, predicted and verified by SGD
+//! (docs/theory.md §10).
+//!
+//! For each annealing budget T the optimal schedule (`design --shape optimal`: Nelder–Mead on
+//! the sharp formula) and the two one-parameter shapes with their best β_i (Brent on the same
+//! formula) are built by [`crate::design::optimal::at_budget`]; each gets its predicted
+//! P(collapse) from the table ODE Monte Carlo and its SGD P(collapse) over seeds 0..N−1 with the
+//! statistics engine (exact SGD in the summary statistics, docs/theory.md §11). The seeds are
+//! paired: seed k starts from the same initial means and draws the same noise under every
+//! schedule, so optimal and exponential are compared by McNemar's exact test on the discordant
+//! seeds. The model is the paper's (configs/fig2.toml's run section: d = 512, R = 3, w* = 0.8,
+//! η = 0.05, B = 32, 500 steps at β = 1 after the annealing).
+//!
+//! Writes `schedules.csv` (one row per budget and shape), `schedules_knots.csv` (the optimal
+//! β(t) of each budget), `fig_schedules.{png,svg}` (min P against T: predicted dashed, SGD
+//! points with Wilson 95% intervals) and `fig_schedules_beta.{png,svg}` (the optimal β(t)).
+
+use super::{FIG2_FULL, builtin_config};
+use crate::config::Config;
+use crate::design::Predictor;
+use crate::design::optimal::{AtBudget, Shape, at_budget, outcomes_config};
+use crate::error::{Error, Result};
+use crate::metrics::{mcnemar_exact, wilson_interval};
+use crate::plot::{ErrorBarSeries, SeriesPanel, errorbar_chart, line_figure};
+use crate::schedule::{ScheduleConfig, ScheduleKind};
+use crate::sweep::SweepConfig;
+use crate::theory::formula::FormulaModel;
+use std::fmt::Write as _;
+use std::path::Path;
+
+/// The shapes of the study, in the order of the rows of a budget.
+pub const SCHEDULE_SHAPES: [&str; 3] = ["optimal", "exponential", "linear_temperature"];
+
+/// The size of the study.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SchedulesSpec {
+    /// Annealing budgets T (steps).
+    pub budgets: Vec<f64>,
+    /// SGD seeds per schedule (seeds 0..seeds−1, the same for every schedule).
+    pub seeds: usize,
+    /// Initial conditions of the table ODE Monte Carlo.
+    pub ics: usize,
+    /// Equal time slices of the optimal schedule.
+    pub segments: usize,
+}
+
+impl SchedulesSpec {
+    /// The quick study (T = 500, 1000, 2000; 100 seeds; 2000 initial conditions; 5 slices).
+    pub fn quick() -> Self {
+        Self {
+            budgets: vec![500.0, 1000.0, 2000.0],
+            seeds: 100,
+            ics: 2000,
+            segments: 5,
+        }
+    }
+
+    /// The full study (T = 1000, 2000, 4000, 8000; 2000 seeds; 10⁴ initial conditions; 10
+    /// slices).
+    pub fn full() -> Self {
+        Self {
+            budgets: vec![1000.0, 2000.0, 4000.0, 8000.0],
+            seeds: 2000,
+            ics: 10_000,
+            segments: 10,
+        }
+    }
+}
+
+/// One schedule at one budget.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ScheduleRow {
+    /// Annealing budget T (steps).
+    pub budget: f64,
+    /// One of [`SCHEDULE_SHAPES`].
+    pub shape: &'static str,
+    /// β(0) (β_i of the one-parameter shapes).
+    pub beta0: f64,
+    /// Predicted P(collapse) (table ODE Monte Carlo).
+    pub p_pred: f64,
+    /// SGD seeds.
+    pub n: usize,
+    /// Collapsed SGD seeds.
+    pub collapsed: usize,
+    /// Seeds collapsed under this schedule but not under the exponential one.
+    pub only_this: usize,
+    /// Seeds collapsed under the exponential schedule but not under this one.
+    pub only_exponential: usize,
+}
+
+impl ScheduleRow {
+    /// SGD P(collapse).
+    pub fn p_sgd(&self) -> f64 {
+        self.collapsed as f64 / self.n.max(1) as f64
+    }
+
+    /// Two-sided exact McNemar p-value against the exponential schedule (None for it).
+    pub fn mcnemar_p(&self) -> Option<f64> {
+        (self.shape != "exponential").then(|| mcnemar_exact(self.only_this, self.only_exponential))
+    }
+}
+
+/// The study's model: configs/fig2.toml (statistics engine).
+pub fn schedules_config() -> Result<SweepConfig> {
+    builtin_config(FIG2_FULL, "schedules study")
+}
+
+/// `annealvi figure schedules [--quick]`: the study on the paper's model, written to `out`.
+pub fn figure_schedules(out: &Path, quick: bool) -> Result<Vec<ScheduleRow>> {
+    let spec = if quick {
+        SchedulesSpec::quick()
+    } else {
+        SchedulesSpec::full()
+    };
+    figure_schedules_with(out, &schedules_config()?, &spec)
+}
+
+/// The training configuration of one schedule at `budget`: the sweep's run settings with the
+/// schedule and `optim.steps` = budget + extra steps.
+fn training_config(cfg: &SweepConfig, at: &AtBudget, shape: &str, beta0: f64) -> Result<Config> {
+    let budget = at.optimal.budget;
+    let mut run = cfg.run.clone();
+    run.schedule = match shape {
+        "optimal" => ScheduleConfig {
+            kind: ScheduleKind::Points,
+            points: at.optimal.knots.clone(),
+            ..Default::default()
+        },
+        "exponential" | "linear_temperature" => ScheduleConfig {
+            kind: if shape == "exponential" {
+                ScheduleKind::Exponential
+            } else {
+                ScheduleKind::LinearTemperature
+            },
+            beta_i: beta0,
+            t0: budget,
+            ..Default::default()
+        },
+        s => return Err(Error::Invalid(format!("unknown schedule shape {s}"))),
+    };
+    run.optim.steps = budget as usize + cfg.grid.extra_steps;
+    run.validate()?;
+    Ok(run)
+}
+
+/// The study of `spec` on the model of `cfg` (a bimodal target and a 2-component student with
+/// fixed equal weights, as `design` needs), written to `out`.
+pub fn figure_schedules_with(
+    out: &Path,
+    cfg: &SweepConfig,
+    spec: &SchedulesSpec,
+) -> Result<Vec<ScheduleRow>> {
+    crate::output::ensure_dir(out)?;
+    let start = std::time::Instant::now();
+    let pred = Predictor::from_sweep(cfg, spec.ics)?;
+    let model = FormulaModel::from_sweep(cfg).ok_or_else(|| {
+        Error::Invalid("the schedules study needs the sharp formula's model".into())
+    })?;
+    let mut rows = Vec::new();
+    let mut designs: Vec<AtBudget> = Vec::new();
+    for &budget in &spec.budgets {
+        let budget = budget.round();
+        // warm start from the previous budget's optimum
+        let warm: Vec<Vec<f64>> = designs
+            .last()
+            .map(|d| d.optimal.theta.clone())
+            .into_iter()
+            .collect();
+        let at = at_budget(
+            &pred,
+            &model,
+            budget,
+            spec.segments,
+            &[Shape::Exponential, Shape::LinearTemperature],
+            &warm,
+        )?;
+        let mut outcomes = Vec::new();
+        for v in &at.rows {
+            let c = training_config(cfg, &at, v.shape, v.beta_i)?;
+            outcomes.push((v, outcomes_config(&c, spec.seeds)));
+        }
+        let exp = outcomes
+            .iter()
+            .find(|(v, _)| v.shape == "exponential")
+            .map(|(_, o)| o.clone())
+            .ok_or_else(|| Error::Invalid("no exponential schedule in the study".into()))?;
+        for (v, o) in &outcomes {
+            let shape = SCHEDULE_SHAPES
+                .iter()
+                .copied()
+                .find(|s| *s == v.shape)
+                .ok_or_else(|| Error::Invalid(format!("unknown schedule shape {}", v.shape)))?;
+            let pairs = || o.iter().zip(&exp);
+            rows.push(ScheduleRow {
+                budget,
+                shape,
+                beta0: v.beta_i,
+                p_pred: v.p_table,
+                n: o.len(),
+                collapsed: o.iter().filter(|c| **c).count(),
+                only_this: pairs().filter(|(a, b)| **a && !**b).count(),
+                only_exponential: pairs().filter(|(a, b)| !**a && **b).count(),
+            });
+        }
+        crate::progress::note(&format!(
+            "T = {budget:.0}: {} ({:.1} s)",
+            rows[rows.len() - outcomes.len()..]
+                .iter()
+                .map(|r| format!("{} {}/{} (pred {:.3})", r.shape, r.collapsed, r.n, r.p_pred))
+                .collect::<Vec<_>>()
+                .join(", "),
+            start.elapsed().as_secs_f64()
+        ));
+        designs.push(at);
+    }
+    write_rows(out, &rows)?;
+    write_knots(out, &designs)?;
+    draw(out, &rows, &designs, spec)?;
+    crate::progress::note(&format!(
+        "wrote {} ({:.1} s)",
+        out.join("schedules.csv").display(),
+        start.elapsed().as_secs_f64()
+    ));
+    Ok(rows)
+}
+
+fn write_rows(out: &Path, rows: &[ScheduleRow]) -> Result<()> {
+    let mut s = String::from(
+        "T,shape,beta0,p_pred,n,collapsed,p_sgd,ci_low,ci_high,only_this,only_exponential,mcnemar_p\n",
+    );
+    for r in rows {
+        let (lo, hi) = wilson_interval(r.collapsed, r.n);
+        let _ = writeln!(
+            s,
+            "{},{},{},{},{},{},{},{},{},{},{},{}",
+            r.budget,
+            r.shape,
+            r.beta0,
+            r.p_pred,
+            r.n,
+            r.collapsed,
+            r.p_sgd(),
+            lo,
+            hi,
+            r.only_this,
+            r.only_exponential,
+            r.mcnemar_p().map_or(String::new(), |p| p.to_string())
+        );
+    }
+    crate::output::write_text(&out.join("schedules.csv"), &s)
+}
+
+fn write_knots(out: &Path, designs: &[AtBudget]) -> Result<()> {
+    let mut s = String::from("T,step,beta\n");
+    for d in designs {
+        for &(t, b) in &d.optimal.knots {
+            let _ = writeln!(s, "{},{t},{b}", d.optimal.budget);
+        }
+    }
+    crate::output::write_text(&out.join("schedules_knots.csv"), &s)
+}
+
+fn draw(
+    out: &Path,
+    rows: &[ScheduleRow],
+    designs: &[AtBudget],
+    spec: &SchedulesSpec,
+) -> Result<()> {
+    let mut series = Vec::new();
+    let mut lines = Vec::new();
+    for shape in SCHEDULE_SHAPES {
+        let mine: Vec<&ScheduleRow> = rows.iter().filter(|r| r.shape == shape).collect();
+        series.push(ErrorBarSeries {
+            label: format!("SGD, {shape}"),
+            points: mine
+                .iter()
+                .map(|r| {
+                    let (lo, hi) = wilson_interval(r.collapsed, r.n);
+                    (r.budget, r.p_sgd(), lo, hi)
+                })
+                .collect(),
+        });
+        lines.push((
+            format!("predicted, {shape}"),
+            mine.iter().map(|r| (r.budget, r.p_pred)).collect(),
+        ));
+    }
+    errorbar_chart(
+        &format!(
+            "min P(collapse) vs budget: SGD ({} paired seeds) and table ODE (dashed)",
+            spec.seeds
+        ),
+        "annealing budget T (SGD steps)",
+        "P(collapse)",
+        true,
+        &series,
+        &lines,
+        out,
+        "fig_schedules",
+    )?;
+    let panel = SeriesPanel {
+        title: "optimal schedules β(t)".into(),
+        x_label: "t / T".into(),
+        y_label: "β".into(),
+        log_y: true,
+        series: designs
+            .iter()
+            .map(|d| {
+                let t = d.optimal.budget;
+                (
+                    format!("T = {t:.0}"),
+                    d.optimal.knots.iter().map(|&(s, b)| (s / t, b)).collect(),
+                )
+            })
+            .collect(),
+        styles: Vec::new(),
+    };
+    line_figure(&panel, out, "fig_schedules_beta")?;
+    Ok(())
+}
