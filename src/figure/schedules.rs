@@ -46,13 +46,13 @@ pub struct SchedulesSpec {
 }
 
 impl SchedulesSpec {
-    /// The quick study (T = 500, 1000, 2000; 100 seeds; 2000 initial conditions; 5 slices).
+    /// The quick study (T = 500, 1000, 2000; 100 seeds; 2000 initial conditions; 10 slices).
     pub fn quick() -> Self {
         Self {
             budgets: vec![500.0, 1000.0, 2000.0],
             seeds: 100,
             ics: 2000,
-            segments: 5,
+            segments: 10,
         }
     }
 
