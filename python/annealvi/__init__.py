@@ -25,6 +25,7 @@ import numpy as np
 
 from . import _config, _native, schedule
 from ._target import Target, bimodal
+from ._experiment import Experiment, GaussianMixture, RealNVP, Run, Trajectory
 
 __version__ = "0.1.0"
 
@@ -180,10 +181,16 @@ def train(config: _config.ConfigSource = None, *, run: int = 0,
             (``target.d`` is set to its ``dim``; a configuration or override that sets another
             ``target.d`` is refused), trained with the configured student: the
             Gaussian mixture or the RealNVP flow (``student__family="realnvp"``), full or STL
-            estimator. The keyword is not ``target`` because ``target=`` overrides the
-            configuration's ``[target]`` table.
+            estimator. ``target=`` a Target does the same (``target=`` a dict sets the
+            ``[target]`` table).
         **overrides: fields to change, as ``section__field=value`` (``optim__steps=2000``) or
-            ``section={"field": value}``.
+            ``section={"field": value}``; ``schedule=`` an :mod:`annealvi.schedule` object
+            replaces the ``[schedule]`` table.
+
+    The object API does more: :class:`Experiment` validates a configuration once and its
+    ``train()`` returns a :class:`Run` with the fitted student (means, σ, weights or the flow's
+    parameters, ``sample`` and ``log_prob``) and the trajectory as flat columns; this function
+    returns the same numbers as a dict.
 
     Returns:
         {"summary": {...}, "trajectory": {...}}: the summary holds ``outcome`` ("covered",
@@ -203,10 +210,11 @@ def train(config: _config.ConfigSource = None, *, run: int = 0,
             user target that returned a wrong shape or a non-finite value.
         Any exception raised by the target callable.
     """
-    if user_target is not None and not isinstance(user_target, Target):
-        raise TypeError("user_target must be an annealvi.Target (Target.from_callable(fn, dim))")
+    config, overrides, user_target = _config.split_target(config, overrides, user_target)
     kind, text = _config.source(config)
-    return _native.train(kind, text, _config.overrides(overrides), _int("run", run), user_target)
+    res = _native.train(kind, text, _config.overrides(overrides), _int("run", run), user_target)
+    res.pop("student", None)  # the fitted model: Experiment(...).train().student
+    return res
 
 
 def sweep(config: _config.ConfigSource, out: Union[str, "os.PathLike[str]"], *,
@@ -249,8 +257,12 @@ def sweep(config: _config.ConfigSource, out: Union[str, "os.PathLike[str]"], *,
 
 
 def resolve_config(config: _config.ConfigSource = None, **overrides: Any) -> str:
-    """The validated run configuration with every field resolved, as TOML text."""
+    """The validated run configuration with every field resolved, as TOML text (settings as
+    in :func:`train`; with ``target=`` a :class:`Target`, ``target.d`` is its ``dim``)."""
+    config, overrides, target = _config.split_target(config, overrides)
     kind, text = _config.source(config)
+    if target is not None:
+        return _native.experiment_config(kind, text, _config.overrides(overrides), target)[0]
     return _native.resolve_config(kind, text, _config.overrides(overrides))
 
 
@@ -271,3 +283,4 @@ def _int(name: str, v: Any) -> int:
 
 __all__ = ["schedule", "collapse_probability", "design", "ode_trajectory", "train", "sweep",
            "resolve_config", "Target", "bimodal"]
+__all__ += ["Experiment", "Run", "Trajectory", "GaussianMixture", "RealNVP"]

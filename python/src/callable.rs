@@ -11,7 +11,7 @@
 
 use crate::{flow_columns, gmm_columns, gmm_summary, interruptible, outcome_items, to_py};
 use annealvi::family::realnvp::FlowStats;
-use annealvi::family::{GmmStudent, VariationalFamily};
+use annealvi::family::{GmmStudent, RealNvp, VariationalFamily};
 use annealvi::objective::{BatchWorkspace, Estimator, mc_gradient_batched};
 use annealvi::prelude::*;
 use annealvi::run::run_student_with;
@@ -127,17 +127,17 @@ fn run_gmm(
     })
 }
 
-/// A run of the RealNVP student: its result and records.
+/// A run of the RealNVP student: the final flow, its result and records.
 fn run_flow(
     cfg: &Config,
     target: &PyTarget,
     streams: (u64, u64),
     cancel: &AtomicBool,
-) -> PyResult<(RunResult<FlowStats>, Recorder)> {
+) -> PyResult<(RealNvp, RunResult<FlowStats>, Recorder)> {
     let r = run(cfg, target, streams, cancel, |init| {
         cfg.init_flow(init).map_err(to_py)
     })?;
-    Ok((r.1, r.2))
+    Ok((r.0, r.1, r.2))
 }
 
 /// The outcome to report: none ("unknown") for a target without modes, unless the run
@@ -214,6 +214,8 @@ pub fn train<'py>(
     let out = PyDict::new(py);
     out.set_item("summary", summary)?;
     out.set_item("trajectory", traj)?;
+    // the callable path trains the d-dimensional student (vector engine)
+    out.set_item("student", crate::student::GmmModel::new(q))?;
     Ok(out)
 }
 
@@ -226,7 +228,7 @@ fn train_flow<'py>(
     run: u64,
     t: &PyTarget,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let (res, rec) = interruptible(py, |cancel| run_flow(cfg, t, (run, run), cancel))??;
+    let (q, res, rec) = interruptible(py, |cancel| run_flow(cfg, t, (run, run), cancel))??;
     let summary = PyDict::new(py);
     summary.set_item("seed", cfg.seed)?;
     outcome_summary(&summary, t, &res.outcome)?;
@@ -245,6 +247,7 @@ fn train_flow<'py>(
     let out = PyDict::new(py);
     out.set_item("summary", summary)?;
     out.set_item("trajectory", traj)?;
+    out.set_item("student", crate::student::FlowModel::new(q))?;
     Ok(out)
 }
 
@@ -273,7 +276,7 @@ pub fn sweep(
             let start = std::time::Instant::now();
             let streams = (spec.seed as u64, noise_index(&cell, spec.seed));
             let line = if is_flow(&c) {
-                run_flow(&c, &t, streams, cancel).map(|(r, _)| {
+                run_flow(&c, &t, streams, cancel).map(|(_, r, _)| {
                     let wall = start.elapsed().as_secs_f64();
                     run_line(cell, spec.seed, result(&t, &r), None, Some(r.stats), wall)
                 })

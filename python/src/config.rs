@@ -163,13 +163,75 @@ pub(crate) fn set_dotted(table: &mut toml::Table, key: &str, value: toml::Value)
     Ok(())
 }
 
+/// Deserialises `table` as a `T`; a failure names the key it comes from (found by
+/// [`blame`]) with the value as written and what the field takes, e.g. "invalid value for
+/// `optim.steps`: -1 (invalid value: integer `-1`, expected an integer ≥ 0)".
 pub(crate) fn from_table<T: serde::de::DeserializeOwned>(
     table: toml::Table,
     what: &str,
 ) -> PyResult<T> {
-    table
-        .try_into()
-        .map_err(|e: toml::de::Error| PyValueError::new_err(format!("{what}: {}", e.message())))
+    match table.clone().try_into::<T>() {
+        Ok(v) => Ok(v),
+        Err(e) => {
+            let msg = plain_types(e.message());
+            Err(PyValueError::new_err(match blame::<T>(&table) {
+                Some((key, _)) if msg.starts_with("unknown field") => {
+                    format!("unknown key `{key}` in the {what} ({msg})")
+                }
+                Some((key, value)) => format!("invalid value for `{key}`: {value} ({msg})"),
+                None => format!("{what}: {msg}"),
+            }))
+        }
+    }
+}
+
+/// The key of `table` whose value stops it from deserialising as a `T`: the first leaf (a
+/// value that is not a table; arrays are leaves) without which it deserialises, with that
+/// value as TOML. Serde's messages name the type, not the key; removing one leaf at a time
+/// finds it (tables are small, so the cost does not matter on an error path).
+fn blame<T: serde::de::DeserializeOwned>(table: &toml::Table) -> Option<(String, String)> {
+    fn leaves(t: &toml::Table, prefix: &mut Vec<String>, out: &mut Vec<Vec<String>>) {
+        for (k, v) in t {
+            prefix.push(k.clone());
+            match v {
+                toml::Value::Table(sub) if !sub.is_empty() => leaves(sub, prefix, out),
+                _ => out.push(prefix.clone()),
+            }
+            prefix.pop();
+        }
+    }
+    fn remove(t: &mut toml::Table, path: &[String]) -> Option<toml::Value> {
+        match path {
+            [last] => t.remove(last),
+            [first, rest @ ..] => remove(t.get_mut(first)?.as_table_mut()?, rest),
+            [] => None,
+        }
+    }
+    let mut paths = Vec::new();
+    leaves(table, &mut Vec::new(), &mut paths);
+    paths.into_iter().find_map(|path| {
+        let mut t = table.clone();
+        let value = remove(&mut t, &path)?;
+        t.try_into::<T>()
+            .is_ok()
+            .then(|| (path.join("."), value.to_string()))
+    })
+}
+
+/// Serde's Rust type names in a message as what a configuration writes ("expected usize" →
+/// "expected an integer ≥ 0").
+fn plain_types(msg: &str) -> String {
+    let mut m = msg.trim().to_string();
+    for (rust, plain) in [
+        ("usize", "an integer ≥ 0"),
+        ("u64", "an integer ≥ 0"),
+        ("u32", "an integer ≥ 0"),
+        ("i64", "an integer"),
+        ("f64", "a number"),
+    ] {
+        m = m.replace(&format!("expected {rust}"), &format!("expected {plain}"));
+    }
+    m
 }
 
 /// Deserialises and validates `t`. An integer beyond 64 bits is refused naming its key, with

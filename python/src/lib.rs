@@ -18,11 +18,12 @@
 mod callable;
 mod config;
 mod runs;
+mod student;
 mod theory;
 
 use config::{check_schedule, resolve_config, resolve_sweep, schedule_beta};
+use runs::{experiment_config, sweep, train};
 pub(crate) use runs::{flow_columns, gmm_columns, gmm_summary, outcome_items};
-use runs::{sweep, train};
 use theory::{collapse_probability, design, ode_trajectory};
 
 use annealvi::prelude::*;
@@ -187,6 +188,9 @@ fn native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(train, m)?)?;
     m.add_function(wrap_pyfunction!(sweep, m)?)?;
     m.add_function(wrap_pyfunction!(callable::gmm_gradient_check, m)?)?;
+    m.add_function(wrap_pyfunction!(experiment_config, m)?)?;
+    m.add_class::<student::GmmModel>()?;
+    m.add_class::<student::FlowModel>()?;
     let ranges = PyDict::new(m.py());
     for (name, range) in INT_RANGES {
         ranges.set_item(name, range)?;

@@ -52,6 +52,50 @@ pub(crate) fn matrix<'py>(
         .into_any())
 }
 
+/// The validated run configuration of `kind`/`source` with `overrides` (and with a user
+/// `target`, its dimension; see [`table_for`]): (resolved TOML text, the same as a dict).
+/// `annealvi.Experiment` holds both and trains from the text.
+#[pyfunction]
+#[pyo3(signature = (kind, source, overrides, target=None))]
+pub(crate) fn experiment_config<'py>(
+    py: Python<'py>,
+    kind: &str,
+    source: &Bound<'py, PyAny>,
+    overrides: &Bound<'py, PyDict>,
+    target: Option<Py<PyAny>>,
+) -> PyResult<(String, Bound<'py, PyAny>)> {
+    let t = table_for(py, kind, source, overrides, target.as_ref(), "target.d")?;
+    let cfg: Config = finish(t, "configuration", Config::validate)?;
+    let table = toml::Table::try_from(&cfg)
+        .map_err(|e| pyo3::exceptions::PyRuntimeError::new_err(e.to_string()))?;
+    Ok((cfg.to_toml(), toml_to_py(py, &toml::Value::Table(table))?))
+}
+
+/// A TOML value as the Python value (tables as dicts, arrays as lists, datetimes as strings).
+fn toml_to_py<'py>(py: Python<'py>, v: &toml::Value) -> PyResult<Bound<'py, PyAny>> {
+    Ok(match v {
+        toml::Value::String(s) => s.into_pyobject(py)?.into_any(),
+        toml::Value::Integer(i) => i.into_pyobject(py)?.into_any(),
+        toml::Value::Float(f) => f.into_pyobject(py)?.into_any(),
+        toml::Value::Boolean(b) => b.into_pyobject(py)?.to_owned().into_any(),
+        toml::Value::Datetime(d) => d.to_string().into_pyobject(py)?.into_any(),
+        toml::Value::Array(a) => {
+            let items = a
+                .iter()
+                .map(|x| toml_to_py(py, x))
+                .collect::<PyResult<Vec<_>>>()?;
+            pyo3::types::PyList::new(py, items)?.into_any()
+        }
+        toml::Value::Table(t) => {
+            let d = PyDict::new(py);
+            for (k, x) in t {
+                d.set_item(k, toml_to_py(py, x)?)?;
+            }
+            d.into_any()
+        }
+    })
+}
+
 /// One training run of `config` (run index `run`: streams (seed, run, Init/Sgd/Eval), as the
 /// CLI's `train` with run 0). Returns {"summary": {...}, "trajectory": {...}}.
 #[pyfunction]
@@ -82,7 +126,8 @@ pub(crate) fn train<'py>(
         }
     })??;
     match finished {
-        annealvi::run::AnyRun::Flow(_, res) => {
+        annealvi::run::AnyRun::Flow(q, res) => {
+            out.set_item("student", crate::student::FlowModel::new(*q))?;
             outcome_items(&summary, &res.outcome)?;
             summary.set_item("final_step", res.final_step)?;
             summary.set_item("light_mode_mass", res.light_mode_mass)?;
@@ -95,7 +140,8 @@ pub(crate) fn train<'py>(
             )?;
             flow_columns(py, &traj, &rec.flow_records)?;
         }
-        annealvi::run::AnyRun::Mixture(_, res) => {
+        annealvi::run::AnyRun::Mixture(q, res) => {
+            out.set_item("student", crate::student::gmm_model(&cfg, q))?;
             outcome_items(&summary, &res.outcome)?;
             summary.set_item("final_step", res.final_step)?;
             summary.set_item("light_mode_mass", res.light_mode_mass)?;
