@@ -26,6 +26,7 @@ import numpy as np
 from . import _config, _native, schedule
 from ._target import Target, bimodal
 from ._experiment import Experiment, GaussianMixture, RealNVP, Run, Trajectory
+from ._sweep import SweepResult, Table, run_sweep, sweep
 
 __version__ = "0.1.0"
 
@@ -217,45 +218,6 @@ def train(config: _config.ConfigSource = None, *, run: int = 0,
     return res
 
 
-def sweep(config: _config.ConfigSource, out: Union[str, "os.PathLike[str]"], *,
-          resume: bool = True, shard: Optional[str] = None, threads: int = 0,
-          user_target: Optional[Target] = None, **overrides: Any) -> Dict[str, Any]:
-    """A sweep over (β_i, t0) cells, as ``annealvi sweep`` (same files, same runs).
-
-    Args:
-        config: the sweep configuration (``[grid]`` and ``[run]`` tables; e.g.
-            configs/fig2-quick.toml) as a dict, a path or a TOML string.
-        out: output directory: runs.jsonl (one line per finished run), cells.csv, sweep.toml.
-        resume: continue a sweep already in ``out`` (only its missing runs are run); False
-            refuses a directory that holds one.
-        shard: "K/N" to run only the K-th of N interleaved parts (for clusters).
-        threads: worker threads (0 = all cores).
-        user_target: a user-defined :class:`Target` (with ``modes``) instead of the configured
-            target, with the Gaussian-mixture or the RealNVP student (``run.target.d`` is set
-            to its ``dim``; a configuration or override that sets another is refused).
-        **overrides: as in :func:`train`, with the run's fields under ``run``
-            (``run__optim__lr=0.02``, ``grid__seeds=8``).
-
-    Returns:
-        {"cells": {...}, "report": {...}}. ``cells`` is a dict of numpy arrays, one entry per
-        cell (``pandas.DataFrame(res["cells"])`` makes a table): ``beta_i``, ``t0`` (0 = no
-        annealing), ``rate``, ``n``, ``collapsed``, ``diverged``, ``covered``, ``p_collapse``,
-        ``ci_low``, ``ci_high`` (Wilson 95%), ``mean_light_mass`` and, for flows,
-        ``mean_mode_weight_error``, ``mean_ess_fraction``, ``mean_kl``. ``report`` counts the
-        runs ``planned``, ``skipped`` (already done), ``ran`` and the ``seconds`` taken.
-
-    Ctrl-C stops the sweep within about a second (with a KeyboardInterrupt): no new run
-    starts, runs in progress against the built-in targets stop at their next step and are
-    dropped (runs against a user target finish); the finished runs stay in ``out`` and
-    ``resume=True`` continues.
-    """
-    if user_target is not None and not isinstance(user_target, Target):
-        raise TypeError("user_target must be an annealvi.Target (Target.from_callable(fn, dim))")
-    kind, text = _config.source(config)
-    return _native.sweep(kind, text, _config.overrides(overrides), os.fspath(out), bool(resume),
-                         shard, _int("threads", threads), user_target)
-
-
 def resolve_config(config: _config.ConfigSource = None, **overrides: Any) -> str:
     """The validated run configuration with every field resolved, as TOML text (settings as
     in :func:`train`; with ``target=`` a :class:`Target`, ``target.d`` is its ``dim``)."""
@@ -282,5 +244,5 @@ def _int(name: str, v: Any) -> int:
 
 
 __all__ = ["schedule", "collapse_probability", "design", "ode_trajectory", "train", "sweep",
-           "resolve_config", "Target", "bimodal"]
+           "resolve_config", "Target", "bimodal", "SweepResult", "Table", "run_sweep"]
 __all__ += ["Experiment", "Run", "Trajectory", "GaussianMixture", "RealNVP"]

@@ -8,6 +8,12 @@ import numpy.typing as npt
 
 from . import schedule as schedule
 from ._target import Target as Target, bimodal as bimodal
+from ._sweep import (
+    SweepResult as SweepResult,
+    Table as Table,
+    run_sweep as run_sweep,
+    sweep as sweep,
+)
 
 __version__: str
 
@@ -63,16 +69,6 @@ def train(
     config: ConfigSource = ...,
     *,
     run: int = ...,
-    user_target: Optional[Target] = ...,
-    **overrides: Any,
-) -> Dict[str, Dict[str, Any]]: ...
-def sweep(
-    config: ConfigSource,
-    out: Union[str, "os.PathLike[str]"],
-    *,
-    resume: bool = ...,
-    shard: Optional[str] = ...,
-    threads: int = ...,
     user_target: Optional[Target] = ...,
     **overrides: Any,
 ) -> Dict[str, Dict[str, Any]]: ...

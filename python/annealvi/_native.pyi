@@ -1,6 +1,6 @@
 """Type stubs of the native module (internal; use the functions of annealvi)."""
 
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple
 
 import numpy as np
 
@@ -30,6 +30,11 @@ def train(
 def sweep(
     kind: str, source: Any, overrides: Dict[str, Any], out: str, resume: bool, shard: Optional[str],
     threads: int, target: Any,
+) -> Dict[str, Any]: ...
+def run_sweep(
+    kind: str, source: Any, overrides: Dict[str, Any], grid: Optional[Dict[str, Any]], out: str,
+    resume: bool, shard: Optional[str], threads: int, target: Any,
+    progress: Optional[Callable[[int, int], Any]],
 ) -> Dict[str, Any]: ...
 def gmm_gradient_check(
     target: Any, r: float, w_star: float, beta: float, estimator: str, samples: int, seed: int,
