@@ -170,7 +170,8 @@ def ode_trajectory(beta_i: float, t0: float, *, steps: Optional[int] = None, eve
 
 
 def train(config: _config.ConfigSource = None, *, run: int = 0,
-          user_target: Optional[Target] = None, **overrides: Any) -> Dict[str, Any]:
+          user_target: Optional[Target] = None, progress: Any = None,
+          **overrides: Any) -> Dict[str, Any]:
     """One training run, as ``annealvi train`` (the CLI uses run 0).
 
     Args:
@@ -184,6 +185,8 @@ def train(config: _config.ConfigSource = None, *, run: int = 0,
             Gaussian mixture or the RealNVP flow (``student__family="realnvp"``), full or STL
             estimator. ``target=`` a Target does the same (``target=`` a dict sets the
             ``[target]`` table).
+        progress: as in :meth:`Experiment.train` (steps; None = a bar in an interactive
+            session with tqdm installed).
         **overrides: fields to change, as ``section__field=value`` (``optim__steps=2000``) or
             ``section={"field": value}``; ``schedule=`` an :mod:`annealvi.schedule` object
             replaces the ``[schedule]`` table.
@@ -212,8 +215,8 @@ def train(config: _config.ConfigSource = None, *, run: int = 0,
         Any exception raised by the target callable.
     """
     config, overrides, user_target = _config.split_target(config, overrides, user_target)
-    kind, text = _config.source(config)
-    res = _native.train(kind, text, _config.overrides(overrides), _int("run", run), user_target)
+    exp = Experiment(config, user_target=user_target, **overrides)
+    res = exp._train(run, progress)
     res.pop("student", None)  # the fitted model: Experiment(...).train().student
     return res
 

@@ -110,11 +110,16 @@ def split_target(config: ConfigSource, settings: Mapping[str, Any],
     ``target=`` means two things: a :class:`~annealvi.Target` instance is a user-defined
     target (trained against instead of the configured one), anything else (a dict,
     ``target__d=…``) sets the ``[target]`` table. A Target may also be the ``"target"`` entry
-    of a dict configuration, or come as ``user_target=`` (the older keyword). Returns
+    of a dict configuration, or come as ``user_target=`` (the older keyword; in ``settings``
+    or as the argument). Returns
     (configuration without it, settings without it, the target or None); two different
     targets are refused.
     """
     settings = dict(settings)
+    if "user_target" in settings:
+        if user_target is not None:
+            raise TypeError("user_target given twice")
+        user_target = settings.pop("user_target")
     found = []
     if user_target is not None:
         if not isinstance(user_target, Target):

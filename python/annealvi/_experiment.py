@@ -9,6 +9,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 import numpy as np
 
 from . import _config, _native
+from ._progress import reporter
 from ._target import Target
 
 
@@ -54,12 +55,11 @@ class Experiment:
     def _init(self, config: _config.ConfigSource, overrides: Dict[str, Any],
               target: Optional[Target]) -> None:
         kind, source = _config.source(config)
-        if kind == "path":
-            # read once: a variation or a run later does not depend on the file
-            with open(source, "r", encoding="utf-8") as f:
-                source = f.read()
-            kind = "toml"
         text, resolved = _native.experiment_config(kind, source, overrides, target)
+        if kind == "path":
+            # the file's text, read once: a variation or a run later does not depend on it
+            with open(source, "r", encoding="utf-8") as f:
+                kind, source = "toml", f.read()
         self._kind, self._source = kind, source
         self._overrides = overrides
         self._target = target
@@ -97,6 +97,9 @@ class Experiment:
                   target if target is not None else self._target)
         return new
 
+    def _train(self, run: Any, progress: Any) -> Dict[str, Any]:
+        return _train_native(self, run, progress)
+
     def train(self, run: int = 0, progress: Any = None) -> "Run":
         """One training run (run index ``run``: the initial student and the noise come from
         the streams (seed, run), as ``annealvi train`` for run 0 and a sweep's seed ``run`` in
@@ -104,9 +107,11 @@ class Experiment:
 
         Args:
             run: run index (an integer ≥ 0).
-            progress: None (silent), True (a tqdm bar when tqdm is installed, else a line on
-                stderr now and then), or a callable ``progress(done, total)`` called with the
-                step reached at each record (``record.every``).
+            progress: None (a tqdm bar in an interactive session when tqdm is installed,
+                nothing otherwise), True (a bar always: tqdm, else a text line on stderr),
+                False (nothing) or a callable ``progress(done, total)``, in steps (the step
+                reached at each record, every ``record.every`` steps; reported about every
+                0.2 s and at the end).
 
         Returns:
             a :class:`Run`.
@@ -194,7 +199,8 @@ def _check_run(run: Any) -> int:
 def _train_native(exp: Experiment, run: Any, progress: Any) -> Dict[str, Any]:
     """The native run of ``exp`` (its resolved TOML): {"summary", "trajectory", "student"}."""
     run = _check_run(run)
-    return _native.train("toml", exp._toml, {}, run, exp._target)
+    with reporter(progress, int(exp._config["optim"]["steps"]), "train") as r:
+        return _native.train("toml", exp._toml, {}, run, exp._target, r.callback)
 
 
 class Trajectory(dict):

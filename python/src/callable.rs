@@ -93,13 +93,15 @@ type Run<S, St> = (S, RunResult<St>, Recorder, Vec<f64>);
 /// One run of `cfg` against `target` through the library's training loop, with the streams
 /// of the built-in runs: the student from (seed, init_run, Init) (drawn by `init`), the noise
 /// from (seed, noise_run, Sgd), the records' estimates from the record stream and the outcome
-/// from (seed, noise_run, Eval). Returns the final student, the result, the records and the
-/// axis of the recorded statistics.
+/// from (seed, noise_run, Eval). With `report`, the steps count into the call's progress (a
+/// single run; a sweep's progress counts runs). Returns the final student, the result, the
+/// records and the axis of the recorded statistics.
 fn run<'t, S, F>(
     cfg: &Config,
     target: &'t PyTarget,
     (init_run, noise_run): (u64, u64),
     cancel: &AtomicBool,
+    report: bool,
     init: F,
 ) -> PyResult<Run<S, <S as Student<External<'t, PyTarget>>>::Stats>>
 where
@@ -109,10 +111,10 @@ where
     refuse_exact(&TrainSettings::from_config(cfg))?;
     let mut q = init(&mut stream(cfg.seed, init_run, Purpose::Init))?;
     let ext = External::new(target);
-    let mut rec = Recorder::default();
-    let res = run_student_with(cfg, &ext, &mut q, noise_run, &mut rec, cancel)?
+    let mut obs = crate::runs::StepProgress::new(cfg, report);
+    let res = run_student_with(cfg, &ext, &mut q, noise_run, &mut obs, cancel)?
         .ok_or_else(crate::interrupted)?;
-    Ok((q, res, rec, ext.axis().to_vec()))
+    Ok((q, res, obs.into_recorder(), ext.axis().to_vec()))
 }
 
 /// A run of the Gaussian-mixture student (result statistics: the mass of q on each mode).
@@ -121,8 +123,9 @@ fn run_gmm(
     target: &PyTarget,
     streams: (u64, u64),
     cancel: &AtomicBool,
+    report: bool,
 ) -> PyResult<Run<GmmStudent, Vec<f64>>> {
-    run(cfg, target, streams, cancel, |init| {
+    run(cfg, target, streams, cancel, report, |init| {
         Ok(cfg.init_student(init))
     })
 }
@@ -133,8 +136,9 @@ fn run_flow(
     target: &PyTarget,
     streams: (u64, u64),
     cancel: &AtomicBool,
+    report: bool,
 ) -> PyResult<(RealNvp, RunResult<FlowStats>, Recorder)> {
-    let r = run(cfg, target, streams, cancel, |init| {
+    let r = run(cfg, target, streams, cancel, report, |init| {
         cfg.init_flow(init).map_err(to_py)
     })?;
     Ok((r.0, r.1, r.2))
@@ -201,7 +205,8 @@ pub fn train<'py>(
     if is_flow(cfg) {
         return train_flow(py, cfg, run, &t);
     }
-    let (q, res, rec, axis) = interruptible(py, |cancel| run_gmm(cfg, &t, (run, run), cancel))??;
+    let (q, res, rec, axis) =
+        interruptible(py, |cancel| run_gmm(cfg, &t, (run, run), cancel, true))??;
     let summary = PyDict::new(py);
     summary.set_item("seed", cfg.seed)?;
     outcome_summary(&summary, &t, &res.outcome)?;
@@ -228,7 +233,7 @@ fn train_flow<'py>(
     run: u64,
     t: &PyTarget,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let (q, res, rec) = interruptible(py, |cancel| run_flow(cfg, t, (run, run), cancel))??;
+    let (q, res, rec) = interruptible(py, |cancel| run_flow(cfg, t, (run, run), cancel, true))??;
     let summary = PyDict::new(py);
     summary.set_item("seed", cfg.seed)?;
     outcome_summary(&summary, t, &res.outcome)?;
@@ -276,12 +281,12 @@ pub fn sweep(
             let start = std::time::Instant::now();
             let streams = (spec.seed as u64, noise_index(&cell, spec.seed));
             let line = if is_flow(&c) {
-                run_flow(&c, &t, streams, cancel).map(|(_, r, _)| {
+                run_flow(&c, &t, streams, cancel, false).map(|(_, r, _)| {
                     let wall = start.elapsed().as_secs_f64();
                     run_line(cell, spec.seed, result(&t, &r), None, Some(r.stats), wall)
                 })
             } else {
-                run_gmm(&c, &t, streams, cancel).map(|(q, r, _, axis)| {
+                run_gmm(&c, &t, streams, cancel, false).map(|(q, r, _, axis)| {
                     let wall = start.elapsed().as_secs_f64();
                     run_line(
                         cell,

@@ -96,9 +96,67 @@ fn toml_to_py<'py>(py: Python<'py>, v: &toml::Value) -> PyResult<Bound<'py, PyAn
     })
 }
 
+/// An observer that keeps the records (a [`Recorder`]) and counts the steps they reach into a
+/// progress bar of `optim.steps` units (made on the run's worker thread, so that it counts
+/// into the call's progress; see `with_progress`).
+pub(crate) struct StepProgress {
+    pub(crate) rec: Recorder,
+    bar: Option<annealvi::progress::Bar>,
+    last: u64,
+}
+
+impl StepProgress {
+    /// With `report`, a bar of `optim.steps` units (call on the worker thread of the run);
+    /// without, records only (the runs of a sweep, whose progress counts runs).
+    pub(crate) fn new(cfg: &Config, report: bool) -> Self {
+        Self {
+            rec: Recorder::default(),
+            bar: report.then(|| annealvi::progress::bar(cfg.optim.steps as u64, "train")),
+            last: 0,
+        }
+    }
+
+    fn reached(&mut self, step: usize) {
+        let step = step as u64;
+        if let Some(bar) = &self.bar
+            && step > self.last
+        {
+            bar.inc(step - self.last);
+            self.last = step;
+        }
+    }
+
+    /// The records, once the run is over.
+    pub(crate) fn into_recorder(self) -> Recorder {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+        self.rec
+    }
+}
+
+impl Observer for StepProgress {
+    fn on_record(&mut self, r: &annealvi::train::Record) {
+        self.reached(r.step);
+        self.rec.on_record(r);
+    }
+    fn on_flow_record(
+        &mut self,
+        r: &annealvi::train::Record<annealvi::family::realnvp::FlowStats>,
+    ) {
+        self.reached(r.step);
+        self.rec.on_flow_record(r);
+    }
+    fn on_marginal(&mut self, s: &annealvi::train::MarginalSnapshot) {
+        self.rec.on_marginal(s);
+    }
+}
+
 /// One training run of `config` (run index `run`: streams (seed, run, Init/Sgd/Eval), as the
-/// CLI's `train` with run 0). Returns {"summary": {...}, "trajectory": {...}}.
+/// CLI's `train` with run 0). Returns {"summary": {...}, "trajectory": {...}, "student": the
+/// fitted model}. `progress`: a callable (done, total) in steps, or None.
 #[pyfunction]
+#[pyo3(signature = (kind, source, overrides, run, target, progress=None))]
 pub(crate) fn train<'py>(
     py: Python<'py>,
     kind: &str,
@@ -106,21 +164,27 @@ pub(crate) fn train<'py>(
     overrides: &Bound<'py, PyDict>,
     run: u64,
     target: Option<Py<PyAny>>,
+    progress: Option<Py<PyAny>>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let t = table_for(py, kind, source, overrides, target.as_ref(), "target.d")?;
     let cfg: Config = finish(t, "configuration", Config::validate)?;
-    if let Some(t) = target {
-        return callable::train(py, &cfg, run, t);
-    }
+    crate::with_progress(progress, || match target {
+        Some(t) => callable::train(py, &cfg, run, t),
+        None => train_builtin(py, &cfg, run),
+    })
+}
+
+/// [`train`] against the configured (built-in) target.
+fn train_builtin<'py>(py: Python<'py>, cfg: &Config, run: u64) -> PyResult<Bound<'py, PyDict>> {
     let out = PyDict::new(py);
     let summary = PyDict::new(py);
     let traj = PyDict::new(py);
     summary.set_item("seed", cfg.seed)?;
     // run_config's streams, (run, run)
     let (finished, rec) = interruptible(py, |cancel| {
-        let mut rec = Recorder::default();
-        match annealvi::run::run_any_cancellable(&cfg, (run, run), &mut rec, cancel) {
-            Ok(Some(r)) => Ok((r, rec)),
+        let mut obs = StepProgress::new(cfg, true);
+        match annealvi::run::run_any_cancellable(cfg, (run, run), &mut obs, cancel) {
+            Ok(Some(r)) => Ok((r, obs.into_recorder())),
             Ok(None) => Err(interrupted()),
             Err(e) => Err(to_py(e)),
         }
@@ -141,7 +205,7 @@ pub(crate) fn train<'py>(
             flow_columns(py, &traj, &rec.flow_records)?;
         }
         annealvi::run::AnyRun::Mixture(q, res) => {
-            out.set_item("student", crate::student::gmm_model(&cfg, q))?;
+            out.set_item("student", crate::student::gmm_model(cfg, q))?;
             outcome_items(&summary, &res.outcome)?;
             summary.set_item("final_step", res.final_step)?;
             summary.set_item("light_mode_mass", res.light_mode_mass)?;
