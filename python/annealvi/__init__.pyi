@@ -8,6 +8,13 @@ import numpy.typing as npt
 
 from . import schedule as schedule
 from ._target import Target as Target, bimodal as bimodal
+from ._experiment import (
+    Experiment as Experiment,
+    GaussianMixture as GaussianMixture,
+    RealNVP as RealNVP,
+    Run as Run,
+    Trajectory as Trajectory,
+)
 from ._sweep import (
     SweepResult as SweepResult,
     Table as Table,
@@ -70,6 +77,7 @@ def train(
     *,
     run: int = ...,
     user_target: Optional[Target] = ...,
+    progress: Any = ...,
     **overrides: Any,
 ) -> Dict[str, Dict[str, Any]]: ...
 def resolve_config(config: ConfigSource = ..., **overrides: Any) -> str: ...

@@ -10,6 +10,7 @@ import numpy as np
 
 from . import _config, _native
 from ._progress import reporter
+from ._sweep import Table
 from ._target import Target
 
 
@@ -203,10 +204,11 @@ def _train_native(exp: Experiment, run: Any, progress: Any) -> Dict[str, Any]:
         return _native.train("toml", exp._toml, {}, run, exp._target, r.callback)
 
 
-class Trajectory(dict):
+class Trajectory(Table):
     """A run's records (every ``record.every`` steps, and the last step) as flat columns: a
-    dict of 1-d numpy arrays of equal length, so ``pandas.DataFrame(traj)`` and
-    :meth:`to_dataframe` make a table.
+    dict of 1-d numpy arrays of equal length (a :class:`annealvi.Table`), so
+    ``pandas.DataFrame(traj)`` and ``traj.to_dataframe()`` make a table; ``traj.rows`` is the
+    number of records, ``traj.columns`` the names.
 
     Columns, Gaussian mixture (K components): ``step`` (int), ``beta``, ``loss`` (the training
     loss estimate), ``kl`` (KL(q‖π_β) estimate), ``neg_elbo``, then ``m_1`` … ``m_K``
@@ -216,31 +218,8 @@ class Trajectory(dict):
     ``neg_elbo``, ``light_mode_mass``, ``ess_fraction``, ``mode_mass_1`` … ``mode_mass_J``.
     """
 
-    @property
-    def columns(self) -> List[str]:
-        """The column names, in order."""
-        return list(self.keys())
-
-    @property
-    def n_rows(self) -> int:
-        """The number of records."""
-        return len(self["step"]) if "step" in self else 0
-
-    def to_dataframe(self) -> Any:
-        """The columns as a ``pandas.DataFrame`` (pandas is imported here; ImportError with
-        the command to install it when it is missing)."""
-        return _pandas().DataFrame(dict(self))
-
-    def __repr__(self) -> str:
-        return "Trajectory(%d rows: %s)" % (self.n_rows, ", ".join(self.columns))
-
-
-def _pandas() -> Any:
-    try:
-        import pandas
-    except ImportError as e:
-        raise ImportError("to_dataframe() needs pandas: pip install pandas") from e
-    return pandas
+    def __init__(self, columns: Mapping[str, Any]) -> None:
+        super().__init__(columns, "records")
 
 
 def _pair_name(k: int, l: int, n: int) -> str:
@@ -250,7 +229,7 @@ def _pair_name(k: int, l: int, n: int) -> str:
 def flat_trajectory(traj: Mapping[str, Any]) -> Trajectory:
     """The native trajectory (packed (rows, K) arrays m, q, sigma, w or mode_masses) as flat
     columns."""
-    out = Trajectory()
+    out: Dict[str, np.ndarray] = {}
     for name in ("step", "beta", "loss", "kl", "neg_elbo", "light_mode_mass", "ess_fraction"):
         if name in traj:
             out[name] = np.asarray(traj[name])
@@ -273,7 +252,7 @@ def flat_trajectory(traj: Mapping[str, Any]) -> Trajectory:
         mm = np.asarray(traj["mode_masses"])
         for i in range(mm.shape[1] if mm.ndim == 2 else 0):
             out["mode_mass_%d" % (i + 1)] = mm[:, i].copy()
-    return out
+    return Trajectory(out)
 
 
 class Run:

@@ -1,6 +1,6 @@
 """Type stubs of the native module (internal; use the functions of annealvi)."""
 
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -26,7 +26,29 @@ def ode_trajectory(
 ) -> Dict[str, np.ndarray]: ...
 def train(
     kind: str, source: Any, overrides: Dict[str, Any], run: int, target: Any,
+    progress: Any = ...,
 ) -> Dict[str, Any]: ...
+def experiment_config(
+    kind: str, source: Any, overrides: Dict[str, Any], target: Any = ...,
+) -> Tuple[str, Dict[str, Any]]: ...
+
+class GmmModel:
+    dim: int
+    components: int
+    means: np.ndarray
+    sigma: np.ndarray
+    weights: np.ndarray
+    def __init__(self, means: np.ndarray, sigma: np.ndarray, weights: np.ndarray) -> None: ...
+    def sample(self, n: int, seed: int) -> np.ndarray: ...
+    def log_prob(self, x: np.ndarray) -> np.ndarray: ...
+
+class FlowModel:
+    dim: int
+    arch: Dict[str, Any]
+    params: np.ndarray
+    layout: List[Tuple[int, str, int, int, int, int]]
+    def sample_with_log_prob(self, n: int, seed: int) -> Tuple[np.ndarray, np.ndarray]: ...
+    def log_prob(self, x: np.ndarray) -> np.ndarray: ...
 def sweep(
     kind: str, source: Any, overrides: Dict[str, Any], out: str, resume: bool, shard: Optional[str],
     threads: int, target: Any,

@@ -130,7 +130,7 @@ impl GmmModel {
     #[getter]
     fn means<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArray2<f64>>> {
         let (k, d) = (self.q.components(), self.q.dim());
-        Ok(PyArray1::from_slice(py, self.q.means_flat()).reshape([k, d])?)
+        PyArray1::from_slice(py, self.q.means_flat()).reshape([k, d])
     }
 
     /// The scales σ_k, shape (K,).
@@ -164,7 +164,7 @@ impl GmmModel {
             }
             x
         });
-        Ok(PyArray1::from_vec(py, x).reshape([n, d])?)
+        PyArray1::from_vec(py, x).reshape([n, d])
     }
 
     /// ln q(x) for the rows of `x` (n, d), shape (n,).
@@ -184,6 +184,9 @@ impl GmmModel {
         Ok(PyArray1::from_vec(py, lp))
     }
 }
+
+/// Points (n, d) and their ln q (n,).
+type Points<'py> = (Bound<'py, PyArray2<f64>>, Bound<'py, PyArray1<f64>>);
 
 /// The RealNVP flow student, as the library holds it.
 #[pyclass(module = "annealvi._native", frozen)]
@@ -265,7 +268,7 @@ impl FlowModel {
         py: Python<'py>,
         n: usize,
         seed: u64,
-    ) -> PyResult<(Bound<'py, PyArray2<f64>>, Bound<'py, PyArray1<f64>>)> {
+    ) -> PyResult<Points<'py>> {
         let d = self.q.dim();
         check_n(n, d)?;
         if n == 0 {
