@@ -15,9 +15,9 @@ PKG = ROOT / "python" / "annealvi"
 OUT = ROOT / "docs" / "reference" / "python.md"
 # (module as imported, source file, names it exports in this order; None = all public)
 MODULES = [
-    ("annealvi", ["__init__.py", "_target.py"],
+    ("annealvi", ["__init__.py", "_target.py", "_sweep.py", "_experiment.py"],
      ["collapse_probability", "design", "ode_trajectory", "train", "sweep", "resolve_config",
-      "Target", "bimodal"]),
+      "Target", "bimodal", "Experiment", "Run", "Trajectory", "GaussianMixture", "RealNVP"]),
     ("annealvi.schedule", ["schedule.py"], None),
 ]
 
@@ -77,7 +77,11 @@ def render() -> str:
                         not item.name.startswith("_") or item.name in ("__call__",)
                     ):
                         idoc = docstring(item, model) if ast.get_docstring(item) else ""
-                        out += [f"#### `{name}.{signature(item).replace('self, ', '').replace('(self)', '()')}`", ""]
+                        if any(isinstance(d, ast.Name) and d.id == "property"
+                               for d in item.decorator_list):
+                            out += [f"#### `{name}.{item.name}` (property)", ""]
+                        else:
+                            out += [f"#### `{name}.{signature(item).replace('self, ', '').replace('(self)', '()')}`", ""]
                         if idoc:
                             out += [idoc, ""]
             else:

@@ -289,30 +289,39 @@ class Run:
 
     @property
     def outcome(self) -> str:
+        """The outcome: "covered", "collapsed", "partial", "diverged", or "unknown" (a user
+        target without modes)."""
         return str(self.summary["outcome"])
 
     @property
     def mode(self) -> Optional[int]:
+        """The index of the mode a collapsed run settled on; None otherwise."""
         return self.summary.get("mode")
 
     @property
     def mode_name(self) -> Optional[str]:
+        """The name of that mode in the target; None otherwise."""
         return self.summary.get("mode_name")
 
     @property
     def diverged_step(self) -> Optional[int]:
+        """The step at which a diverged run stopped; None otherwise."""
         return self.summary.get("diverged_step")
 
     @property
     def final_step(self) -> int:
+        """The last step trained."""
         return int(self.summary["final_step"])
 
     @property
     def light_mode_mass(self) -> float:
+        """The student's mass on the light mode's cell (the smallest mode mass for a flow
+        or a user target)."""
         return float(self.summary["light_mode_mass"])
 
     @property
     def seed(self) -> int:
+        """The configuration's seed."""
         return int(self.summary["seed"])
 
     def __getattr__(self, name: str) -> Any:
@@ -324,8 +333,9 @@ class Run:
                              % (name, ", ".join(summary or ())))
 
     def to_dict(self) -> Dict[str, Any]:
-        """The result as :func:`annealvi.train` returns it: {"summary", "trajectory"} (the
-        trajectory's packed arrays)."""
+        """The result as plain dicts: {"summary": {...}, "trajectory": {column: array}} (flat
+        columns; :func:`annealvi.train` returns the same summary with packed arrays ``m``,
+        ``q``, ``sigma``, ``w``)."""
         return {"summary": dict(self.summary), "trajectory": dict(self.trajectory)}
 
     def __repr__(self) -> str:
