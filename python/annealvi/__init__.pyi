@@ -21,57 +21,19 @@ from ._sweep import (
     run_sweep as run_sweep,
     sweep as sweep,
 )
+from ._theory import (
+    CollapseProbability as CollapseProbability,
+    Design as Design,
+    collapse_probability as collapse_probability,
+    design as design,
+    ode_trajectory as ode_trajectory,
+)
 
 __version__: str
 
 ConfigSource = Union[Mapping[str, Any], str, "os.PathLike[str]", None]
 ArrayLike = Union[float, int, npt.ArrayLike]
 
-def collapse_probability(
-    beta_i: ArrayLike,
-    t0: ArrayLike,
-    *,
-    d: int = ...,
-    r: float = ...,
-    w_star: float = ...,
-    lr: float = ...,
-    init_scale: float = ...,
-    extra_steps: int = ...,
-    method: str = ...,
-    ics: int = ...,
-    seed: int = ...,
-) -> Dict[str, np.ndarray]: ...
-def design(
-    max_collapse: float,
-    *,
-    d: int = ...,
-    r: float = ...,
-    w_star: float = ...,
-    lr: float = ...,
-    init_scale: float = ...,
-    extra_steps: int = ...,
-    ics: int = ...,
-    seed: int = ...,
-    check_seeds: int = ...,
-    samples: int = ...,
-    t_range: Tuple[float, float] = ...,
-) -> Dict[str, Any]: ...
-def ode_trajectory(
-    beta_i: float,
-    t0: float,
-    *,
-    steps: Optional[int] = ...,
-    every: int = ...,
-    d: int = ...,
-    r: float = ...,
-    w_star: float = ...,
-    lr: float = ...,
-    init_scale: float = ...,
-    sigma0: Optional[float] = ...,
-    seed: int = ...,
-    run: int = ...,
-    quasi_static: bool = ...,
-) -> Dict[str, np.ndarray]: ...
 def train(
     config: ConfigSource = ...,
     *,

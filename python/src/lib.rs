@@ -26,7 +26,7 @@ mod theory;
 use config::{check_schedule, resolve_config, resolve_sweep, schedule_beta};
 use runs::{experiment_config, train};
 pub(crate) use runs::{flow_columns, gmm_columns, gmm_summary, outcome_items};
-use theory::{collapse_probability, design, ode_trajectory};
+use theory::{collapse_probability, design, ode_trajectory, schedule_validate, schedule_values};
 
 use annealvi::prelude::*;
 use pyo3::exceptions::{PyKeyboardInterrupt, PyOSError, PyRuntimeError, PyValueError};
@@ -190,11 +190,12 @@ where
     let callback = CALL_PROGRESS.with(|p| p.borrow().as_ref().map(|c| c.clone_ref(py)));
     let progress = Arc::new(Progress::default());
     let mut reported: Option<(u64, u64)> = None;
-    // calls the callback when the counts changed; an exception stops the call
+    // calls the callback when the counts changed (not before any work is counted); an
+    // exception stops the call
     let mut report = |py: Python<'_>| -> PyResult<()> {
         if let Some(cb) = &callback {
             let now = progress.get();
-            if reported != Some(now) {
+            if reported != Some(now) && now != (0, 0) {
                 reported = Some(now);
                 cb.call1(py, now)?;
             }
@@ -275,6 +276,8 @@ fn native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(resolve_sweep, m)?)?;
     m.add_function(wrap_pyfunction!(check_schedule, m)?)?;
     m.add_function(wrap_pyfunction!(schedule_beta, m)?)?;
+    m.add_function(wrap_pyfunction!(schedule_validate, m)?)?;
+    m.add_function(wrap_pyfunction!(schedule_values, m)?)?;
     m.add_function(wrap_pyfunction!(collapse_probability, m)?)?;
     m.add_function(wrap_pyfunction!(design, m)?)?;
     m.add_function(wrap_pyfunction!(ode_trajectory, m)?)?;

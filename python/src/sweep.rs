@@ -107,7 +107,11 @@ pub(crate) fn run_sweep<'py>(
 /// `mean_ess_fraction`, `mean_kl` (left out for mixture runs, where they have no value).
 pub(crate) fn cells_dict<'py>(py: Python<'py>, runs: &[RunLine]) -> PyResult<Bound<'py, PyDict>> {
     let cells = aggregate(runs);
-    let flow = runs.iter().any(|r| r.mode_weight_error.is_some());
+    // flow runs carry some of their metrics (against a user target, the mode-weight error
+    // and the KL are unknown)
+    let flow = runs
+        .iter()
+        .any(|r| r.mode_weight_error.is_some() || r.ess_fraction.is_some() || r.kl.is_some());
     let dict = PyDict::new(py);
     let col = |f: &dyn Fn(&CellStats) -> f64| -> Vec<f64> { cells.iter().map(f).collect() };
     let icol = |f: &dyn Fn(&CellStats) -> usize| -> Vec<i64> {
