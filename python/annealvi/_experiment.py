@@ -131,7 +131,10 @@ class Experiment:
               shard: Optional[str] = None, threads: int = 0, progress: Any = None,
               **grid_settings: Any) -> Any:
         """A sweep of this experiment over (β_i, t0) cells: this configuration is the sweep's
-        ``[run]`` table, ``grid`` (or keywords) its ``[grid]`` table.
+        ``[run]`` table, ``grid`` (or keywords) its ``[grid]`` table. Each cell has its own
+        exponential schedule (β_i, t0) and lasts t0 + ``extra_steps`` steps, so the
+        experiment's ``[schedule]`` and ``optim.steps`` are not used. Seed i of every cell
+        starts from the initial student of run index i (common random numbers across cells).
 
         Args:
             out: None to keep the runs in memory, or a directory for runs.jsonl, cells.csv and
@@ -149,7 +152,10 @@ class Experiment:
 
         g: Dict[str, Any] = dict(grid or {})
         g.update(grid_settings)
-        return _sweep.run_sweep(self._toml, g, out=out, resume=resume, shard=shard,
+        # each cell has its own schedule and length: a sweep's [run] table sets neither
+        run = {k: v for k, v in self.config.items() if k != "schedule"}
+        run["optim"] = {k: v for k, v in run["optim"].items() if k != "steps"}
+        return _sweep.run_sweep(run, g, out=out, resume=resume, shard=shard,
                                 threads=threads, progress=progress, user_target=self._target)
 
     def __repr__(self) -> str:

@@ -372,8 +372,9 @@ def test_flow_student_against_a_user_target():
 # --- sweeps from an experiment -----------------------------------------------------------------------
 
 def test_experiment_sweep_in_memory():
+    # an experiment with its own schedule and length: a sweep's cells set both
     exp = annealvi.Experiment(target__d=16, student__sigma0="schedule", objective__samples=16,
-                              seed=7)
+                              seed=7, schedule=schedule.exponential(0.1, 50), optim__steps=99)
     res = exp.sweep(beta_i=[0.05, 0.3], t0=[200], seeds=3, extra_steps=100, no_annealing=False,
                     threads=1)
     cells = res.cells
