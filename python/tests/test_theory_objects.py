@@ -149,7 +149,9 @@ def test_design_is_an_object_with_a_schedule():
 
 
 def test_design_optimal_returns_a_points_schedule():
-    o = annealvi.design(shape="optimal", budget=1000, segments=4, ics=300)
+    calls = []
+    o = annealvi.design(shape="optimal", budget=1000, segments=4, ics=300, check_seeds=2,
+                        d=64, progress=lambda a, b: calls.append((a, b)))
     assert o.found and o.shape == "optimal" and o.schedule.kind == "points"
     k = o.schedule.points
     assert len(k) == 5 and k[-1] == (1000.0, 1.0) and k[0][0] == 0
@@ -161,8 +163,11 @@ def test_design_optimal_returns_a_points_schedule():
     assert c["p_formula"][0] <= c["p_formula"][1] + 1e-12
     assert c["p_predicted"][0] == o.p_predicted
     # its prediction, recomputed from the schedule object alone
-    p = annealvi.collapse_probability(o.schedule, ics=300)
+    p = annealvi.collapse_probability(o.schedule, ics=300, d=64)
     assert float(p) == o.p_predicted
+    # the SGD check of the schedule, and the progress over the stages and the check's runs
+    assert o.check["n"] == 2 and 0 <= o.check["collapsed"] <= 2
+    assert calls[-1] == (3, 3)
     assert "points([(0, " in repr(o)
 
 
