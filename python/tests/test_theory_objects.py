@@ -173,6 +173,25 @@ def test_design_optimal_returns_a_points_schedule():
     assert "points([(0, " in repr(o)
 
 
+def test_an_exception_in_the_progress_callback_stops_a_design():
+    import time
+
+    class Stop(Exception):
+        pass
+
+    seen = []
+
+    def stop(done, total):
+        seen.append((done, total))
+        raise Stop()
+
+    start = time.monotonic()
+    with pytest.raises(Stop):
+        annealvi.design(0.05, ics=100000, check_seeds=1000, progress=stop)
+    # the whole design takes minutes; it stops at its next check after the first report
+    assert time.monotonic() - start < 20 and len(seen) == 1
+
+
 @pytest.mark.parametrize("kw,field", [
     (dict(shape="optimal"), "budget"),
     (dict(shape="optimal", budget=3, segments=4), "budget"),
