@@ -15,9 +15,10 @@ PKG = ROOT / "python" / "annealvi"
 OUT = ROOT / "docs" / "reference" / "python.md"
 # (module as imported, source file, names it exports in this order; None = all public)
 MODULES = [
-    ("annealvi", ["__init__.py", "_target.py"],
-     ["collapse_probability", "design", "ode_trajectory", "train", "sweep", "resolve_config",
-      "Target", "bimodal"]),
+    ("annealvi", ["__init__.py", "_target.py", "_theory.py", "_sweep.py"],
+     ["collapse_probability", "CollapseProbability", "design", "Design", "ode_trajectory",
+      "train", "sweep", "run_sweep", "SweepResult", "Table", "resolve_config", "Target",
+      "bimodal"]),
     ("annealvi.schedule", ["schedule.py"], None),
 ]
 

@@ -5,17 +5,20 @@ annealing (fitting π^β while β rises from β_i to 1) is the remedy. This pack
 Rust toolkit annealvi (Fogliani, Loureiro, Gabrié 2026) with numpy in and out:
 
 * :mod:`annealvi.schedule` — β(t) schedules for one's own training loop;
-* :func:`collapse_probability` — P(collapse) of an exponential schedule without simulation
-  (the summary-statistics ODE or the analytical formula), on scalars or grids;
-* :func:`design` — the fastest exponential schedule below a collapse tolerance;
+* :func:`collapse_probability` — P(collapse) of a schedule without simulation (the
+  summary-statistics ODE or the sharp formula), on scalars, grids or schedule objects;
+* :func:`design` — the fastest exponential schedule below a collapse tolerance, or the
+  optimal schedule at a budget;
 * :func:`ode_trajectory` — the summary statistics' ODE trajectory (Figure 3);
 * :func:`train`, :func:`sweep` — SGD runs and phase-diagram sweeps from a configuration
-  (the CLI's TOML format, as a dict, a path or a string);
+  (the CLI's TOML format, as a dict, a path or a string), sweeps on disk or in memory;
 * :class:`Target` — user-defined targets given by a numpy callable.
 
 Units: steps are optimiser steps t = 0, 1, …; the ODE time is τ = η t with η the learning rate
-(``lr``, the paper's η). Long calls release the GIL and stop on Ctrl-C with KeyboardInterrupt
-(within about a second).
+(``lr``, the paper's η). Long calls release the GIL, stop on Ctrl-C with KeyboardInterrupt
+(within about a second), take ``threads=`` (0 = all cores; results do not depend on it) and
+report progress (``progress=``: a tqdm bar, a callback ``progress(done, total)``, or nothing;
+see :mod:`annealvi._progress`).
 """
 
 import os
@@ -25,146 +28,10 @@ import numpy as np
 
 from . import _config, _native, schedule
 from ._target import Target, bimodal
+from ._sweep import SweepResult, Table, run_sweep, sweep
+from ._theory import CollapseProbability, Design, collapse_probability, design, ode_trajectory
 
 __version__ = "0.1.0"
-
-_MODEL_DOC = """
-        d: dimension of the target (integer ≥ 1; the paper's 512).
-        r: distance R = ‖μ*‖ of each mode from the origin (≥ 0).
-        w_star: weight w* of the mode at +μ*, in (0, 1) (the other mode has 1 − w*).
-        lr: the SGD learning rate η (the paper's η; ODE time τ = η t), > 0.
-        init_scale: standard deviation s of each coordinate of the student's random initial
-            means, μ_k ~ N(0, s² I_d) (> 0).
-        extra_steps: steps at β = 1 after the annealing (the run lasts t0 + extra_steps
-            steps, as in a sweep's cells)."""
-
-
-def collapse_probability(beta_i: Any, t0: Any, *, d: int = 512, r: float = 3.0,
-                         w_star: float = 0.8, lr: float = 0.05, init_scale: float = 1.0,
-                         extra_steps: int = 500, method: str = "ode", ics: int = 10000,
-                         seed: int = 0) -> Dict[str, Any]:
-    """Probability that SGD with the exponential schedule (beta_i, t0) collapses.
-
-    The model is the paper's: bimodal target w* N(R e_1, I_d) + (1 − w*) N(−R e_1, I_d), a
-    2-component Gaussian-mixture student with fixed weights ½ and random initial means,
-    σ² slaved to 1/β (quasi-static), SGD with learning rate η = ``lr``. The schedule is
-    β(t) = β_i^(1 − t/t0) for t < t0 steps, then 1 for ``extra_steps`` more steps.
-
-    Args:
-        beta_i: initial inverse temperature β_i in (0, 1]; a scalar or an array.
-        t0: annealing time in SGD steps (≥ 0; 0 = no annealing); a scalar or an array.
-            beta_i and t0 are broadcast against each other, so
-            ``collapse_probability(B[:, None], T[None, :])`` computes a whole grid in one call.
-{model}
-        method: "ode" — Monte Carlo over ``ics`` initial conditions of the summary statistics'
-            ODE (classified through a table built from ~300 integrations); "formula" — the
-            analytical linearised formula (docs/theory.md §9), deterministic.
-        ics: number of initial conditions of the "ode" method (the interval's resolution),
-            in [1, 10⁷].
-        seed: seed of the initial conditions (common to every cell of a call).
-
-    Returns:
-        dict with numpy arrays of the broadcast shape: ``p`` (P(collapse)), ``ci_low``,
-        ``ci_high`` (Wilson 95% interval of the Monte Carlo; NaN for the formula) and
-        ``collapsed`` (count among ``ics``; −1 for the formula). Scalars in → 0-d arrays; use
-        ``float(res["p"])``.
-
-    Raises:
-        ValueError: naming the argument and its valid range; or, when the ODE (or the
-            formula's ODEs) cannot be integrated for some cell — the integrator's step budget
-            spent before τ = lr × (t0 + extra_steps), as with an absurd ``lr`` or ``r``, or a
-            non-finite state — naming the first such cell, the reason and how many cells
-            failed. No NaN is returned in place of a failed integration (``annealvi theory``
-            likewise refuses such a grid); compute the other cells in a separate call.
-    """
-    b, t = np.broadcast_arrays(np.asarray(beta_i, dtype=np.float64),
-                               np.asarray(t0, dtype=np.float64))
-    shape = b.shape
-    res = _native.collapse_probability(
-        b.reshape(-1).tolist(), t.reshape(-1).tolist(), _int("d", d), float(r), float(w_star),
-        float(lr), float(init_scale), _int("extra_steps", extra_steps), str(method),
-        _int("ics", ics), _int("seed", seed))
-    return {k: np.asarray(v).reshape(shape) for k, v in res.items()}
-
-
-def design(max_collapse: float, *, d: int = 512, r: float = 3.0, w_star: float = 0.8,
-           lr: float = 0.05, init_scale: float = 1.0, extra_steps: int = 500,
-           ics: int = 2000, seed: int = 0, check_seeds: int = 0, samples: int = 32,
-           t_range: tuple = (10.0, 2e5)) -> Dict[str, Any]:
-    """The fastest exponential schedule whose predicted P(collapse) ≤ ``max_collapse``.
-
-    What ``annealvi design`` does: for 16 values of β_i from 1e-3 to 0.5 (log-spaced), the
-    smallest t0 in ``t_range`` (bisection in ln t0 to 2%) with predicted P ≤ max_collapse by the
-    ODE Monte Carlo (see :func:`collapse_probability`), then the β_i with the fewest steps.
-
-    Args:
-        max_collapse: tolerance on the predicted P(collapse), in (0, 1).
-{model}
-        ics: initial conditions of the prediction.
-        seed: seed of the initial conditions and of the SGD check's runs.
-        check_seeds: if > 0, also run that many SGD runs of the chosen schedule (B = ``samples``
-            samples per component, σ(0)² = 1/β_i) and report the measured P(collapse).
-        samples: samples per component B of the SGD check.
-        t_range: (t_min, t_max) searched, in steps.
-
-    Returns:
-        dict: ``beta_i``, ``t0`` (steps), ``rate`` (r = β_i^(−1/t0) per step),
-        ``p_predicted`` with ``ci_low``/``ci_high`` (Wilson 95%), ``found`` (False and NaNs when
-        no t0 ≤ t_max reaches the tolerance), ``candidates`` (dict of arrays ``beta_i``, ``t0``,
-        ``p_predicted`` for every β_i tried; NaN where unreachable) and ``check`` (None, or a
-        dict ``n``, ``collapsed``, ``p_collapse``, ``ci_low``, ``ci_high``).
-
-    Ctrl-C stops the search or the SGD check within about a second (KeyboardInterrupt).
-    """
-    t_min, t_max = (float(v) for v in t_range)
-    return _native.design(float(max_collapse), _int("d", d), float(r), float(w_star), float(lr),
-                          float(init_scale), _int("extra_steps", extra_steps), _int("ics", ics),
-                          _int("seed", seed), _int("check_seeds", check_seeds),
-                          _int("samples", samples), t_min, t_max)
-
-
-def ode_trajectory(beta_i: float, t0: float, *, steps: Optional[int] = None, every: int = 50,
-                   d: int = 512, r: float = 3.0, w_star: float = 0.8, lr: float = 0.05,
-                   init_scale: float = 1.0, sigma0: Optional[float] = None, seed: int = 0,
-                   run: int = 0, quasi_static: bool = False) -> Dict[str, np.ndarray]:
-    """The summary statistics' ODE trajectory under the exponential schedule (beta_i, t0).
-
-    The statistics m_k = μ_k·μ̂, q_kl = μ_k·μ_l and σ_k of a 2-component student obey a closed
-    ODE under perfect gradients (docs/theory.md §8); this integrates it from the initial student
-    that ``train`` would draw for (seed, run), reporting every ``every`` steps (ODE time
-    τ = η t). As in Figure 3.
-
-    Args:
-        beta_i: initial inverse temperature, in (0, 1].
-        t0: annealing time in steps (≥ 0).
-        steps: last step reported (default t0 + 500); at most 20000 / ``lr`` (the
-            integrator's reach: 20000 steps of at most Δτ = 1 in τ = lr × steps).
-        every: report interval in steps, ≥ 1 and ≥ steps / 20000 (each report costs at least
-            one of the integrator's 20000 steps).
-{model_no_extra}
-        sigma0: initial σ_k (default 1/√β_i, the sweeps' "schedule" setting).
-        seed, run: the configuration seed and run index whose initial means are used.
-        quasi_static: slave σ² to 1/β(t) (the reduced model of :func:`collapse_probability`)
-            instead of integrating σ_k.
-
-    Returns:
-        dict of numpy arrays: ``step``, ``beta``, ``m_1``, ``m_2``, ``q_11``, ``q_12``,
-        ``q_22``, ``sigma_1``, ``sigma_2``.
-
-    Ctrl-C stops the integration within about a second (KeyboardInterrupt).
-
-    Raises:
-        ValueError: naming the argument and its valid range (checked before any work), or when
-            the integration fails.
-    """
-    if steps is None:
-        # a non-finite or negative t0 is reported by the validation, naming `t0`
-        steps = int(float(t0)) + 500 if 0 <= float(t0) < 2 ** 63 else 0
-    return _native.ode_trajectory(float(beta_i), float(t0), _int("steps", steps),
-                                  _int("every", every), _int("d", d), float(r), float(w_star),
-                                  float(lr), float(init_scale),
-                                  None if sigma0 is None else float(sigma0), _int("seed", seed),
-                                  _int("run", run), bool(quasi_static))
 
 
 def train(config: _config.ConfigSource = None, *, run: int = 0,
@@ -209,54 +76,10 @@ def train(config: _config.ConfigSource = None, *, run: int = 0,
     return _native.train(kind, text, _config.overrides(overrides), _int("run", run), user_target)
 
 
-def sweep(config: _config.ConfigSource, out: Union[str, "os.PathLike[str]"], *,
-          resume: bool = True, shard: Optional[str] = None, threads: int = 0,
-          user_target: Optional[Target] = None, **overrides: Any) -> Dict[str, Any]:
-    """A sweep over (β_i, t0) cells, as ``annealvi sweep`` (same files, same runs).
-
-    Args:
-        config: the sweep configuration (``[grid]`` and ``[run]`` tables; e.g.
-            configs/fig2-quick.toml) as a dict, a path or a TOML string.
-        out: output directory: runs.jsonl (one line per finished run), cells.csv, sweep.toml.
-        resume: continue a sweep already in ``out`` (only its missing runs are run); False
-            refuses a directory that holds one.
-        shard: "K/N" to run only the K-th of N interleaved parts (for clusters).
-        threads: worker threads (0 = all cores).
-        user_target: a user-defined :class:`Target` (with ``modes``) instead of the configured
-            target, with the Gaussian-mixture or the RealNVP student (``run.target.d`` is set
-            to its ``dim``; a configuration or override that sets another is refused).
-        **overrides: as in :func:`train`, with the run's fields under ``run``
-            (``run__optim__lr=0.02``, ``grid__seeds=8``).
-
-    Returns:
-        {"cells": {...}, "report": {...}}. ``cells`` is a dict of numpy arrays, one entry per
-        cell (``pandas.DataFrame(res["cells"])`` makes a table): ``beta_i``, ``t0`` (0 = no
-        annealing), ``rate``, ``n``, ``collapsed``, ``diverged``, ``covered``, ``p_collapse``,
-        ``ci_low``, ``ci_high`` (Wilson 95%), ``mean_light_mass`` and, for flows,
-        ``mean_mode_weight_error``, ``mean_ess_fraction``, ``mean_kl``. ``report`` counts the
-        runs ``planned``, ``skipped`` (already done), ``ran`` and the ``seconds`` taken.
-
-    Ctrl-C stops the sweep within about a second (with a KeyboardInterrupt): no new run
-    starts, runs in progress against the built-in targets stop at their next step and are
-    dropped (runs against a user target finish); the finished runs stay in ``out`` and
-    ``resume=True`` continues.
-    """
-    if user_target is not None and not isinstance(user_target, Target):
-        raise TypeError("user_target must be an annealvi.Target (Target.from_callable(fn, dim))")
-    kind, text = _config.source(config)
-    return _native.sweep(kind, text, _config.overrides(overrides), os.fspath(out), bool(resume),
-                         shard, _int("threads", threads), user_target)
-
-
 def resolve_config(config: _config.ConfigSource = None, **overrides: Any) -> str:
     """The validated run configuration with every field resolved, as TOML text."""
     kind, text = _config.source(config)
     return _native.resolve_config(kind, text, _config.overrides(overrides))
-
-
-for _f in (collapse_probability, design, ode_trajectory):
-    _f.__doc__ = (_f.__doc__ or "").replace("{model}", _MODEL_DOC.strip("\n")).replace(
-        "{model_no_extra}", _MODEL_DOC.split("        extra_steps")[0].strip("\n"))
 
 
 def _int(name: str, v: Any) -> int:
@@ -270,4 +93,5 @@ def _int(name: str, v: Any) -> int:
 
 
 __all__ = ["schedule", "collapse_probability", "design", "ode_trajectory", "train", "sweep",
-           "resolve_config", "Target", "bimodal"]
+           "resolve_config", "Target", "bimodal", "SweepResult", "Table", "run_sweep",
+           "CollapseProbability", "Design"]

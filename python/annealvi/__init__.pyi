@@ -8,71 +8,29 @@ import numpy.typing as npt
 
 from . import schedule as schedule
 from ._target import Target as Target, bimodal as bimodal
+from ._sweep import (
+    SweepResult as SweepResult,
+    Table as Table,
+    run_sweep as run_sweep,
+    sweep as sweep,
+)
+from ._theory import (
+    CollapseProbability as CollapseProbability,
+    Design as Design,
+    collapse_probability as collapse_probability,
+    design as design,
+    ode_trajectory as ode_trajectory,
+)
 
 __version__: str
 
 ConfigSource = Union[Mapping[str, Any], str, "os.PathLike[str]", None]
 ArrayLike = Union[float, int, npt.ArrayLike]
 
-def collapse_probability(
-    beta_i: ArrayLike,
-    t0: ArrayLike,
-    *,
-    d: int = ...,
-    r: float = ...,
-    w_star: float = ...,
-    lr: float = ...,
-    init_scale: float = ...,
-    extra_steps: int = ...,
-    method: str = ...,
-    ics: int = ...,
-    seed: int = ...,
-) -> Dict[str, np.ndarray]: ...
-def design(
-    max_collapse: float,
-    *,
-    d: int = ...,
-    r: float = ...,
-    w_star: float = ...,
-    lr: float = ...,
-    init_scale: float = ...,
-    extra_steps: int = ...,
-    ics: int = ...,
-    seed: int = ...,
-    check_seeds: int = ...,
-    samples: int = ...,
-    t_range: Tuple[float, float] = ...,
-) -> Dict[str, Any]: ...
-def ode_trajectory(
-    beta_i: float,
-    t0: float,
-    *,
-    steps: Optional[int] = ...,
-    every: int = ...,
-    d: int = ...,
-    r: float = ...,
-    w_star: float = ...,
-    lr: float = ...,
-    init_scale: float = ...,
-    sigma0: Optional[float] = ...,
-    seed: int = ...,
-    run: int = ...,
-    quasi_static: bool = ...,
-) -> Dict[str, np.ndarray]: ...
 def train(
     config: ConfigSource = ...,
     *,
     run: int = ...,
-    user_target: Optional[Target] = ...,
-    **overrides: Any,
-) -> Dict[str, Dict[str, Any]]: ...
-def sweep(
-    config: ConfigSource,
-    out: Union[str, "os.PathLike[str]"],
-    *,
-    resume: bool = ...,
-    shard: Optional[str] = ...,
-    threads: int = ...,
     user_target: Optional[Target] = ...,
     **overrides: Any,
 ) -> Dict[str, Dict[str, Any]]: ...

@@ -3,10 +3,12 @@
 Each constructor returns a :class:`Schedule`: call it on an int, a float or a numpy array of
 steps t (SGD/Adam steps, counted from 0) to get β(t) ∈ (0, 1], the inverse temperature of the
 tempered target π_β ∝ π^β. The values are computed by the Rust library (the very functions the
-CLI's runs use), and the parameters are validated as the CLI validates them.
+CLI's runs use), and the parameters are validated as the CLI validates them. A schedule is
+also a value of a configuration (``Schedule.to_config()`` is its ``[schedule]`` table) and an
+argument of :func:`annealvi.collapse_probability`; :func:`annealvi.design` returns one.
 """
 
-from typing import Any, Union
+from typing import Any, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -17,27 +19,47 @@ Steps = Union[int, float, np.ndarray]
 
 class Schedule:
     """β as a function of the step; see :func:`exponential`, :func:`linear`,
-    :func:`linear_temperature` and :func:`constant`."""
+    :func:`linear_temperature`, :func:`constant` and :func:`points`.
 
-    def __init__(self, kind: str, beta_i: float = 1.0, t0: float = 0.0, beta: float = 1.0) -> None:
-        _native.check_schedule(kind, float(beta_i), float(t0), float(beta))
-        self.kind = kind
+    Attributes:
+        kind: "exponential", "linear", "linear_temperature", "constant" or "points".
+        beta_i: β at step 0 (for "points", the first point's β).
+        t0: the annealing time in steps (for "points", the last point's step).
+        beta: the constant schedule's β.
+        points: the (step, β) points of a "points" schedule (None otherwise).
+    """
+
+    def __init__(self, kind: str, beta_i: float = 1.0, t0: float = 0.0, beta: float = 1.0,
+                 points: Optional[Sequence[Tuple[float, float]]] = None) -> None:
+        self.kind = str(kind)
+        self.points: Optional[List[Tuple[float, float]]] = None
+        if self.kind == "points":
+            if points is None:
+                raise ValueError("a \"points\" schedule needs its points (schedule.points([(step, "
+                                 "beta), ...]))")
+            self.points = [(float(t), float(b)) for t, b in points]
+            if self.points:
+                beta_i, t0 = self.points[0][1], self.points[-1][0]
+        elif points is not None:
+            raise ValueError("points are for kind \"points\", not %r" % self.kind)
         self.beta_i = float(beta_i)
         self.t0 = float(t0)
         self.beta = float(beta)
+        _native.schedule_validate(self.to_config())
 
     def __call__(self, t: Any) -> Any:
         """β(t) for a scalar step (returns a float) or an array of steps (same shape)."""
         arr = np.asarray(t, dtype=np.float64)
-        out = _native.schedule_beta(self.kind, self.beta_i, self.t0, self.beta, arr.reshape(-1))
+        out, _ = _native.schedule_values(self.to_config(), arr.reshape(-1))
         if arr.ndim == 0:
             return float(out[0])
         return out.reshape(arr.shape)
 
     @property
     def end(self) -> float:
-        """The first step from which β = 1 for good (t0; 0 for a constant schedule)."""
-        return 0.0 if self.kind == "constant" else self.t0
+        """The first step from which β keeps its final value (t0; the last point's step; 0 for
+        a constant schedule)."""
+        return float(_native.schedule_values(self.to_config(), np.zeros(0))[1])
 
     @property
     def rate(self) -> float:
@@ -50,11 +72,24 @@ class Schedule:
         """The ``schedule`` table of a run configuration for this schedule."""
         if self.kind == "constant":
             return {"kind": "constant", "beta": self.beta}
+        if self.kind == "points":
+            return {"kind": "points", "points": [[t, b] for t, b in self.points or []]}
         return {"kind": self.kind, "beta_i": self.beta_i, "t0": self.t0}
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Schedule) and self.to_config() == other.to_config()
+
+    def __hash__(self) -> int:
+        return hash(repr(self.to_config()))
 
     def __repr__(self) -> str:
         if self.kind == "constant":
             return "constant(beta=%g)" % self.beta
+        if self.kind == "points":
+            pts = ["(%g, %.4g)" % p for p in self.points or []]
+            if len(pts) > 5:
+                pts = pts[:3] + ["…"] + pts[-1:]
+            return "points([%s])" % ", ".join(pts)
         return "%s(beta_i=%g, t0=%g)" % (self.kind, self.beta_i, self.t0)
 
 
@@ -86,4 +121,31 @@ def constant(beta: float = 1.0) -> Schedule:
     return Schedule("constant", beta=beta)
 
 
-__all__ = ["Schedule", "exponential", "linear", "linear_temperature", "constant"]
+def points(steps: Any, betas: Any = None) -> Schedule:
+    """β through given points (t_j, β_j), interpolated geometrically (linearly in ln β):
+    β(t) = β_j (β_{j+1}/β_j)^((t − t_j)/(t_{j+1} − t_j)); β_1 before the first point and the
+    last β after the last (usually 1). The optimal schedules of :func:`annealvi.design` are
+    of this kind (configuration ``schedule.kind = "points"``).
+
+    Args:
+        steps: the steps t_j (≥ 0, strictly increasing) with ``betas`` the β_j in (0, 1]; or,
+            without ``betas``, the points themselves: a sequence of (step, β) pairs or an
+            (n, 2) array.
+        betas: the β_j, as many as steps.
+    """
+    if betas is None:
+        pts = np.asarray(steps, dtype=np.float64)
+        if pts.ndim != 2 or pts.shape[1] != 2:
+            raise ValueError("invalid value for `points`: expected (step, beta) pairs (an (n, 2) "
+                             "array), got shape %s" % (pts.shape,))
+    else:
+        t = np.asarray(steps, dtype=np.float64).reshape(-1)
+        b = np.asarray(betas, dtype=np.float64).reshape(-1)
+        if t.shape != b.shape:
+            raise ValueError("invalid value for `betas`: %d values for %d steps (expected as "
+                             "many)" % (b.size, t.size))
+        pts = np.stack([t, b], axis=1)
+    return Schedule("points", points=[(float(x), float(y)) for x, y in pts])
+
+
+__all__ = ["Schedule", "exponential", "linear", "linear_temperature", "constant", "points"]
