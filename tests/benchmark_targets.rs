@@ -317,3 +317,66 @@ fn bad_inputs_are_clear_errors() {
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("target.d"));
 }
+
+#[test]
+fn a_sweep_on_a_benchmark_target_reports_its_metrics_per_cell() {
+    let dir = common::tmp_dir("benchmark", "sweep");
+    let cfg = dir.join("sweep.toml");
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = dir.join("out");
+    std::fs::write(
+        &cfg,
+        "[grid]\nbeta_i = [0.1]\nt0 = [20]\nno_annealing = true\nseeds = 3\nextra_steps = 20\n\
+         [run.target]\nkind = \"gmm40\"\n[run.student]\nfamily = \"realnvp\"\n\
+         [run.student.realnvp]\neval_samples = 1000\n[run.optim]\nkind = \"adam\"\nlr = 1e-3\n",
+    )
+    .unwrap();
+    let o = common::annealvi(&[
+        "sweep",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--threads",
+        "1",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let runs = std::fs::read_to_string(out.join("runs.jsonl")).unwrap();
+    let cells = std::fs::read_to_string(out.join("cells.csv")).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut lines = cells.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let col = |name: &str| header.iter().position(|h| *h == name).expect(name);
+    let rows: Vec<Vec<f64>> = lines
+        .map(|l| l.split(',').map(|v| v.parse().unwrap()).collect())
+        .collect();
+    assert_eq!(rows.len(), 2, "{cells}");
+    let runs: Vec<serde_json::Value> = runs
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(runs.len(), 6);
+    for row in &rows {
+        let (beta_i, t0) = (row[col("beta_i")], row[col("t0")]);
+        let mine: Vec<&serde_json::Value> = runs
+            .iter()
+            .filter(|r| r["beta_i"].as_f64() == Some(beta_i) && r["t0"].as_f64() == Some(t0))
+            .collect();
+        assert_eq!(mine.len(), 3);
+        for (column, key) in [
+            ("mean_log_z_error", "log_z_error"),
+            ("mean_modes_covered", "modes_covered"),
+            ("mean_emc", "emc"),
+            ("mean_ess_fraction", "ess_fraction"),
+        ] {
+            let mean = mine.iter().map(|r| r[key].as_f64().unwrap()).sum::<f64>() / 3.0;
+            let got = row[col(column)];
+            assert!(
+                (got - mean).abs() <= 1e-12 * mean.abs().max(1.0),
+                "{column}: {got} vs {mean}"
+            );
+        }
+        let covered = row[col("mean_modes_covered")];
+        assert!((1.0..=40.0).contains(&covered), "{covered}");
+    }
+}

@@ -262,17 +262,3 @@ pub(crate) fn runs_dict<'py>(py: Python<'py>, runs: &[RunLine]) -> PyResult<Boun
     )?;
     Ok(dict)
 }
-
-#[cfg(test)]
-mod tests {
-    use super::vector_names;
-
-    #[test]
-    fn names_of_vector_statistics() {
-        assert_eq!(vector_names("m", 2), ["m_1", "m_2"]);
-        assert_eq!(vector_names("q", 3), ["q_11", "q_12", "q_22"]);
-        assert_eq!(vector_names("q", 6)[2], "q_13");
-        assert_eq!(vector_names("q", 55)[9], "q_1_10");
-        assert!(vector_names("q", 0).is_empty());
-    }
-}

@@ -121,3 +121,18 @@ def test_bad_sweep_arguments_name_the_field():
     with pytest.raises(ValueError, match="grid"):
         annealvi.run_sweep(SMALL_SWEEP, GRID)
     assert math.isfinite(annealvi.run_sweep(RUN, dict(GRID, seeds=1)).report["seconds"])
+
+
+def test_run_columns_of_three_components_are_in_order():
+    res = annealvi.run_sweep(dict(RUN, student={"sigma0": "schedule", "components": 3}),
+                             dict(GRID, seeds=1, beta_i=[0.3], no_annealing=False))
+    r = res.runs
+    names = ["q_11", "q_12", "q_13", "q_22", "q_23", "q_33"]
+    assert [k for k in r if k.startswith("q_")] == names
+    assert [k for k in r if k.startswith("m_")] == ["m_1", "m_2", "m_3"]
+    for k in (1, 2, 3):
+        # q_kk = |μ_k|² ≥ (μ_k·μ̂)² = m_k²
+        assert np.all(r["q_%d%d" % (k, k)] >= r["m_%d" % k] ** 2 - 1e-9)
+    for a, b in ((1, 2), (1, 3), (2, 3)):
+        qab = r["q_%d%d" % (a, b)]
+        assert np.all(qab ** 2 <= r["q_%d%d" % (a, a)] * r["q_%d%d" % (b, b)] + 1e-9)

@@ -54,12 +54,14 @@ def test_formula_is_the_sharp_formula():
     # the linearised formula gave 0.435 without annealing and 0.007 at (0.3, 4401), against
     # 0.543 and 0.256 by the ODE, and no value at t0 = 100 (issue 21); the sharp one is within
     # 0.03 of the ODE (here 2000 ICs: ± 0.022 at 95%)
-    cells = ([0.3, 0.3, 0.01], [0, 4401, 100])
+    cells = ([0.3, 0.3], [0, 4401])
     f = annealvi.collapse_probability(*cells, method="formula")
     o = annealvi.collapse_probability(*cells, ics=2000)
-    assert np.all(np.isfinite(f.p)) and np.all(np.isnan(f.ci_low)) and np.all(f.collapsed == -1)
+    assert np.max(np.abs(np.asarray(f["p"]) - np.asarray(o["p"]))) < 0.05, (f["p"], o["p"])
+    short = annealvi.collapse_probability(0.01, 100, method="formula")
+    assert abs(float(short) - float(annealvi.collapse_probability(0.01, 100, ics=2000))) < 0.05
+    assert np.all(np.isnan(f.ci_low)) and np.all(f.collapsed == -1)
     assert f.ics is None and "formula" in repr(f)
-    assert np.max(np.abs(f.p - o.p)) < 0.05, (f.p, o.p)
 
 
 def test_schedule_objects_instead_of_beta_i_and_t0():
@@ -149,7 +151,9 @@ def test_design_is_an_object_with_a_schedule():
 
 
 def test_design_optimal_returns_a_points_schedule():
-    o = annealvi.design(shape="optimal", budget=1000, segments=4, ics=300)
+    calls = []
+    o = annealvi.design(shape="optimal", budget=1000, segments=4, ics=300, check_seeds=2,
+                        d=64, progress=lambda a, b: calls.append((a, b)))
     assert o.found and o.shape == "optimal" and o.schedule.kind == "points"
     k = o.schedule.points
     assert len(k) == 5 and k[-1] == (1000.0, 1.0) and k[0][0] == 0
@@ -161,9 +165,31 @@ def test_design_optimal_returns_a_points_schedule():
     assert c["p_formula"][0] <= c["p_formula"][1] + 1e-12
     assert c["p_predicted"][0] == o.p_predicted
     # its prediction, recomputed from the schedule object alone
-    p = annealvi.collapse_probability(o.schedule, ics=300)
+    p = annealvi.collapse_probability(o.schedule, ics=300, d=64)
     assert float(p) == o.p_predicted
+    # the SGD check of the schedule, and the progress over the stages and the check's runs
+    assert o.check["n"] == 2 and 0 <= o.check["collapsed"] <= 2
+    assert calls[-1] == (3, 3)
     assert "points([(0, " in repr(o)
+
+
+def test_an_exception_in_the_progress_callback_stops_a_design():
+    import time
+
+    class Stop(Exception):
+        pass
+
+    seen = []
+
+    def stop(done, total):
+        seen.append((done, total))
+        raise Stop()
+
+    start = time.monotonic()
+    with pytest.raises(Stop):
+        annealvi.design(0.05, ics=100000, check_seeds=1000, progress=stop)
+    # the whole design takes minutes; it stops at its next check after the first report
+    assert time.monotonic() - start < 20 and len(seen) == 1
 
 
 @pytest.mark.parametrize("kw,field", [

@@ -26,6 +26,7 @@ fn theory_as_cells(theory: &[crate::theory::grid::TheoryCell]) -> (Vec<CellStats
             mean_mode_weight_error: f64::NAN,
             mean_ess_fraction: f64::NAN,
             mean_kl: f64::NAN,
+            benchmark: Default::default(),
         })
         .collect();
     let formula = theory
@@ -44,6 +45,7 @@ fn theory_as_cells(theory: &[crate::theory::grid::TheoryCell]) -> (Vec<CellStats
                 mean_mode_weight_error: f64::NAN,
                 mean_ess_fraction: f64::NAN,
                 mean_kl: f64::NAN,
+                benchmark: Default::default(),
             }
         })
         .collect();

@@ -30,6 +30,31 @@ pub struct CellStats {
     pub mean_ess_fraction: f64,
     /// Flow students: mean Monte-Carlo KL(q‖π) in nats (NaN for the Gaussian mixture).
     pub mean_kl: f64,
+    /// Benchmark targets: means of their metrics (NaN elsewhere).
+    pub benchmark: BenchmarkMeans,
+}
+
+/// Means over a cell's finished runs of the benchmark targets' metrics
+/// ([`BenchmarkMetrics`](crate::target::BenchmarkMetrics)); NaN where no run has the metric.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BenchmarkMeans {
+    /// Mean |ln Ẑ − ln Z| (nats), ln Ẑ the importance-sampling estimate from q's samples.
+    pub log_z_error: f64,
+    /// GMM40: mean number of modes holding ≥ 1% of the samples.
+    pub modes_covered: f64,
+    /// GMM40: mean entropic mode coverage (entropy of the sample-to-nearest-mode histogram /
+    /// ln 40), in [0, 1].
+    pub emc: f64,
+}
+
+impl Default for BenchmarkMeans {
+    fn default() -> Self {
+        BenchmarkMeans {
+            log_z_error: f64::NAN,
+            modes_covered: f64::NAN,
+            emc: f64::NAN,
+        }
+    }
 }
 
 impl CellStats {
@@ -55,8 +80,9 @@ pub fn aggregate(runs: &[RunLine]) -> Vec<CellStats> {
     let mut sorted: Vec<&RunLine> = runs.iter().filter(|r| seen.insert(key_of(r))).collect();
     sorted.sort_by_key(|r| key_of(r));
     let mut map: BTreeMap<(u64, u64), CellStats> = BTreeMap::new();
-    // sums and counts of light-mode mass, mode-weight error, ESS fraction, KL
-    let mut means: BTreeMap<(u64, u64), [(f64, usize); 4]> = BTreeMap::new();
+    // sums and counts of light-mode mass, mode-weight error, ESS fraction, KL, then the
+    // benchmark metrics: ln Z error, modes covered, EMC
+    let mut means: BTreeMap<(u64, u64), [(f64, usize); 7]> = BTreeMap::new();
     for r in sorted {
         // order keys: β_i then t0 (both positive: bit order = numeric order)
         let k = (r.beta_i.to_bits(), r.t0.to_bits());
@@ -73,6 +99,7 @@ pub fn aggregate(runs: &[RunLine]) -> Vec<CellStats> {
             mean_mode_weight_error: f64::NAN,
             mean_ess_fraction: f64::NAN,
             mean_kl: f64::NAN,
+            benchmark: BenchmarkMeans::default(),
         });
         e.n += 1;
         match r.outcome {
@@ -81,11 +108,16 @@ pub fn aggregate(runs: &[RunLine]) -> Vec<CellStats> {
             OutcomeKind::Covered => e.covered += 1,
             OutcomeKind::Partial => {}
         }
-        let me = means.entry(k).or_insert([(0.0, 0); 4]);
-        for (acc, v) in
-            me.iter_mut()
-                .zip([r.light_mode_mass, r.mode_weight_error, r.ess_fraction, r.kl])
-        {
+        let me = means.entry(k).or_insert([(0.0, 0); 7]);
+        for (acc, v) in me.iter_mut().zip([
+            r.light_mode_mass,
+            r.mode_weight_error,
+            r.ess_fraction,
+            r.kl,
+            r.log_z_error,
+            r.modes_covered.map(|n| n as f64),
+            r.emc,
+        ]) {
             if let Some(v) = v {
                 acc.0 += v;
                 acc.1 += 1;
@@ -100,6 +132,11 @@ pub fn aggregate(runs: &[RunLine]) -> Vec<CellStats> {
                 c.mean_mode_weight_error = mean(m[1]);
                 c.mean_ess_fraction = mean(m[2]);
                 c.mean_kl = mean(m[3]);
+                c.benchmark = BenchmarkMeans {
+                    log_z_error: mean(m[4]),
+                    modes_covered: mean(m[5]),
+                    emc: mean(m[6]),
+                };
             } else {
                 c.mean_light_mass = f64::NAN;
             }
@@ -115,15 +152,32 @@ pub const CELLS_HEADER: &str =
 /// The extra columns of cells.csv for flow students (means over the cell's finished runs).
 pub const FLOW_CELLS_COLUMNS: &str = "mean_mode_weight_error,mean_ess_fraction,mean_kl";
 
+/// The extra column of cells.csv for runs against a benchmark target (`target.kind =
+/// "gmm40"` or `"many_well"`).
+pub const LOG_Z_CELLS_COLUMNS: &str = "mean_log_z_error";
+
+/// The extra columns of cells.csv for runs against the 40-mode mixture (`target.kind =
+/// "gmm40"`).
+pub const MODE_CELLS_COLUMNS: &str = "mean_modes_covered,mean_emc";
+
 /// Writes DIR/cells.csv: [`CELLS_HEADER`], plus [`FLOW_CELLS_COLUMNS`] when the runs are
-/// flow runs.
+/// flow runs, [`LOG_Z_CELLS_COLUMNS`] when some runs carry a ln Z error (benchmark targets)
+/// and [`MODE_CELLS_COLUMNS`] when some carry mode counts (GMM40).
 pub fn write_cells(dir: &Path, runs: &[RunLine]) -> Result<Vec<CellStats>> {
     let stats = aggregate(runs);
     let flow = runs.iter().any(|r| r.mode_weight_error.is_some());
+    let log_z = runs.iter().any(|r| r.log_z_error.is_some());
+    let modes = runs.iter().any(|r| r.modes_covered.is_some());
     let mut s = String::from(CELLS_HEADER);
-    if flow {
-        s.push(',');
-        s.push_str(FLOW_CELLS_COLUMNS);
+    for (on, cols) in [
+        (flow, FLOW_CELLS_COLUMNS),
+        (log_z, LOG_Z_CELLS_COLUMNS),
+        (modes, MODE_CELLS_COLUMNS),
+    ] {
+        if on {
+            s.push(',');
+            s.push_str(cols);
+        }
     }
     s.push('\n');
     for c in &stats {
@@ -144,13 +198,22 @@ pub fn write_cells(dir: &Path, runs: &[RunLine]) -> Result<Vec<CellStats>> {
             hi,
             c.mean_light_mass
         );
-        if flow {
-            s.pop();
-            let _ = writeln!(
-                s,
-                ",{},{},{}",
-                c.mean_mode_weight_error, c.mean_ess_fraction, c.mean_kl
-            );
+        let b = &c.benchmark;
+        for (on, values) in [
+            (
+                flow,
+                &[c.mean_mode_weight_error, c.mean_ess_fraction, c.mean_kl][..],
+            ),
+            (log_z, &[b.log_z_error][..]),
+            (modes, &[b.modes_covered, b.emc][..]),
+        ] {
+            if on {
+                s.pop();
+                for v in values {
+                    let _ = write!(s, ",{v}");
+                }
+                s.push('\n');
+            }
         }
     }
     output::write_text(&dir.join("cells.csv"), &s)?;

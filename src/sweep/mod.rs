@@ -50,7 +50,10 @@ mod merge;
 mod plan;
 mod store;
 
-pub use aggregate::{CELLS_HEADER, CellStats, FLOW_CELLS_COLUMNS, aggregate, write_cells};
+pub use aggregate::{
+    BenchmarkMeans, CELLS_HEADER, CellStats, FLOW_CELLS_COLUMNS, LOG_Z_CELLS_COLUMNS,
+    MODE_CELLS_COLUMNS, aggregate, write_cells,
+};
 pub use exec::{
     RunFn, SweepOptions, SweepReport, check_sweep_dir, run_sweep, run_sweep_cancellable,
     run_sweep_with,
