@@ -127,6 +127,9 @@ def test_experiment_repr_config_toml_and_variations(tmp_path):
     assert fe.with_(seed=5).config["target"]["d"] == 32
     with pytest.raises(ValueError, match=r"`optim\.lr`"):
         exp.with_(optim__lr=-1.0)
+    # a variation with a user target sets the dimension from it
+    ut = exp.with_(target=annealvi.bimodal(32))
+    assert ut.target is not None and ut.config["target"]["d"] == 32 and exp.target is None
 
 
 def test_experiment_runs_equal_the_native_runs_of_the_original_source():
@@ -168,8 +171,10 @@ def test_run_attributes_and_flat_trajectory():
     df2 = traj.to_dataframe()
     assert df2["q_12"].iloc[-1] == run.summary["q"][1]
     assert df2["step"].iloc[-1] == 600
-    # the old packed form agrees
-    old = annealvi.train(SMALL_RUN)["trajectory"]
+    # the old packed form agrees, and train() returns the dict it always returned
+    res = annealvi.train(SMALL_RUN)
+    assert sorted(res) == ["summary", "trajectory"]
+    old = res["trajectory"]
     np.testing.assert_array_equal(old["q"][:, 2], traj["q_22"])
     np.testing.assert_array_equal(old["sigma"][:, 0], traj["sigma_1"])
 
