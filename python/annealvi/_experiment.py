@@ -51,11 +51,11 @@ class Experiment:
 
     def __init__(self, config: _config.ConfigSource = None, **settings: Any) -> None:
         config, settings, target = _config.split_target(config, settings)
-        self._init(config, _config.overrides(settings), target)
-
-    def _init(self, config: _config.ConfigSource, overrides: Dict[str, Any],
-              target: Optional[Target]) -> None:
         kind, source = _config.source(config)
+        self._init(kind, source, _config.overrides(settings), target)
+
+    def _init(self, kind: str, source: Any, overrides: Dict[str, Any],
+              target: Optional[Target]) -> None:
         text, resolved = _native.experiment_config(kind, source, overrides, target)
         if kind == "path":
             # the file's text, read once: a variation or a run later does not depend on it
@@ -94,7 +94,8 @@ class Experiment:
         the whole ``[schedule]`` table, a Target replaces the user target)."""
         _, settings, target = _config.split_target(None, settings)
         new = Experiment.__new__(Experiment)
-        new._init(_source_of(self), _config.merge(self._overrides, _config.overrides(settings)),
+        new._init(self._kind, self._source,
+                  _config.merge(self._overrides, _config.overrides(settings)),
                   target if target is not None else self._target)
         return new
 
@@ -177,12 +178,6 @@ class Experiment:
         return "Experiment(target=%s, student=%s, schedule=%s, %s=%s, lr=%g, steps=%d, seed=%d)" % (
             target, student, _schedule_repr(c["schedule"]), "estimator",
             c["objective"]["estimator"], o["lr"], o["steps"], c["seed"])
-
-
-def _source_of(exp: Experiment) -> _config.ConfigSource:
-    """The experiment's base configuration (TOML text, or a dict of plain values) as a source
-    for a variation."""
-    return exp._source
 
 
 def _schedule_repr(sc: Mapping[str, Any]) -> str:
