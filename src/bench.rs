@@ -9,8 +9,7 @@
 //! ([`crate::statistics`]), whose cost per step does not depend on d.
 
 use crate::config::{Config, Engine};
-use crate::run::run_config;
-use crate::train::NoObserver;
+use crate::run::Trainer;
 use rayon::prelude::*;
 use std::time::Instant;
 
@@ -64,13 +63,19 @@ impl GmmBench {
             .map_err(|e| {
                 crate::Error::Invalid(format!("cannot start {} threads: {e}", self.threads))
             })?;
+        let exp = cfg.compile()?;
         let start = Instant::now();
         let masses: Vec<f64> = pool.install(|| {
             (0..self.seeds as u64)
                 .into_par_iter()
-                .map(|run| run_config(&cfg, run, &mut NoObserver).1.light_mode_mass)
-                .collect()
-        });
+                .map(|run| {
+                    Trainer::new(&exp)
+                        .index(run)
+                        .run()
+                        .map(|r| r.light_mode_mass())
+                })
+                .collect::<crate::Result<_>>()
+        })?;
         let seconds = start.elapsed().as_secs_f64();
         Ok(BenchResult {
             seconds,

@@ -6,12 +6,32 @@
 //! freedom off by 2, and the noise scale off by 5%.
 
 use annealvi::config::{Config, Engine, NumberOr, ScheduleKind, TargetKind};
+use annealvi::family::GmmStudent;
 use annealvi::metrics::Outcome;
 use annealvi::objective::Estimator;
-use annealvi::run::{run_config, run_student};
+use annealvi::run::Trainer;
 use annealvi::seed::{Purpose, stream};
 use annealvi::statistics::{PlantedError, StatsStudent};
-use annealvi::train::{NoObserver, RunResult};
+use annealvi::train::{NoObserver, Observer, RunResult, Student};
+
+/// Run `run` of `cfg` (Gaussian-mixture student), stream indices (run, run).
+fn run_config(cfg: &Config, run: u64, observer: &mut dyn Observer) -> (GmmStudent, RunResult) {
+    let exp = cfg.compile().unwrap();
+    let r = Trainer::new(&exp).index(run).observer(observer).run();
+    r.unwrap().into_mixture().unwrap()
+}
+
+/// Trains the initialised student `q` with the noise streams of `run`.
+fn run_student<S: Student>(
+    cfg: &Config,
+    q: &mut S,
+    run: u64,
+    observer: &mut dyn Observer,
+) -> RunResult<S::Stats> {
+    let exp = cfg.compile().unwrap();
+    let r = Trainer::new(&exp).index(run).observer(observer).train(q);
+    r.unwrap()
+}
 use rayon::prelude::*;
 
 const RUNS: u64 = 1000;

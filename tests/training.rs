@@ -3,8 +3,24 @@
 use annealvi::config::{Config, NumberOr, ScheduleKind};
 use annealvi::metrics::Outcome;
 use annealvi::objective::Estimator;
-use annealvi::run::run_config;
 use annealvi::train::{NoObserver, Recorder};
+
+/// Run `run` of `cfg` (Gaussian-mixture student): compiled, then driven with the stream
+/// indices (run, run).
+fn run_config(
+    cfg: &annealvi::config::Config,
+    run: u64,
+    observer: &mut dyn annealvi::train::Observer,
+) -> (annealvi::family::GmmStudent, annealvi::train::RunResult) {
+    let exp = cfg.compile().unwrap();
+    annealvi::run::Trainer::new(&exp)
+        .index(run)
+        .observer(observer)
+        .run()
+        .unwrap()
+        .into_mixture()
+        .unwrap()
+}
 
 #[test]
 fn a_diverging_run_is_recorded_with_its_step() {

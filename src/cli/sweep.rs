@@ -143,7 +143,7 @@ fn dry_run_report(
     let mut probe = cfg.cell_config(&cells[0]);
     probe.optim.steps = 300;
     let t = Instant::now();
-    annealvi::run::run_any(&probe, (0, 0), &mut annealvi::train::NoObserver)?;
+    annealvi::run::Trainer::new(&probe.compile()?).run()?;
     let per_step = t.elapsed().as_secs_f64() / 300.0;
     let workers = rayon::current_num_threads();
     let secs = steps as f64 * per_step / workers as f64;

@@ -24,7 +24,7 @@ use crate::family::realnvp::RealNvp;
 use crate::family::realnvp_gpu::GpuFlows;
 use crate::family::{VariationalFamily, fill_standard_normal};
 use crate::seed::{Purpose, stream};
-use crate::train::{RunResult, Student, TrainSettings};
+use crate::train::{RunResult, Student};
 use rayon::prelude::*;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -80,20 +80,27 @@ pub(super) fn run_batch(
     seeds: &[usize],
 ) -> Result<Vec<RunLine>> {
     let start = Instant::now();
-    let c = cfg.cell_config(&cell);
-    let target = c.build_target();
-    let arch = c.flow_arch();
-    let schedule = c.build_schedule();
-    let settings = TrainSettings::from_config(&c);
+    let exp = cfg.cell_config(&cell).compile()?;
+    let c = exp.config();
+    let target = exp.target().ok_or_else(|| {
+        crate::Error::config(
+            "run.target.kind",
+            "\"many_well\"",
+            "a mixture target for the GPU engines (\"bimodal\", \"mixture\" or \"gmm40\")",
+        )
+    })?;
+    let arch = exp.flow_arch();
+    let schedule = exp.schedule();
+    let settings = exp.settings();
     let (b, d, nf) = (c.objective.samples, arch.d, seeds.len());
     // the device first: without one, fail before allocating the flows
     let mut dev = match engine {
-        Engine::Gpu => GpuFlows::new(&arch, &target, nf, b)?,
-        _ => GpuFlows::emulated(&arch, &target, nf, b)?,
+        Engine::Gpu => GpuFlows::new(&arch, target, nf, b)?,
+        _ => GpuFlows::emulated(&arch, target, nf, b)?,
     };
     let mut flows: Vec<RealNvp> = seeds
         .par_iter()
-        .map(|&s| c.init_flow(&mut stream(c.seed, s as u64, Purpose::Init)))
+        .map(|&s| exp.init_flow(&mut stream(c.seed, s as u64, Purpose::Init)))
         .collect::<Result<_>>()?;
     {
         let thetas: Vec<Vec<f64>> = flows.iter().map(|q| q.params().to_vec()).collect();
@@ -143,7 +150,7 @@ pub(super) fn run_batch(
                 Some(t) => (*t, true),
                 None => (o.steps, out_of_bounds),
             };
-            let r = Student::finish(q, &target, step, is_div, &settings, &mut eval);
+            let r = Student::finish(q, target, step, is_div, settings, &mut eval);
             let res = RunResult {
                 outcome: r.outcome,
                 final_step: r.final_step,

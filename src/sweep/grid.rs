@@ -4,9 +4,9 @@
 use super::{RunLine, run_line};
 use crate::config::{Config, FamilyKind, ScheduleKind};
 use crate::error::{Error, Result};
-use crate::run::{AnyRun, run_any_cancellable};
+use crate::run::{AnyRun, Trainer};
 use crate::seed::mix;
-use crate::train::{NoObserver, RunResult};
+use crate::train::RunResult;
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 use std::path::Path;
@@ -417,50 +417,76 @@ impl SweepConfig {
         c
     }
 
-    /// Runs one run of the sweep.
+    /// Runs one run of the sweep: the cell's configuration compiled into an
+    /// [`Experiment`](crate::run::Experiment), trained by [`Trainer`] with the streams
+    /// (seed, [`noise_index`]).
     pub fn run_one(&self, spec: RunSpec, cells: &[Cell]) -> RunLine {
-        let never = AtomicBool::new(false);
-        match self.run_one_cancellable(spec, cells, &never) {
-            Some(line) => line,
-            None => unreachable!("a flag nobody sets cancels nothing"),
-        }
+        let (cell, trainer) = self.trainer_of(spec, cells);
+        let start = Instant::now();
+        let run = trainer
+            .and_then(|(exp, streams)| Trainer::new(&exp).streams(streams.0, streams.1).run());
+        self.line_of(spec, cell, run, start)
     }
 
     /// [`Self::run_one`] that stops once `cancel` is set (`None`: the run is abandoned; see
-    /// [`crate::train::train_cancellable`]).
+    /// [`Trainer::cancel`]).
     pub fn run_one_cancellable(
         &self,
         spec: RunSpec,
         cells: &[Cell],
         cancel: &AtomicBool,
     ) -> Option<RunLine> {
-        let cell = cells[spec.cell];
-        let cfg = self.cell_config(&cell);
+        let (cell, trainer) = self.trainer_of(spec, cells);
         let start = Instant::now();
-        let init_index = spec.seed as u64;
-        let noise_index = noise_index(&cell, spec.seed);
-        let streams = (init_index, noise_index);
-        let (res, gmm, flow) = match run_any_cancellable(&cfg, streams, &mut NoObserver, cancel) {
-            Ok(None) => return None,
-            Ok(Some(AnyRun::Flow(_, r))) => {
+        let run = trainer.and_then(|(exp, streams)| {
+            Trainer::new(&exp)
+                .streams(streams.0, streams.1)
+                .cancel(cancel)
+                .run()
+        });
+        if matches!(run, Err(crate::Error::Interrupted)) {
+            return None;
+        }
+        Some(self.line_of(spec, cell, run, start))
+    }
+
+    /// The cell of a run, its compiled configuration and its stream indices (init, noise).
+    #[allow(clippy::type_complexity)]
+    fn trainer_of(
+        &self,
+        spec: RunSpec,
+        cells: &[Cell],
+    ) -> (Cell, Result<(crate::run::Experiment, (u64, u64))>) {
+        let cell = cells[spec.cell];
+        let streams = (spec.seed as u64, noise_index(&cell, spec.seed));
+        (
+            cell,
+            self.cell_config(&cell).compile().map(|e| (e, streams)),
+        )
+    }
+
+    /// The line of a finished run.
+    fn line_of(&self, spec: RunSpec, cell: Cell, run: Result<AnyRun>, start: Instant) -> RunLine {
+        let (res, gmm, flow) = match run {
+            Ok(AnyRun::Flow(_, r)) => {
                 let (res, flow) = split_stats(r);
                 (res, None, Some(flow))
             }
-            Ok(Some(AnyRun::Mixture(_, r))) => {
+            Ok(AnyRun::Mixture(_, r)) => {
                 let (res, gmm) = split_stats(r);
                 (res, Some(gmm), None)
             }
             // unreachable after validation; recorded as a divergence at step 0, not a panic
             Err(_) => (RunResult::diverged(0, ()), None, None),
         };
-        Some(run_line(
+        run_line(
             cell,
             spec.seed,
             res,
             gmm,
             flow,
             start.elapsed().as_secs_f64(),
-        ))
+        )
     }
 
     /// Total SGD steps of a list of runs.
