@@ -5,10 +5,10 @@
 //! σ(0) = 1; means ~ N(0, I_d); no annealing; full reparametrised estimator with B samples
 //! per component), spread over a rayon pool. Reports run-steps per second = S·T / wall time.
 //! `scripts/bench_torch.py` runs the same workload batched in PyTorch for comparison. The
-//! `engine` field selects the d-dimensional engine or the summary-statistics engine
+//! `simulation` field selects the d-dimensional engine or the summary-statistics engine
 //! ([`crate::statistics`]), whose cost per step does not depend on d.
 
-use crate::config::{Config, Engine};
+use crate::config::{Config, Simulation};
 use crate::run::Trainer;
 use rayon::prelude::*;
 use std::time::Instant;
@@ -28,7 +28,7 @@ pub struct GmmBench {
     pub threads: usize,
     /// The SGD engine (`vector`: d-dimensional samples; `statistics`: exact simulation in the
     /// summary statistics).
-    pub engine: Engine,
+    pub simulation: Simulation,
 }
 
 /// What the benchmark measured.
@@ -50,7 +50,7 @@ impl GmmBench {
         c.objective.samples = self.samples;
         c.optim.steps = self.steps;
         c.record.every = 0;
-        c.objective.engine = self.engine;
+        c.student.simulation = self.simulation;
         c
     }
 

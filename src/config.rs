@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use std::path::Path;
 
 pub use crate::check::NumberOr;
-pub use crate::family::{FamilyKind, StudentConfig};
+pub use crate::family::{FamilyKind, Simulation, StudentConfig};
 pub use crate::optim::{OptimConfig, OptimKind};
 pub use crate::schedule::{ScheduleConfig, ScheduleKind};
 pub use crate::target::{Direction, TargetConfig, TargetKind};
@@ -36,7 +36,7 @@ pub type RealNvpConfig = FlowArch;
 
 /// A complete run configuration.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(try_from = "ConfigToml")]
 pub struct Config {
     /// Base seed of all random streams.
     pub seed: u64,
@@ -64,25 +64,84 @@ pub enum LossScale {
     PerDim,
 }
 
-/// How SGD of the Gaussian-mixture student is simulated.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Engine {
-    /// d-dimensional vectors: every sample drawn in R^d (cost ∝ B·d per step).
-    Vector,
-    /// Exactly in the summary statistics ([`crate::statistics`]): the same law of every
-    /// statistic and outcome at a cost per step independent of d (SGD, full or STL
-    /// estimator, isotropic targets).
-    Statistics,
+/// A configuration as written (TOML): [`Config`] with the deprecated keys, which
+/// deserialisation moves to their new places (see [`Config`]'s `TryFrom`).
+#[derive(Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct ConfigToml {
+    seed: u64,
+    target: TargetConfig,
+    student: StudentConfig,
+    schedule: ScheduleConfig,
+    objective: ObjectiveConfig,
+    optim: OptimConfig,
+    record: RecordConfig,
+}
+
+impl Default for ConfigToml {
+    fn default() -> Self {
+        let c = Config::default();
+        Self {
+            seed: c.seed,
+            target: c.target,
+            student: c.student,
+            schedule: c.schedule,
+            objective: c.objective,
+            optim: c.optim,
+            record: c.record,
+        }
+    }
+}
+
+/// Prints the deprecation note of `objective.engine` on stderr, once per process (the one
+/// thing the library prints: a renamed key must not pass unnoticed, whoever loads it).
+fn note_deprecated_engine() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static NOTED: AtomicBool = AtomicBool::new(false);
+    if !NOTED.swap(true, Ordering::Relaxed) {
+        eprintln!(
+            "note: `objective.engine` is deprecated; it is now `student.simulation` (same \
+             values, \"vector\" or \"statistics\")"
+        );
+    }
+}
+
+impl TryFrom<ConfigToml> for Config {
+    type Error = String;
+    /// Moves the deprecated `objective.engine` to `student.simulation` (with a note on
+    /// stderr); both given and different is an error.
+    fn try_from(c: ConfigToml) -> std::result::Result<Self, String> {
+        let (mut student, mut objective) = (c.student, c.objective);
+        if let Some(old) = objective.engine.take() {
+            note_deprecated_engine();
+            if student.simulation != old && student.simulation != Simulation::default() {
+                return Err(format!(
+                    "objective.engine = {old:?} (deprecated) and student.simulation = {:?} \
+                     disagree; give student.simulation only",
+                    student.simulation
+                ));
+            }
+            student.simulation = old;
+        }
+        Ok(Config {
+            seed: c.seed,
+            target: c.target,
+            student,
+            schedule: c.schedule,
+            objective,
+            optim: c.optim,
+            record: c.record,
+        })
+    }
 }
 
 /// Objective settings.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ObjectiveConfig {
-    /// SGD engine of the Gaussian-mixture student: `vector` (d-dimensional samples, the
-    /// default) or `statistics` (exact simulation in the summary statistics).
-    pub engine: Engine,
+    /// Deprecated: read as `student.simulation` (a note is printed), never written.
+    #[serde(skip_serializing)]
+    engine: Option<Simulation>,
     /// `full`, `stl` (sticking the landing) or `exact`.
     pub estimator: Estimator,
     /// Reparametrised samples per component B ≥ 1 (Monte-Carlo estimators).
@@ -94,7 +153,7 @@ pub struct ObjectiveConfig {
 impl Default for ObjectiveConfig {
     fn default() -> Self {
         Self {
-            engine: Engine::Vector,
+            engine: None,
             estimator: Estimator::Full,
             samples: 32,
             loss_scale: LossScale::None,
@@ -252,7 +311,7 @@ impl Config {
                 return not_exact("the exact objective supports at most 2 components");
             }
         }
-        if o.engine == Engine::Statistics {
+        if s.simulation == Simulation::Statistics {
             let why = if s.family != FamilyKind::Gmm {
                 Some("student.family = \"gmm\"")
             } else if o.estimator == Estimator::Exact {
@@ -266,7 +325,7 @@ impl Config {
             };
             if let Some(why) = why {
                 return Err(Error::config(
-                    "objective.engine",
+                    "student.simulation",
                     "\"statistics\"",
                     &format!("\"vector\", or \"statistics\" with {why}"),
                 ));

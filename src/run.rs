@@ -3,7 +3,7 @@
 //! benchmark target), the schedule β(t), the student and optimiser settings and the loop's
 //! [`TrainSettings`] — into an [`Experiment`]; one driver, [`Trainer`], draws a run's initial
 //! student and noise from its random streams and trains it with [`crate::train`]'s loop, on
-//! the engine and family the configuration names (the one place that dispatches on them).
+//! the simulation and family the configuration names (the one place that dispatches on them).
 //! Sweeps, the CLI and the Python package start runs here.
 //!
 //! Random streams of a run with stream indices (init_run, noise_run): the initial student
@@ -33,7 +33,7 @@
 //! # Ok::<(), annealvi::Error>(())
 //! ```
 
-use crate::config::{Config, Engine, FamilyKind, LossScale, TargetConfig};
+use crate::config::{Config, FamilyKind, LossScale, Simulation, TargetConfig};
 use crate::error::{Error, Result};
 use crate::family::realnvp::{FlowArch, FlowStats};
 use crate::family::{GmmStudent, RealNvp};
@@ -60,7 +60,7 @@ impl Config {
 }
 
 /// A validated configuration with what its runs share, built once: the target π (a mixture,
-/// with the statistics engine's frame when `objective.engine = "statistics"`, or a benchmark
+/// with the statistics engine's frame when `student.simulation = "statistics"`, or a benchmark
 /// target), the schedule β(t), and the loop's settings. The optimiser holds per-run state
 /// and is built for each run ([`Experiment::optimizer`]). Runs start with [`Trainer`].
 ///
@@ -95,7 +95,7 @@ impl Experiment {
         config.validate()?;
         let benchmark = config.target.benchmark().map(Arc::new);
         let mixture = !matches!(benchmark.as_deref(), Some(Benchmark::ManyWell(_)));
-        let statistics = config.objective.engine == Engine::Statistics;
+        let statistics = config.student.simulation == Simulation::Statistics;
         let (target, frame) = if mixture {
             let (t, f) = shared_target(&config.target, statistics);
             (Some(t), f)
@@ -190,14 +190,14 @@ impl Experiment {
     pub fn initial_student(&self, init_run: u64) -> Result<(GmmStudent, Vec<f64>)> {
         let mut init: Stream = stream(self.config.seed, init_run, Purpose::Init);
         let target = self.mixture_student_target()?;
-        Ok(match self.config.objective.engine {
-            Engine::Statistics => {
+        Ok(match self.config.student.simulation {
+            Simulation::Statistics => {
                 let s = self.init_stats_student(&mut init)?;
                 let mut axis = vec![0.0; s.frame_dim()];
                 axis[0] = 1.0;
                 (s.frame_student().clone(), axis)
             }
-            Engine::Vector => (self.init_student(&mut init), target.axis().to_vec()),
+            Simulation::Vector => (self.init_student(&mut init), target.axis().to_vec()),
         })
     }
 
@@ -215,7 +215,7 @@ impl Experiment {
 
 fn not_statistics() -> Error {
     Error::config(
-        "objective.engine",
+        "student.simulation",
         "\"vector\"",
         "\"statistics\" (this needs the statistics engine's frame)",
     )
@@ -384,7 +384,7 @@ impl<'a> Trainer<'a> {
     /// (seed, init_run, Init), noise from (seed, noise_run, Sgd), Monte-Carlo records and
     /// outcome from (seed, noise_run, Eval).
     ///
-    /// With `objective.engine = "statistics"` the mixture run is simulated in the summary
+    /// With `student.simulation = "statistics"` the mixture run is simulated in the summary
     /// statistics ([`crate::statistics`]): random initial means are drawn directly as
     /// statistics (same law, other numbers than the vector engine's), and the returned student
     /// is the final one in frame coordinates. A flow against a benchmark target has its
@@ -395,7 +395,7 @@ impl<'a> Trainer<'a> {
         let exp = self.exp;
         let cfg = &exp.config;
         let mut init: Stream = stream(cfg.seed, self.streams.0, Purpose::Init);
-        match (cfg.student.family, cfg.objective.engine) {
+        match (cfg.student.family, cfg.student.simulation) {
             (FamilyKind::Realnvp, _) => {
                 let mut q = exp.init_flow(&mut init)?;
                 let noise_run = self.streams.1;
@@ -414,12 +414,12 @@ impl<'a> Trainer<'a> {
                 };
                 Ok(AnyRun::Flow(Box::new(q), res))
             }
-            (FamilyKind::Gmm, Engine::Statistics) => {
+            (FamilyKind::Gmm, Simulation::Statistics) => {
                 let mut s = exp.init_stats_student(&mut init)?;
                 let res = self.train(&mut s)?;
                 Ok(AnyRun::Mixture(s.frame_student().clone(), res))
             }
-            (FamilyKind::Gmm, Engine::Vector) => {
+            (FamilyKind::Gmm, Simulation::Vector) => {
                 let mut q = exp.init_student(&mut init);
                 let res = self.train(&mut q)?;
                 Ok(AnyRun::Mixture(q, res))

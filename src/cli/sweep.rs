@@ -64,11 +64,10 @@ pub fn sweep(a: SweepArgs) -> Result<()> {
     let cfg = SweepConfig::load(config.as_deref(), &sets)?;
     let shard = shard.as_deref().map(Shard::parse).transpose()?;
     let opts = SweepOptions {
-        out: out.clone(),
         resume,
         shard,
-        max_runs: None,
         budget,
+        ..SweepOptions::new(out.clone())
     };
     if dry_run {
         // refuse exactly what the sweep would refuse, before estimating anything
@@ -159,7 +158,7 @@ fn dry_run_report(
         )),
         steps
     );
-    if cfg.grid.engine == annealvi::sweep::Engine::Cpu {
+    if cfg.grid.device == annealvi::sweep::Device::Cpu {
         println!(
             "estimated time on this machine: {:.0} s ({:.1} min) with {workers} threads",
             secs,

@@ -1,4 +1,4 @@
-//! The GPU engines of a sweep (`grid.engine = "gpu"` or `"gpu_emulator"`, cargo feature `gpu`):
+//! The GPU engines of a sweep (`grid.device = "gpu"` or `"gpu_emulator"`, cargo feature `gpu`):
 //! the runs of a cell are trained together as one batch of RealNVP flows by
 //! [`GpuFlows`] (cuBLAS strided-batched GEMMs over all flows), at most `grid.gpu_flows` per
 //! batch.
@@ -18,7 +18,7 @@
 //! flows. A cell's lines are appended when its batch finishes (a killed sweep loses at most the
 //! batches in flight; `--resume` reruns only the missing seeds).
 
-use super::{Cell, Engine, RunLine, RunSpec, SweepConfig, noise_index, run_line};
+use super::{Cell, Device, RunLine, RunSpec, SweepConfig, noise_index, run_line};
 use crate::error::Result;
 use crate::family::realnvp::RealNvp;
 use crate::family::realnvp_gpu::GpuFlows;
@@ -35,7 +35,7 @@ use std::time::{Duration, Instant};
 /// first batch always starts when the deadline has not passed).
 pub(super) fn run(
     cfg: &SweepConfig,
-    engine: Engine,
+    engine: Device,
     cells: &[Cell],
     todo: &[RunSpec],
     deadline: Option<Instant>,
@@ -75,7 +75,7 @@ pub(super) fn run(
 /// Trains the seeds `seeds` of `cell` as one batch of flows; one line per seed, in order.
 pub(super) fn run_batch(
     cfg: &SweepConfig,
-    engine: Engine,
+    engine: Device,
     cell: Cell,
     seeds: &[usize],
 ) -> Result<Vec<RunLine>> {
@@ -95,7 +95,7 @@ pub(super) fn run_batch(
     let (b, d, nf) = (c.objective.samples, arch.d, seeds.len());
     // the device first: without one, fail before allocating the flows
     let mut dev = match engine {
-        Engine::Gpu => GpuFlows::new(&arch, target, nf, b)?,
+        Device::Gpu => GpuFlows::new(&arch, target, nf, b)?,
         _ => GpuFlows::emulated(&arch, target, nf, b)?,
     };
     let mut flows: Vec<RealNvp> = seeds

@@ -104,8 +104,9 @@ pub struct GridConfig {
     /// Steps after t0 (at β = 1) before the outcome is read.
     pub extra_steps: usize,
     /// Where the runs are trained: `cpu`, `gpu` or `gpu_emulator` (see the module docs).
-    #[serde(skip_serializing_if = "Engine::is_cpu")]
-    pub engine: Engine,
+    #[serde(skip_serializing_if = "Device::is_cpu")]
+    #[serde(alias = "engine")]
+    pub device: Device,
     /// GPU engines: at most this many flows per device batch (the runs of a cell are split
     /// into batches of this size), in [1, 100000].
     #[serde(skip_serializing_if = "is_default_gpu_flows")]
@@ -115,7 +116,7 @@ pub struct GridConfig {
 /// Where a sweep's runs are trained.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Engine {
+pub enum Device {
     /// One run per CPU thread.
     #[default]
     Cpu,
@@ -125,9 +126,9 @@ pub enum Engine {
     GpuEmulator,
 }
 
-impl Engine {
+impl Device {
     pub(super) fn is_cpu(&self) -> bool {
-        *self == Engine::Cpu
+        *self == Device::Cpu
     }
 }
 
@@ -145,7 +146,7 @@ impl Default for GridConfig {
             no_annealing: true,
             seeds: 10,
             extra_steps: 1000,
-            engine: Engine::Cpu,
+            device: Device::Cpu,
             gpu_flows: DEFAULT_GPU_FLOWS,
         }
     }
@@ -269,7 +270,7 @@ impl SweepConfig {
                 "an integer in [1, 100000]",
             ));
         }
-        if g.engine != Engine::Cpu {
+        if g.device != Device::Cpu {
             self.validate_gpu()?;
         }
         // what the grid sets per cell must not also be set in [run] (it would be recorded in
@@ -309,13 +310,13 @@ impl SweepConfig {
     fn validate_gpu(&self) -> Result<()> {
         use crate::config::{LossScale, OptimKind};
         use crate::target::TargetKind;
-        let engine = match self.grid.engine {
-            Engine::Gpu => "gpu",
+        let engine = match self.grid.device {
+            Device::Gpu => "gpu",
             _ => "gpu_emulator",
         };
         if !cfg!(feature = "gpu") {
             return Err(Error::config(
-                "grid.engine",
+                "grid.device",
                 engine,
                 "\"cpu\" in this build (the GPU engines need `cargo build --release --features gpu`)",
             ));
@@ -325,7 +326,7 @@ impl SweepConfig {
             Err(Error::config(
                 field,
                 value,
-                &format!("{expected} with grid.engine = \"{engine}\""),
+                &format!("{expected} with grid.device = \"{engine}\""),
             ))
         };
         if r.student.family != FamilyKind::Realnvp {
@@ -344,7 +345,7 @@ impl SweepConfig {
                     "\"many_well\"".into()
                 },
                 "\"bimodal\" or \"mixture\" (the benchmark targets and their metrics run on \
-                 grid.engine = \"cpu\")",
+                 grid.device = \"cpu\")",
             );
         }
         if r.optim.kind != OptimKind::Adam {
