@@ -420,13 +420,7 @@ pub fn load_toml<T: serde::de::DeserializeOwned>(
     what: &str,
 ) -> Result<T> {
     let mut table = match path {
-        Some(p) => {
-            let text = std::fs::read_to_string(p).map_err(|e| Error::io(p, "read", e))?;
-            text.parse::<toml::Table>().map_err(|e| Error::Parse {
-                source_name: p.display().to_string(),
-                message: e.to_string(),
-            })?
-        }
+        Some(p) => read_toml(p)?,
         None => toml::Table::new(),
     };
     for s in sets {
@@ -436,6 +430,45 @@ pub fn load_toml<T: serde::de::DeserializeOwned>(
     table
         .try_into()
         .map_err(|e: toml::de::Error| parse_error(&e.to_string(), sets, name))
+}
+
+/// The TOML table of the file at `path` (errors name the file).
+pub fn read_toml(path: &Path) -> Result<toml::Table> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, "read", e))?;
+    text.parse::<toml::Table>().map_err(|e| Error::Parse {
+        source_name: path.display().to_string(),
+        message: e.to_string(),
+    })
+}
+
+/// Sets the dotted `key` (e.g. `target.d`) of `table` to `value`, creating the tables on the
+/// way; an error when a part of the path is not a table or is empty.
+pub fn set_key(table: &mut toml::Table, key: &str, value: toml::Value) -> Result<()> {
+    let source_name = || format!("key `{key}`");
+    if key.is_empty() || key.split('.').any(|p| p.trim().is_empty()) {
+        return Err(Error::Parse {
+            source_name: source_name(),
+            message: "the key must be a dotted path such as target.d".into(),
+        });
+    }
+    let parts: Vec<&str> = key.split('.').map(str::trim).collect();
+    let mut cur = table;
+    for p in &parts[..parts.len() - 1] {
+        let entry = cur
+            .entry(p.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        cur = match entry {
+            toml::Value::Table(t) => t,
+            _ => {
+                return Err(Error::Parse {
+                    source_name: source_name(),
+                    message: format!("`{p}` is not a table"),
+                });
+            }
+        };
+    }
+    cur.insert(parts[parts.len() - 1].to_string(), value);
+    Ok(())
 }
 
 /// A deserialisation error, blamed on the `--set` that gave the field when one did (the
@@ -504,24 +537,13 @@ pub fn apply_set(table: &mut toml::Table, set: &str) -> Result<()> {
             .unwrap_or(toml::Value::String(value.to_string())),
         Err(_) => toml::Value::String(value.trim().to_string()),
     };
-    let parts: Vec<&str> = key.split('.').map(str::trim).collect();
-    let mut cur = table;
-    for p in &parts[..parts.len() - 1] {
-        let entry = cur
-            .entry(p.to_string())
-            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-        cur = match entry {
-            toml::Value::Table(t) => t,
-            _ => {
-                return Err(Error::Parse {
-                    source_name: format!("--set {set}"),
-                    message: format!("`{p}` is not a table"),
-                });
-            }
-        };
-    }
-    cur.insert(parts[parts.len() - 1].to_string(), parsed);
-    Ok(())
+    set_key(table, key, parsed).map_err(|e| match e {
+        Error::Parse { message, .. } => Error::Parse {
+            source_name: format!("--set {set}"),
+            message,
+        },
+        e => e,
+    })
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ pub use crate::design::{
 };
 pub use crate::error::{Error, Result};
 pub use crate::metrics::{Outcome, OutcomeKind, wilson_interval};
-pub use crate::run::{AnyRun, Experiment, Trainer};
+pub use crate::run::{AnyRun, Experiment, RunError, Trainer};
 pub use crate::schedule::{Constant, Exponential, Linear, LinearTemperature, Schedule};
 pub use crate::sweep::{
     Cell, CellStats, RunFn, RunLine, RunSpec, Shard, SweepConfig, SweepOptions, SweepReport,

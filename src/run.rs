@@ -35,16 +35,19 @@
 
 use crate::config::{Config, FamilyKind, LossScale, Simulation, TargetConfig};
 use crate::error::{Error, Result};
+use crate::family::gmm::Stats;
 use crate::family::realnvp::{FlowArch, FlowStats};
 use crate::family::{GmmStudent, RealNvp};
 use crate::metrics::Outcome;
+use crate::objective::Estimator;
 use crate::optim::Optimizer;
 use crate::schedule::Schedule;
 use crate::seed::{Purpose, Stream, stream};
 use crate::statistics::{StatsStudent, TargetFrame};
 use crate::target::{Benchmark, IsotropicMixture};
 use crate::train::{
-    External, NoObserver, Observer, RunResult, Student, TrainSettings, TrainTarget, train_with,
+    External, ExternalTarget, NoObserver, Observer, RunResult, Student, TrainSettings, TrainTarget,
+    train_with,
 };
 use rand::Rng;
 use std::cell::RefCell;
@@ -272,18 +275,23 @@ fn shared_target(
     })
 }
 
-/// A finished run of the student family a configuration names (`student.family`).
+/// A finished run of the student family a configuration names (`student.family`); `M`: the
+/// result statistics of the Gaussian-mixture student (its summary statistics [`Stats`]
+/// against the built-in targets, the masses of q on the modes against an external target,
+/// see [`Trainer::run_on`]).
+// one value per run, moved once: the size difference costs nothing worth a second box
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug)]
-pub enum AnyRun {
-    /// The Gaussian-mixture student (either engine). With the statistics engine the student
-    /// is the final one in frame coordinates (dimension p ≤ d, first axis μ̂): its
+pub enum AnyRun<M = Stats> {
+    /// The Gaussian-mixture student (either simulation). With the statistics engine the
+    /// student is the final one in frame coordinates (dimension p ≤ d, first axis μ̂): its
     /// statistics relative to e_1 are the run's.
-    Mixture(GmmStudent, RunResult),
+    Mixture(GmmStudent, RunResult<M>),
     /// The RealNVP flow (boxed: a flow holds its engine's buffers).
     Flow(Box<RealNvp>, RunResult<FlowStats>),
 }
 
-impl AnyRun {
+impl<M> AnyRun<M> {
     /// How the run ended.
     pub fn outcome(&self) -> &Outcome {
         match self {
@@ -309,7 +317,7 @@ impl AnyRun {
     }
 
     /// The Gaussian-mixture student and its result, or `None` for a flow.
-    pub fn into_mixture(self) -> Option<(GmmStudent, RunResult)> {
+    pub fn into_mixture(self) -> Option<(GmmStudent, RunResult<M>)> {
         match self {
             AnyRun::Mixture(q, r) => Some((q, r)),
             AnyRun::Flow(..) => None,
@@ -326,10 +334,11 @@ impl AnyRun {
 }
 
 /// The driver of a run of an [`Experiment`], set up by its builder methods and started by
-/// one of its three run methods:
+/// one of its run methods:
 ///
 /// * [`Trainer::run`]: the family the configuration names, its initial student drawn from the
 ///   init stream;
+/// * [`Trainer::run_on`]: the same against a target evaluated outside the library;
 /// * [`Trainer::train`]: an already initialised student of any family against the
 ///   experiment's target;
 /// * [`Trainer::train_on`]: a student against another target, e.g. one evaluated outside the
@@ -427,6 +436,60 @@ impl<'a> Trainer<'a> {
         }
     }
 
+    /// A complete run of the family the configuration names against a target evaluated
+    /// outside the library (e.g. a Python callable), with the streams of [`Self::run`]: the
+    /// Gaussian-mixture student (d-dimensional, batched reference estimator; its result
+    /// statistics are the masses of q on the target's modes, from
+    /// `student.realnvp.eval_samples` draws) or the flow (its batched passes). Against an
+    /// external copy of a built-in target it reproduces the built-in run (the flow bit for
+    /// bit; the mixture up to the kernel's rounding). Errors: the target's dimension is not
+    /// `target.d`, `objective.estimator = "exact"` (exact gradients exist only for the
+    /// built-in targets), an invalid flow architecture, [`Error::Interrupted`], or the
+    /// target's first failure.
+    pub fn run_on<X>(self, target: &X) -> std::result::Result<AnyRun<Vec<f64>>, RunError<X::Error>>
+    where
+        X: ExternalTarget + ?Sized,
+    {
+        let exp = self.exp;
+        let cfg = &exp.config;
+        if target.dim() != cfg.target.d {
+            return Err(RunError::Run(Error::config(
+                "target.d",
+                cfg.target.d,
+                &format!("the external target's dimension, {}", target.dim()),
+            )));
+        }
+        if exp.settings.estimator == Estimator::Exact {
+            return Err(RunError::Run(Error::config(
+                "objective.estimator",
+                "\"exact\"",
+                "\"full\" or \"stl\" with an external target (exact gradients exist only for \
+                 the built-in targets)",
+            )));
+        }
+        fn done<R, E>(r: std::result::Result<Option<R>, E>) -> std::result::Result<R, RunError<E>> {
+            match r {
+                Ok(Some(r)) => Ok(r),
+                Ok(None) => Err(RunError::Run(Error::Interrupted)),
+                Err(e) => Err(RunError::Target(e)),
+            }
+        }
+        let mut init: Stream = stream(cfg.seed, self.streams.0, Purpose::Init);
+        let ext = External::new(target);
+        match cfg.student.family {
+            FamilyKind::Realnvp => {
+                let mut q = exp.init_flow(&mut init).map_err(RunError::Run)?;
+                let res = done(self.train_on(&ext, &mut q))?;
+                Ok(AnyRun::Flow(Box::new(q), res))
+            }
+            FamilyKind::Gmm => {
+                let mut q = exp.init_student(&mut init);
+                let res = done(self.train_on(&ext, &mut q))?;
+                Ok(AnyRun::Mixture(q, res))
+            }
+        }
+    }
+
     /// Trains an already initialised student `q` (from its current state) against the
     /// experiment's mixture target, with the noise streams of `noise_run`. Errors:
     /// [`Error::Interrupted`] when cancelled, or a target that is not a mixture (Many Well:
@@ -476,6 +539,17 @@ impl<'a> Trainer<'a> {
             self.cancel.unwrap_or(&never),
         )
     }
+}
+
+/// Why a run against an external target ([`Trainer::run_on`]) stopped early: the library's
+/// error (invalid configuration for such a run, [`Error::Interrupted`]) or the target's
+/// first failed evaluation.
+#[derive(Debug)]
+pub enum RunError<E> {
+    /// The library's error.
+    Run(Error),
+    /// The target's error (e.g. a Python exception).
+    Target(E),
 }
 
 /// The result of a run against a target that cannot fail: `Err(Interrupted)` when cancelled.

@@ -72,12 +72,18 @@ pub(crate) fn train<'py>(
     let summary = PyDict::new(py);
     let traj = PyDict::new(py);
     summary.set_item("seed", cfg.seed)?;
-    // run_config's streams, (run, run)
-    let (finished, rec) = interruptible(py, |cancel| {
-        let mut rec = Recorder::default();
-        match annealvi::run::run_any_cancellable(&cfg, (run, run), &mut rec, cancel) {
-            Ok(Some(r)) => Ok((r, rec)),
-            Ok(None) => Err(interrupted()),
+    let exp = cfg.compile().map_err(to_py)?;
+    // streams (run, run); a recorder of each family's records (the run keeps its family's)
+    let (finished, (rec, flow_rec)) = interruptible(py, |cancel| {
+        let mut rec = (Recorder::default(), FlowRecorder::default());
+        let r = Trainer::new(&exp)
+            .index(run)
+            .observer(&mut rec)
+            .cancel(cancel)
+            .run();
+        match r {
+            Ok(r) => Ok((r, rec)),
+            Err(Error::Interrupted) => Err(interrupted()),
             Err(e) => Err(to_py(e)),
         }
     })??;
@@ -93,7 +99,7 @@ pub(crate) fn train<'py>(
                 "mode_masses",
                 PyArray1::from_vec(py, res.stats.mode_masses.clone()),
             )?;
-            flow_columns(py, &traj, &rec.flow_records)?;
+            flow_columns(py, &traj, &flow_rec.records)?;
         }
         annealvi::run::AnyRun::Mixture(_, res) => {
             outcome_items(&summary, &res.outcome)?;
@@ -202,11 +208,9 @@ pub(crate) fn sweep<'py>(
     let cfg: SweepConfig = finish(t, "sweep configuration", SweepConfig::validate)?;
     let shard = shard.map(Shard::parse).transpose().map_err(to_py)?;
     let opts = SweepOptions {
-        out: out.into(),
         resume,
         shard,
-        max_runs: None,
-        budget: None,
+        ..SweepOptions::new(out)
     };
     let report = with_threads(threads, || match target {
         Some(t) => callable::sweep(py, &cfg, &opts, t),
