@@ -45,7 +45,10 @@ fn main() -> Result<()> {
          [schedule]\nkind = \"exponential\"\nbeta_i = 0.05\nt0 = 1000\n[optim]\nsteps = 1500\n",
     )?;
     let mut rec = Recorder::default();
-    let (_, res) = run_config(&cfg, 0, &mut rec);
+    // compiled once (validated, target and schedule built), then run 0 by the driver
+    let exp = cfg.compile()?;
+    let run = Trainer::new(&exp).index(0).observer(&mut rec).run()?;
+    let (_, res) = run.into_mixture().expect("the Gaussian-mixture student");
     println!(
         "SGD run (d = 64): {} after {} steps, light-mode mass {:.3}",
         res.outcome.label(),

@@ -23,19 +23,15 @@ fn main() -> Result<()> {
         [run]
         seed = 7
         [run.student]
+        simulation = "statistics"
         sigma0 = "schedule"
-        [run.objective]
-        engine = "statistics"
     "#;
     let path = std::env::temp_dir().join("annealvi-example-sweep.toml");
     std::fs::write(&path, toml).map_err(|e| Error::io(&path, "write", e))?;
     let cfg = SweepConfig::load(Some(&path), &[])?;
     let opts = SweepOptions {
-        out: out.clone(),
         resume: true,
-        shard: None,
-        max_runs: None,
-        budget: None,
+        ..SweepOptions::new(out.clone())
     };
     let report = run_sweep(&cfg, &opts)?;
     println!(

@@ -25,7 +25,10 @@ fn main() -> Result<()> {
         "#,
     )?;
     let mut rec = Recorder::default();
-    let (_, res) = run_config(&cfg, 0, &mut rec);
+    // compiled once (validated, target and schedule built), then run 0 by the driver
+    let exp = cfg.compile()?;
+    let run = Trainer::new(&exp).index(0).observer(&mut rec).run()?;
+    let (_, res) = run.into_mixture().expect("the Gaussian-mixture student");
     println!("step   beta    loss      m_1     m_2     sigma_1 sigma_2");
     for r in &rec.records {
         println!(

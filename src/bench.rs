@@ -5,12 +5,11 @@
 //! σ(0) = 1; means ~ N(0, I_d); no annealing; full reparametrised estimator with B samples
 //! per component), spread over a rayon pool. Reports run-steps per second = S·T / wall time.
 //! `scripts/bench_torch.py` runs the same workload batched in PyTorch for comparison. The
-//! `engine` field selects the d-dimensional engine or the summary-statistics engine
+//! `simulation` field selects the d-dimensional engine or the summary-statistics engine
 //! ([`crate::statistics`]), whose cost per step does not depend on d.
 
-use crate::config::{Config, Engine};
-use crate::run::run_config;
-use crate::train::NoObserver;
+use crate::config::{Config, Simulation};
+use crate::run::Trainer;
 use rayon::prelude::*;
 use std::time::Instant;
 
@@ -29,7 +28,7 @@ pub struct GmmBench {
     pub threads: usize,
     /// The SGD engine (`vector`: d-dimensional samples; `statistics`: exact simulation in the
     /// summary statistics).
-    pub engine: Engine,
+    pub simulation: Simulation,
 }
 
 /// What the benchmark measured.
@@ -51,7 +50,7 @@ impl GmmBench {
         c.objective.samples = self.samples;
         c.optim.steps = self.steps;
         c.record.every = 0;
-        c.objective.engine = self.engine;
+        c.student.simulation = self.simulation;
         c
     }
 
@@ -64,13 +63,19 @@ impl GmmBench {
             .map_err(|e| {
                 crate::Error::Invalid(format!("cannot start {} threads: {e}", self.threads))
             })?;
+        let exp = cfg.compile()?;
         let start = Instant::now();
         let masses: Vec<f64> = pool.install(|| {
             (0..self.seeds as u64)
                 .into_par_iter()
-                .map(|run| run_config(&cfg, run, &mut NoObserver).1.light_mode_mass)
-                .collect()
-        });
+                .map(|run| {
+                    Trainer::new(&exp)
+                        .index(run)
+                        .run()
+                        .map(|r| r.light_mode_mass())
+                })
+                .collect::<crate::Result<_>>()
+        })?;
         let seconds = start.elapsed().as_secs_f64();
         Ok(BenchResult {
             seconds,

@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use std::path::Path;
 
 pub use crate::check::NumberOr;
-pub use crate::family::{FamilyKind, StudentConfig};
+pub use crate::family::{FamilyKind, Simulation, StudentConfig};
 pub use crate::optim::{OptimConfig, OptimKind};
 pub use crate::schedule::{ScheduleConfig, ScheduleKind};
 pub use crate::target::{Direction, TargetConfig, TargetKind};
@@ -36,7 +36,7 @@ pub type RealNvpConfig = FlowArch;
 
 /// A complete run configuration.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(try_from = "ConfigToml")]
 pub struct Config {
     /// Base seed of all random streams.
     pub seed: u64,
@@ -64,25 +64,85 @@ pub enum LossScale {
     PerDim,
 }
 
-/// How SGD of the Gaussian-mixture student is simulated.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Engine {
-    /// d-dimensional vectors: every sample drawn in R^d (cost ∝ B·d per step).
-    Vector,
-    /// Exactly in the summary statistics ([`crate::statistics`]): the same law of every
-    /// statistic and outcome at a cost per step independent of d (SGD, full or STL
-    /// estimator, isotropic targets).
-    Statistics,
+/// A configuration as written (TOML): [`Config`] with the deprecated keys, which
+/// deserialisation moves to their new places (see [`Config`]'s `TryFrom`).
+#[derive(Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct ConfigToml {
+    seed: u64,
+    target: TargetConfig,
+    student: StudentConfig,
+    schedule: ScheduleConfig,
+    objective: ObjectiveConfig,
+    optim: OptimConfig,
+    record: RecordConfig,
+}
+
+impl Default for ConfigToml {
+    fn default() -> Self {
+        let c = Config::default();
+        Self {
+            seed: c.seed,
+            target: c.target,
+            student: c.student,
+            schedule: c.schedule,
+            objective: c.objective,
+            optim: c.optim,
+            record: c.record,
+        }
+    }
+}
+
+/// Prints the deprecation note of `objective.engine` on stderr, once per process (the one
+/// thing the library prints: a renamed key must not pass unnoticed, whoever loads it).
+fn note_deprecated_engine() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static NOTED: AtomicBool = AtomicBool::new(false);
+    if !NOTED.swap(true, Ordering::Relaxed) {
+        eprintln!(
+            "note: `objective.engine` is deprecated; it is now `student.simulation` (same \
+             values, \"vector\" or \"statistics\")"
+        );
+    }
+}
+
+impl TryFrom<ConfigToml> for Config {
+    type Error = String;
+    /// Moves the deprecated `objective.engine` to `student.simulation` (with a note on
+    /// stderr); both given and different is an error.
+    fn try_from(c: ConfigToml) -> std::result::Result<Self, String> {
+        let (mut student, mut objective) = (c.student, c.objective);
+        if let Some(old) = objective.engine.take() {
+            note_deprecated_engine();
+            if student.simulation != old && student.simulation != Simulation::default() {
+                return Err(format!(
+                    "objective.engine = {old:?} (deprecated) and student.simulation = {:?} \
+                     disagree; give student.simulation only",
+                    student.simulation
+                ));
+            }
+            student.simulation = old;
+        }
+        Ok(Config {
+            seed: c.seed,
+            target: c.target,
+            student,
+            schedule: c.schedule,
+            objective,
+            optim: c.optim,
+            record: c.record,
+        })
+    }
 }
 
 /// Objective settings.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ObjectiveConfig {
-    /// SGD engine of the Gaussian-mixture student: `vector` (d-dimensional samples, the
-    /// default) or `statistics` (exact simulation in the summary statistics).
-    pub engine: Engine,
+    // deprecated `objective.engine`: read as `student.simulation` (a note is printed), never
+    // written (see `Config`'s `TryFrom<ConfigToml>`)
+    #[serde(skip_serializing)]
+    engine: Option<Simulation>,
     /// `full`, `stl` (sticking the landing) or `exact`.
     pub estimator: Estimator,
     /// Reparametrised samples per component B ≥ 1 (Monte-Carlo estimators).
@@ -94,7 +154,7 @@ pub struct ObjectiveConfig {
 impl Default for ObjectiveConfig {
     fn default() -> Self {
         Self {
-            engine: Engine::Vector,
+            engine: None,
             estimator: Estimator::Full,
             samples: 32,
             loss_scale: LossScale::None,
@@ -252,7 +312,7 @@ impl Config {
                 return not_exact("the exact objective supports at most 2 components");
             }
         }
-        if o.engine == Engine::Statistics {
+        if s.simulation == Simulation::Statistics {
             let why = if s.family != FamilyKind::Gmm {
                 Some("student.family = \"gmm\"")
             } else if o.estimator == Estimator::Exact {
@@ -266,7 +326,7 @@ impl Config {
             };
             if let Some(why) = why {
                 return Err(Error::config(
-                    "objective.engine",
+                    "student.simulation",
                     "\"statistics\"",
                     &format!("\"vector\", or \"statistics\" with {why}"),
                 ));
@@ -361,13 +421,7 @@ pub fn load_toml<T: serde::de::DeserializeOwned>(
     what: &str,
 ) -> Result<T> {
     let mut table = match path {
-        Some(p) => {
-            let text = std::fs::read_to_string(p).map_err(|e| Error::io(p, "read", e))?;
-            text.parse::<toml::Table>().map_err(|e| Error::Parse {
-                source_name: p.display().to_string(),
-                message: e.to_string(),
-            })?
-        }
+        Some(p) => read_toml(p)?,
         None => toml::Table::new(),
     };
     for s in sets {
@@ -377,6 +431,45 @@ pub fn load_toml<T: serde::de::DeserializeOwned>(
     table
         .try_into()
         .map_err(|e: toml::de::Error| parse_error(&e.to_string(), sets, name))
+}
+
+/// The TOML table of the file at `path` (errors name the file).
+pub fn read_toml(path: &Path) -> Result<toml::Table> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, "read", e))?;
+    text.parse::<toml::Table>().map_err(|e| Error::Parse {
+        source_name: path.display().to_string(),
+        message: e.to_string(),
+    })
+}
+
+/// Sets the dotted `key` (e.g. `target.d`) of `table` to `value`, creating the tables on the
+/// way; an error when a part of the path is not a table or is empty.
+pub fn set_key(table: &mut toml::Table, key: &str, value: toml::Value) -> Result<()> {
+    let source_name = || format!("key `{key}`");
+    if key.is_empty() || key.split('.').any(|p| p.trim().is_empty()) {
+        return Err(Error::Parse {
+            source_name: source_name(),
+            message: "the key must be a dotted path such as target.d".into(),
+        });
+    }
+    let parts: Vec<&str> = key.split('.').map(str::trim).collect();
+    let mut cur = table;
+    for p in &parts[..parts.len() - 1] {
+        let entry = cur
+            .entry(p.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        cur = match entry {
+            toml::Value::Table(t) => t,
+            _ => {
+                return Err(Error::Parse {
+                    source_name: source_name(),
+                    message: format!("`{p}` is not a table"),
+                });
+            }
+        };
+    }
+    cur.insert(parts[parts.len() - 1].to_string(), value);
+    Ok(())
 }
 
 /// A deserialisation error, blamed on the `--set` that gave the field when one did (the
@@ -445,24 +538,13 @@ pub fn apply_set(table: &mut toml::Table, set: &str) -> Result<()> {
             .unwrap_or(toml::Value::String(value.to_string())),
         Err(_) => toml::Value::String(value.trim().to_string()),
     };
-    let parts: Vec<&str> = key.split('.').map(str::trim).collect();
-    let mut cur = table;
-    for p in &parts[..parts.len() - 1] {
-        let entry = cur
-            .entry(p.to_string())
-            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-        cur = match entry {
-            toml::Value::Table(t) => t,
-            _ => {
-                return Err(Error::Parse {
-                    source_name: format!("--set {set}"),
-                    message: format!("`{p}` is not a table"),
-                });
-            }
-        };
-    }
-    cur.insert(parts[parts.len() - 1].to_string(), parsed);
-    Ok(())
+    set_key(table, key, parsed).map_err(|e| match e {
+        Error::Parse { message, .. } => Error::Parse {
+            source_name: format!("--set {set}"),
+            message,
+        },
+        e => e,
+    })
 }
 
 #[cfg(test)]

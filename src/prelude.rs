@@ -1,10 +1,12 @@
 //! The types most programs need, in one import: `use annealvi::prelude::*;`.
 //!
-//! Configuration ([`Config`], [`SweepConfig`]), schedules, single runs ([`run_config`],
-//! [`run_flow_with_streams`]) and their results, sweeps ([`run_sweep`], [`aggregate`]), the
-//! theory's collapse predictors ([`Predictor`], [`FormulaModel`]) and the error type; the
-//! `_cancellable` variants stop when a flag is set from another thread. The Python package
-//! (`python/`) is built on exactly these.
+//! Configuration ([`Config`], [`SweepConfig`]), schedules, single runs (a configuration
+//! compiled once into an [`Experiment`], run by the driver [`Trainer`] into an [`AnyRun`]),
+//! observers ([`Observer`], [`Recorder`]) and results, sweeps ([`run_sweep`], [`aggregate`]),
+//! the theory's collapse predictors ([`Predictor`], [`FormulaModel`]) and the error type; the
+//! `_cancellable` sweep and design functions and [`Trainer::cancel`] stop when a flag is set
+//! from another thread. The command-line program and the Python package start their runs
+//! with these.
 
 pub use crate::config::Config;
 pub use crate::design::{
@@ -12,10 +14,7 @@ pub use crate::design::{
 };
 pub use crate::error::{Error, Result};
 pub use crate::metrics::{Outcome, OutcomeKind, wilson_interval};
-pub use crate::run::{
-    run_config, run_flow_with_streams, run_flow_with_streams_cancellable, run_with_streams,
-    run_with_streams_cancellable,
-};
+pub use crate::run::{AnyRun, Experiment, RunError, Trainer};
 pub use crate::schedule::{Constant, Exponential, Linear, LinearTemperature, Schedule};
 pub use crate::sweep::{
     Cell, CellStats, RunFn, RunLine, RunSpec, Shard, SweepConfig, SweepOptions, SweepReport,
@@ -23,4 +22,6 @@ pub use crate::sweep::{
 };
 pub use crate::target::{Bimodal, IsotropicMixture, LogDensity};
 pub use crate::theory::formula::FormulaModel;
-pub use crate::train::{Observer, Recorder, RunResult};
+pub use crate::train::{
+    FlowRecorder, NoObserver, Observer, Record, RecordStats, Recorder, RunResult, TypedRecorder,
+};

@@ -5,11 +5,10 @@
 mod common;
 
 use annealvi::config::Config;
-use annealvi::run::run_flow_with_streams;
+use annealvi::run::Trainer;
 use annealvi::seed::{Purpose, stream};
 use annealvi::target::benchmark::{GMM40_MEANS, GMM40_SEED, gmm40, gmm40_draw};
 use annealvi::target::{Benchmark, LogDensity, ManyWell};
-use annealvi::train::NoObserver;
 
 /// Central differences of `p` at `x` against its gradient.
 fn check_gradient(p: &dyn LogDensity, x: &[f64], tol: f64) {
@@ -275,8 +274,9 @@ fn the_library_run_carries_the_metrics_and_is_reproducible() {
          [record]\nevery = 0",
     )
     .unwrap();
-    let (_, a) = run_flow_with_streams(&cfg, (0, 0), &mut NoObserver).unwrap();
-    let (_, b) = run_flow_with_streams(&cfg, (0, 0), &mut NoObserver).unwrap();
+    let exp = cfg.compile().unwrap();
+    let (_, a) = Trainer::new(&exp).run().unwrap().into_flow().unwrap();
+    let (_, b) = Trainer::new(&exp).run().unwrap().into_flow().unwrap();
     assert_eq!(a, b);
     let m = a.stats.benchmark.as_ref().unwrap();
     assert_eq!(m.right_well_mass.as_ref().unwrap().len(), 2);

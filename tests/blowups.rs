@@ -261,10 +261,12 @@ fn runs_jsonl_is_read_with_bounds() {
 fn train_outcome(sets: &[&str]) -> annealvi::metrics::Outcome {
     let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
     let cfg = Config::load(None, &sets).unwrap();
-    match annealvi::run::run_any(&cfg, (0, 0), &mut annealvi::train::NoObserver).unwrap() {
-        annealvi::run::AnyRun::Mixture(_, r) => r.outcome,
-        annealvi::run::AnyRun::Flow(_, r) => r.outcome,
-    }
+    let exp = cfg.compile().unwrap();
+    annealvi::run::Trainer::new(&exp)
+        .run()
+        .unwrap()
+        .outcome()
+        .clone()
 }
 
 /// Item 2: a run whose means overflow (finite but absurd) is diverged, in both engines; the

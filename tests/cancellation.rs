@@ -7,12 +7,9 @@ use annealvi::design::{
     Predictor, fastest_exponential, fastest_exponential_cancellable, simulate, simulate_cancellable,
 };
 use annealvi::family::VariationalFamily;
-use annealvi::run::{
-    run_flow_with_streams, run_flow_with_streams_cancellable, run_with_streams,
-    run_with_streams_cancellable,
-};
+use annealvi::run::Trainer;
 use annealvi::sweep::{GridConfig, SweepConfig};
-use annealvi::train::{NoObserver, Recorder};
+use annealvi::train::Recorder;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -28,10 +25,11 @@ fn small(extra: &str) -> Config {
 fn an_unset_flag_changes_nothing() {
     let off = AtomicBool::new(false);
     for extra in ["", "[objective]\nengine = \"statistics\"\n"] {
-        let cfg = small(extra);
+        let exp = small(extra).compile().unwrap();
         let (mut r1, mut r2) = (Recorder::default(), Recorder::default());
-        let (q1, a) = run_with_streams(&cfg, (1, 2), &mut r1);
-        let (q2, b) = run_with_streams_cancellable(&cfg, (1, 2), &mut r2, &off).unwrap();
+        let run = |t: Trainer| t.streams(1, 2).run().unwrap().into_mixture().unwrap();
+        let (q1, a) = run(Trainer::new(&exp).observer(&mut r1));
+        let (q2, b) = run(Trainer::new(&exp).observer(&mut r2).cancel(&off));
         assert_eq!(a, b);
         assert_eq!(q1.params(), q2.params());
         // (Debug: the last record's loss is NaN)
@@ -39,9 +37,13 @@ fn an_unset_flag_changes_nothing() {
         assert_eq!(r1.records.len(), 16);
     }
     let cfg = small("[student]\nfamily = \"realnvp\"\n[student.realnvp]\nlayers = 2\nwidth = 8\n");
-    let (_, a) = run_flow_with_streams(&cfg, (0, 0), &mut NoObserver).unwrap();
-    let (_, b) = run_flow_with_streams_cancellable(&cfg, (0, 0), &mut NoObserver, &off)
+    let exp = cfg.compile().unwrap();
+    let (_, a) = Trainer::new(&exp).run().unwrap().into_flow().unwrap();
+    let (_, b) = Trainer::new(&exp)
+        .cancel(&off)
+        .run()
         .unwrap()
+        .into_flow()
         .unwrap();
     assert_eq!(a, b);
 }
@@ -49,20 +51,21 @@ fn an_unset_flag_changes_nothing() {
 #[test]
 fn a_set_flag_stops_a_run() {
     let on = AtomicBool::new(true);
-    let cfg = small("");
+    let exp = small("").compile().unwrap();
     let mut rec = Recorder::default();
-    assert!(run_with_streams_cancellable(&cfg, (0, 0), &mut rec, &on).is_none());
+    let r = Trainer::new(&exp).observer(&mut rec).cancel(&on).run();
+    assert!(matches!(r, Err(Error::Interrupted)), "{r:?}");
     assert!(rec.records.is_empty());
-    let flow = small("[student]\nfamily = \"realnvp\"\n");
-    assert!(
-        run_flow_with_streams_cancellable(&flow, (0, 0), &mut NoObserver, &on)
-            .unwrap()
-            .is_none()
-    );
-    // set from another thread during a run of 10^9 steps
+    let flow = small("[student]\nfamily = \"realnvp\"\n")
+        .compile()
+        .unwrap();
+    let r = Trainer::new(&flow).cancel(&on).run();
+    assert!(matches!(r, Err(Error::Interrupted)), "{r:?}");
+    // set from another thread during a run of 10^8 steps (the most a configuration allows)
     let mut long = small("");
-    long.optim.steps = 1_000_000_000;
+    long.optim.steps = 100_000_000;
     long.record.every = 0;
+    let long = long.compile().unwrap();
     let flag = AtomicBool::new(false);
     let start = Instant::now();
     let res = std::thread::scope(|s| {
@@ -70,9 +73,9 @@ fn a_set_flag_stops_a_run() {
             std::thread::sleep(Duration::from_millis(100));
             flag.store(true, Ordering::Relaxed);
         });
-        run_with_streams_cancellable(&long, (0, 0), &mut NoObserver, &flag)
+        Trainer::new(&long).cancel(&flag).run()
     });
-    assert!(res.is_none());
+    assert!(matches!(res, Err(Error::Interrupted)), "{res:?}");
     assert!(
         start.elapsed() < Duration::from_secs(5),
         "{:?}",

@@ -617,15 +617,15 @@ fn cases() -> Vec<Case> {
             &[
                 "figure", "4", "--quick", "--engine", "gpu", "--out", "{dir}/o",
             ],
-            &["grid.engine", "--features gpu"],
+            &["grid.device", "--features gpu"],
         ));
         c.push(Case {
-            name: "sweep grid.engine = gpu without the gpu feature",
+            name: "sweep grid.device = gpu without the gpu feature",
             args: strings(&["sweep", "--config", "{dir}/cfg.toml", "--out", "{dir}/o"]),
             config: Some(
-                "[grid]\nengine = \"gpu\"\n[run.student]\nfamily = \"realnvp\"\n[run.optim]\nkind = \"adam\"\n",
+                "[grid]\ndevice = \"gpu\"\n[run.student]\nfamily = \"realnvp\"\n[run.optim]\nkind = \"adam\"\n",
             ),
-            expect: &["grid.engine", "--features gpu"],
+            expect: &["grid.device", "--features gpu"],
         });
     }
     c.push(Case {

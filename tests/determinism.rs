@@ -3,9 +3,25 @@
 
 use annealvi::config::{Config, NumberOr, ScheduleKind};
 use annealvi::output::trajectory_csv;
-use annealvi::run::run_config;
 use annealvi::train::Recorder;
 use rayon::prelude::*;
+
+/// Run `run` of `cfg` (Gaussian-mixture student): compiled, then driven with the stream
+/// indices (run, run).
+fn run_config(
+    cfg: &annealvi::config::Config,
+    run: u64,
+    observer: &mut dyn annealvi::train::Observer,
+) -> (annealvi::family::GmmStudent, annealvi::train::RunResult) {
+    let exp = cfg.compile().unwrap();
+    annealvi::run::Trainer::new(&exp)
+        .index(run)
+        .observer(observer)
+        .run()
+        .unwrap()
+        .into_mixture()
+        .unwrap()
+}
 
 fn config() -> Config {
     let mut c = Config::default();

@@ -3,7 +3,8 @@
 //!
 //! | layer | modules |
 //! |---|---|
-//! | core | error, progress, check, seed, quadrature, gauss1d, target, normal, family (gmm, realnvp, realnvp_gpu), metrics, optim, objective, schedule, config, train, statistics, run |
+//! | core | error, progress, check, seed, quadrature, gauss1d, target, normal, family (gmm, realnvp, realnvp_gpu), metrics, optim, objective, schedule, train, statistics |
+//! | experiment | config, run (a configuration compiled into an experiment, and the driver of its runs) |
 //! | study | output, sweep, theory, design, bench |
 //! | plot | plot (generic charts) |
 //! | figure | figure (the paper's figures: study + plot) |
@@ -36,12 +37,11 @@ const LAYERS: &[(&str, &[&str])] = &[
             "optim",
             "objective",
             "schedule",
-            "config",
             "train",
             "statistics",
-            "run",
         ],
     ),
+    ("experiment", &["config", "run"]),
     ("study", &["output", "sweep", "theory", "design", "bench"]),
     ("plot", &["plot"]),
     ("figure", &["figure"]),
@@ -254,6 +254,8 @@ fn the_checks_catch_planted_violations() {
     );
     assert!(layer_of("figure") > layer_of("sweep"));
     assert!(layer_of("train") < layer_of("sweep"));
+    assert!(layer_of("train") < layer_of("config"));
+    assert!(layer_of("run") < layer_of("sweep"));
     assert_eq!(
         module_of(Path::new("family/realnvp/loss.rs")),
         "family::realnvp"

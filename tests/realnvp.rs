@@ -310,8 +310,8 @@ fn f32_and_f64_agree() {
 #[test]
 fn flow_runs_through_the_shared_loop_reproducibly() {
     use annealvi::config::Config;
-    use annealvi::run::run_flow_with_streams;
-    use annealvi::train::Recorder;
+    use annealvi::run::Trainer;
+    use annealvi::train::FlowRecorder;
     let cfg = Config::from_toml_str(
         "[target]\nd = 4\n[student]\nfamily = \"realnvp\"\n[student.realnvp]\nlayers = 2\n\
          depth = 2\nwidth = 8\neval_samples = 500\n[objective]\nsamples = 16\nestimator = \"stl\"\n\
@@ -319,12 +319,14 @@ fn flow_runs_through_the_shared_loop_reproducibly() {
          [record]\nevery = 10\nkl_samples = 100\n",
     )
     .unwrap();
-    let mut rec = Recorder::default();
-    let (_, a) = run_flow_with_streams(&cfg, (1, 2), &mut rec).unwrap();
-    let (_, b) = run_flow_with_streams(&cfg, (1, 2), &mut Recorder::default()).unwrap();
+    let exp = cfg.compile().unwrap();
+    let mut rec = FlowRecorder::default();
+    let run = |t: Trainer| t.streams(1, 2).run().unwrap().into_flow().unwrap().1;
+    let a = run(Trainer::new(&exp).observer(&mut rec));
+    let b = run(Trainer::new(&exp).observer(&mut FlowRecorder::default()));
     assert_eq!(a, b);
-    assert_eq!(rec.flow_records.len(), 4);
-    assert!(rec.records.is_empty() && rec.marginals.is_empty());
+    assert_eq!(rec.records.len(), 4);
+    assert!(rec.other_records == 0 && rec.marginals.is_empty());
     let s = &a.stats;
     assert_eq!(s.samples, 500);
     assert!(s.kl.is_finite() && s.ess_fraction > 0.0 && s.ess_fraction <= 1.0);
@@ -338,7 +340,7 @@ fn fused_training_step_equals_the_plain_loop_bit_for_bit() {
     // the training loop (f32 passes: gradient kept in the engine, Adam fused with the rounding
     // of θ and the checks) against a plain loop of loss_and_grad + Optimizer::step
     use annealvi::config::Config;
-    use annealvi::run::run_flow_with_streams;
+    use annealvi::run::Trainer;
     use annealvi::seed::{Purpose, stream};
     use annealvi::train::NoObserver;
     for est in ["full", "stl"] {
@@ -349,7 +351,14 @@ fn fused_training_step_equals_the_plain_loop_bit_for_bit() {
              lr = 0.01\nsteps = 25\nmax_grad_norm = 2.0\n"
         ))
         .unwrap();
-        let (fused, _) = run_flow_with_streams(&cfg, (3, 4), &mut NoObserver).unwrap();
+        let exp = cfg.compile().unwrap();
+        let (fused, _) = Trainer::new(&exp)
+            .streams(3, 4)
+            .observer(&mut NoObserver)
+            .run()
+            .unwrap()
+            .into_flow()
+            .unwrap();
         let target = cfg.build_target();
         let mut init = stream(cfg.seed, 3, Purpose::Init);
         let mut q = cfg.init_flow(&mut init).unwrap();

@@ -1,17 +1,37 @@
-//! The statistics engine (`objective.engine = "statistics"`) against the d-dimensional vector
+//! The statistics engine (`student.simulation = "statistics"`) against the d-dimensional vector
 //! engine: two-sample Kolmogorov–Smirnov tests on the statistics after T steps (m_1, q_12,
 //! σ_1, light-mode mass; 1000 independent runs of each engine), at d = 16 and d = 512,
 //! annealed and not, plus a 3-mode target with a trainable-weight STL student. The tests'
 //! power is shown by planted errors that they must catch: the orthogonal noise's degrees of
 //! freedom off by 2, and the noise scale off by 5%.
 
-use annealvi::config::{Config, Engine, NumberOr, ScheduleKind, TargetKind};
+use annealvi::config::{Config, NumberOr, ScheduleKind, Simulation, TargetKind};
+use annealvi::family::GmmStudent;
 use annealvi::metrics::Outcome;
 use annealvi::objective::Estimator;
-use annealvi::run::{run_config, run_student};
+use annealvi::run::Trainer;
 use annealvi::seed::{Purpose, stream};
 use annealvi::statistics::{PlantedError, StatsStudent};
-use annealvi::train::{NoObserver, RunResult};
+use annealvi::train::{NoObserver, Observer, RunResult, Student};
+
+/// Run `run` of `cfg` (Gaussian-mixture student), stream indices (run, run).
+fn run_config(cfg: &Config, run: u64, observer: &mut dyn Observer) -> (GmmStudent, RunResult) {
+    let exp = cfg.compile().unwrap();
+    let r = Trainer::new(&exp).index(run).observer(observer).run();
+    r.unwrap().into_mixture().unwrap()
+}
+
+/// Trains the initialised student `q` with the noise streams of `run`.
+fn run_student<S: Student>(
+    cfg: &Config,
+    q: &mut S,
+    run: u64,
+    observer: &mut dyn Observer,
+) -> RunResult<S::Stats> {
+    let exp = cfg.compile().unwrap();
+    let r = Trainer::new(&exp).index(run).observer(observer).train(q);
+    r.unwrap()
+}
 use rayon::prelude::*;
 
 const RUNS: u64 = 1000;
@@ -40,7 +60,7 @@ fn vector_runs(cfg: &Config) -> Vec<[f64; 4]> {
 fn statistics_runs(cfg: &Config, planted: PlantedError) -> Vec<[f64; 4]> {
     let mut c = cfg.clone();
     c.seed = cfg.seed.wrapping_add(0x5eed);
-    c.objective.engine = Engine::Statistics;
+    c.student.simulation = Simulation::Statistics;
     let target = c.build_target();
     let proto = c.init_student_shape();
     let scale = c.init_scale().expect("random initial means");
@@ -227,7 +247,7 @@ fn three_modes_trainable_weights_stl_same_law() {
 #[test]
 fn statistics_engine_is_deterministic_and_accepts_explicit_means() {
     let mut cfg = plain(64);
-    cfg.objective.engine = Engine::Statistics;
+    cfg.student.simulation = Simulation::Statistics;
     let a = run_config(&cfg, 3, &mut NoObserver).1;
     let b = std::thread::spawn({
         let cfg = cfg.clone();
@@ -270,7 +290,7 @@ fn quick_grid_collapse_probabilities_agree() {
     let text = include_str!("../configs/fig2-quick.toml");
     let vector: SweepConfig = toml::from_str(text).unwrap();
     let mut stats = vector.clone();
-    stats.run.objective.engine = Engine::Statistics;
+    stats.run.student.simulation = Simulation::Statistics;
     let run_all = |cfg: &SweepConfig| {
         let cells = cfg.cells();
         let lines: Vec<_> = cfg
@@ -321,7 +341,7 @@ fn bimodal_pass_equals_general_pass_bit_for_bit() {
         cfg.record.every = 7;
         cfg.objective.estimator = est;
         cfg.student.trainable_weights = trainable;
-        cfg.objective.engine = Engine::Statistics;
+        cfg.student.simulation = Simulation::Statistics;
         let target = cfg.build_target();
         let proto = cfg.init_student_shape();
         let scale = cfg.init_scale().expect("random initial means");
@@ -351,7 +371,7 @@ fn bimodal_pass_equals_general_pass_bit_for_bit() {
     // a run that diverges stops at the same step on both passes (the skipped logarithms'
     // finiteness check)
     let mut cfg = plain(64);
-    cfg.objective.engine = Engine::Statistics;
+    cfg.student.simulation = Simulation::Statistics;
     cfg.optim.lr = 40.0;
     cfg.optim.steps = 400;
     let target = cfg.build_target();

@@ -1,4 +1,4 @@
-//! The GPU sweep engine (`grid.engine = "gpu_emulator"`: the device code path on its CPU
+//! The GPU sweep engine (`grid.device = "gpu_emulator"`: the device code path on its CPU
 //! emulator) trains the same runs as the CPU engine: same initialisation, same noise, same
 //! outcome evaluation; only the f32 arithmetic of the device differs.
 
@@ -40,7 +40,7 @@ lr = 0.01
 fn sweep(engine: &str, estimator: &str) -> Vec<annealvi::sweep::RunLine> {
     let text = CONFIG.replace("ESTIMATOR", estimator);
     let mut cfg: SweepConfig = toml::from_str(&text).unwrap();
-    cfg.grid.engine = toml::Value::String(engine.into()).try_into().unwrap();
+    cfg.grid.device = toml::Value::String(engine.into()).try_into().unwrap();
     cfg.grid.gpu_flows = 2; // batches of 2 flows: 3 seeds = 2 batches per cell
     cfg.validate().unwrap();
     let out = std::env::temp_dir().join(format!(
@@ -97,7 +97,7 @@ fn gpu_engine_refuses_what_the_device_does_not_do() {
     let text = CONFIG.replace("ESTIMATOR", "full");
     let base: SweepConfig = toml::from_str(&text).unwrap();
     let mut cfg = base.clone();
-    cfg.grid.engine = toml::Value::String("gpu_emulator".into())
+    cfg.grid.device = toml::Value::String("gpu_emulator".into())
         .try_into()
         .unwrap();
     cfg.validate().unwrap();
@@ -128,7 +128,7 @@ fn gpu_engine_refuses_what_the_device_does_not_do() {
 fn gpu_engine_without_a_device_is_an_error_not_a_panic() {
     let text = CONFIG.replace("ESTIMATOR", "full");
     let mut cfg: SweepConfig = toml::from_str(&text).unwrap();
-    cfg.grid.engine = toml::Value::String("gpu".into()).try_into().unwrap();
+    cfg.grid.device = toml::Value::String("gpu".into()).try_into().unwrap();
     let out = std::env::temp_dir().join(format!("annealvi-sweep-nogpu-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out);
     let opts = SweepOptions {
@@ -154,7 +154,7 @@ fn gpu_engine_budget_stops_between_batches() {
     use std::time::{Duration, Instant};
     let text = CONFIG.replace("ESTIMATOR", "full");
     let mut cfg: SweepConfig = toml::from_str(&text).unwrap();
-    cfg.grid.engine = toml::Value::String("gpu_emulator".into())
+    cfg.grid.device = toml::Value::String("gpu_emulator".into())
         .try_into()
         .unwrap();
     cfg.grid.gpu_flows = 1; // 6 batches of 1 flow

@@ -471,8 +471,8 @@ fn runs_without_their_configuration_are_not_adopted() {
 #[test]
 fn flow_outcome_does_not_depend_on_recording() {
     use annealvi::config::Config;
-    use annealvi::run::run_flow_with_streams;
-    use annealvi::train::{NoObserver, Recorder};
+    use annealvi::run::Trainer;
+    use annealvi::train::FlowRecorder;
     let sets: Vec<String> = [
         "student.family=\"realnvp\"",
         "target.d=4",
@@ -491,10 +491,17 @@ fn flow_outcome_does_not_depend_on_recording() {
     let quiet = Config::load(None, &sets).unwrap();
     let mut loud = quiet.clone();
     loud.record.every = 5;
-    let (_, a) = run_flow_with_streams(&quiet, (1, 2), &mut NoObserver).unwrap();
-    let mut rec = Recorder::default();
-    let (_, b) = run_flow_with_streams(&loud, (1, 2), &mut rec).unwrap();
-    assert!(rec.flow_records.len() > 2, "the second run must record");
+    let (quiet, loud) = (quiet.compile().unwrap(), loud.compile().unwrap());
+    let (_, a) = Trainer::new(&quiet)
+        .streams(1, 2)
+        .run()
+        .unwrap()
+        .into_flow()
+        .unwrap();
+    let mut rec = FlowRecorder::default();
+    let b = Trainer::new(&loud).streams(1, 2).observer(&mut rec).run();
+    let (_, b) = b.unwrap().into_flow().unwrap();
+    assert!(rec.records.len() > 2, "the second run must record");
     assert_eq!(a.light_mode_mass, b.light_mode_mass);
     assert_eq!(a.stats.kl, b.stats.kl);
     assert_eq!(a.stats.ess_fraction, b.stats.ess_fraction);

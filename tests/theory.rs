@@ -5,7 +5,7 @@
 use annealvi::config::{Config, NumberOr, ScheduleKind};
 use annealvi::family::{GmmStudent, VariationalFamily, fill_standard_normal};
 use annealvi::objective::{Estimator, ExactObjective};
-use annealvi::run::run_config;
+use annealvi::run::Trainer;
 use annealvi::schedule::Exponential;
 use annealvi::seed::{Purpose, stream};
 use annealvi::target::IsotropicMixture;
@@ -111,7 +111,12 @@ fn descent_error(lr: f64) -> f64 {
     c.student.init_mean_scale = NumberOr::Name("inv_sqrt_d".into());
     c.record.every = c.optim.steps;
     let mut rec = Recorder::default();
-    run_config(&c, 3, &mut rec);
+    let exp = c.compile().unwrap();
+    Trainer::new(&exp)
+        .index(3)
+        .observer(&mut rec)
+        .run()
+        .unwrap();
     let first = &rec.records[0].stats;
     let last = &rec.records.last().unwrap().stats;
     let sched = Exponential {

@@ -374,7 +374,7 @@ class GaussianMixture:
     ``GaussianMixture(means, sigma, weights)``: means (K, d), σ (K,) > 0, weights (K,) > 0
     summing to 1.
 
-    The statistics engine (``objective.engine = "statistics"``) simulates a run in frame
+    The statistics engine (``student.simulation = "statistics"``) simulates a run in frame
     coordinates: an orthonormal frame whose first axis is the target's μ̂, then the target
     means' directions, then p − a directions of the student's own (p ≤ d). Its fitted student is
     embedded in R^d: the frame's target directions are the target's (so μ_k·μ̂ and μ_k·ν_j are

@@ -3,21 +3,19 @@
 //!
 //! This file is the numpy/GIL glue: [`PyTarget`] is the library's
 //! [`ExternalTarget`](annealvi::train::ExternalTarget) (one call of the callable per batch),
-//! and the runs are the library's training loop (through
-//! [`annealvi::run::run_student_with`]) with the streams of the built-in runs, so that against
-//! the built-in bimodal target written in Python they reproduce the built-in runs. The Python wrapper (`annealvi/_target.py`) checks shapes
+//! and the runs are the library's driver against it ([`annealvi::run::Trainer::run_on`], the
+//! one place that dispatches on the family) with the streams of the built-in runs, so that
+//! against the built-in bimodal target written in Python they reproduce the built-in runs. The Python wrapper (`annealvi/_target.py`) checks shapes
 //! and finiteness and raises a `ValueError` naming the problem; any exception ends the run and
 //! is re-raised to the caller.
 
 use crate::{flow_columns, gmm_columns, gmm_summary, interruptible, outcome_items, to_py};
-use annealvi::family::realnvp::FlowStats;
-use annealvi::family::{GmmStudent, RealNvp, VariationalFamily};
+use annealvi::family::VariationalFamily;
 use annealvi::objective::{BatchWorkspace, Estimator, mc_gradient_batched};
 use annealvi::prelude::*;
-use annealvi::run::run_student_with;
-use annealvi::seed::{Purpose, Stream, stream};
+use annealvi::seed::{Purpose, stream};
 use annealvi::sweep::{noise_index, run_line};
-use annealvi::train::{External, ExternalTarget, Student, TrainSettings};
+use annealvi::train::{External, ExternalTarget};
 use numpy::{PyArray1, PyArrayMethods};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -87,61 +85,49 @@ impl ExternalTarget for PyTarget {
     }
 }
 
-/// A finished run: the final student, the result, the records, the axis of the statistics.
-type Run<S, St> = (S, RunResult<St>, Recorder, Vec<f64>);
+/// A finished run against a user target: the library's result (the Gaussian-mixture
+/// student's result statistics are the masses of q on the modes), the records of each family
+/// and the axis of the recorded statistics.
+struct Finished {
+    run: AnyRun<Vec<f64>>,
+    rec: Recorder,
+    flow_rec: FlowRecorder,
+    axis: Vec<f64>,
+}
 
-/// One run of `cfg` against `target` through the library's training loop, with the streams
-/// of the built-in runs: the student from (seed, init_run, Init) (drawn by `init`), the noise
-/// from (seed, noise_run, Sgd), the records' estimates from the record stream and the outcome
-/// from (seed, noise_run, Eval). With `report`, the steps count into the call's progress (a
-/// single run; a sweep's progress counts runs). Returns the final student, the result, the
-/// records and the axis of the recorded statistics.
-fn run<'t, S, F>(
+/// One run of `cfg` against `target` by the library's driver ([`Trainer::run_on`]), with the
+/// streams of the built-in runs: the student from (seed, init_run, Init), the noise from
+/// (seed, noise_run, Sgd), the records' estimates from the record stream and the outcome from
+/// (seed, noise_run, Eval). With `report`, the steps count into the call's progress (a single
+/// run; a sweep's progress counts runs).
+fn run(
     cfg: &Config,
-    target: &'t PyTarget,
+    target: &PyTarget,
     (init_run, noise_run): (u64, u64),
     cancel: &AtomicBool,
     report: bool,
-    init: F,
-) -> PyResult<Run<S, <S as Student<External<'t, PyTarget>>>::Stats>>
-where
-    S: Student<External<'t, PyTarget>>,
-    F: FnOnce(&mut Stream) -> PyResult<S>,
-{
-    refuse_exact(&TrainSettings::from_config(cfg))?;
-    let mut q = init(&mut stream(cfg.seed, init_run, Purpose::Init))?;
-    let ext = External::new(target);
+) -> PyResult<Finished> {
+    refuse_exact(cfg)?;
+    let exp = cfg.compile().map_err(to_py)?;
     let mut obs = crate::runs::StepProgress::new(cfg, report);
-    let res = run_student_with(cfg, &ext, &mut q, noise_run, &mut obs, cancel)?
-        .ok_or_else(crate::interrupted)?;
-    Ok((q, res, obs.into_recorder(), ext.axis().to_vec()))
-}
-
-/// A run of the Gaussian-mixture student (result statistics: the mass of q on each mode).
-fn run_gmm(
-    cfg: &Config,
-    target: &PyTarget,
-    streams: (u64, u64),
-    cancel: &AtomicBool,
-    report: bool,
-) -> PyResult<Run<GmmStudent, Vec<f64>>> {
-    run(cfg, target, streams, cancel, report, |init| {
-        Ok(cfg.init_student(init))
+    let r = Trainer::new(&exp)
+        .streams(init_run, noise_run)
+        .observer(&mut obs)
+        .cancel(cancel)
+        .run_on(target);
+    let rec = obs.into_recorders();
+    let run = match r {
+        Ok(run) => run,
+        Err(RunError::Target(e)) => return Err(e),
+        Err(RunError::Run(Error::Interrupted)) => return Err(crate::interrupted()),
+        Err(RunError::Run(e)) => return Err(to_py(e)),
+    };
+    Ok(Finished {
+        run,
+        rec: rec.0,
+        flow_rec: rec.1,
+        axis: External::new(target).axis().to_vec(),
     })
-}
-
-/// A run of the RealNVP student: the final flow, its result and records.
-fn run_flow(
-    cfg: &Config,
-    target: &PyTarget,
-    streams: (u64, u64),
-    cancel: &AtomicBool,
-    report: bool,
-) -> PyResult<(RealNvp, RunResult<FlowStats>, Recorder)> {
-    let r = run(cfg, target, streams, cancel, report, |init| {
-        cfg.init_flow(init).map_err(to_py)
-    })?;
-    Ok((r.0, r.1, r.2))
 }
 
 /// The outcome to report: none ("unknown") for a target without modes, unless the run
@@ -169,18 +155,14 @@ fn outcome_summary(summary: &Bound<'_, PyDict>, t: &PyTarget, o: &Outcome) -> Py
     }
 }
 
-fn refuse_exact(settings: &TrainSettings) -> PyResult<()> {
-    if settings.estimator == Estimator::Exact {
+fn refuse_exact(cfg: &Config) -> PyResult<()> {
+    if cfg.objective.estimator == Estimator::Exact {
         return Err(PyValueError::new_err(
             "invalid value for `objective.estimator`: \"exact\" (expected \"full\" or \"stl\" \
              with a user-defined target: exact gradients exist only for the built-in targets)",
         ));
     }
     Ok(())
-}
-
-fn is_flow(cfg: &Config) -> bool {
-    cfg.student.family == annealvi::config::FamilyKind::Realnvp
 }
 
 fn check_dims(cfg: &Config, target: &PyTarget) -> PyResult<()> {
@@ -202,11 +184,12 @@ pub fn train<'py>(
 ) -> PyResult<Bound<'py, PyDict>> {
     let t = PyTarget::from_py(py, &target)?;
     check_dims(cfg, &t)?;
-    if is_flow(cfg) {
-        return train_flow(py, cfg, run, &t);
-    }
-    let (q, res, rec, axis) =
-        interruptible(py, |cancel| run_gmm(cfg, &t, (run, run), cancel, true))??;
+    let f = interruptible(py, |cancel| self::run(cfg, &t, (run, run), cancel, true))??;
+    let (q, res) = match f.run {
+        AnyRun::Flow(q, res) => return train_flow(py, cfg, &t, *q, res, &f.flow_rec),
+        AnyRun::Mixture(q, res) => (q, res),
+    };
+    let (rec, axis) = (f.rec, f.axis);
     let summary = PyDict::new(py);
     summary.set_item("seed", cfg.seed)?;
     outcome_summary(&summary, &t, &res.outcome)?;
@@ -230,10 +213,11 @@ pub fn train<'py>(
 fn train_flow<'py>(
     py: Python<'py>,
     cfg: &Config,
-    run: u64,
     t: &PyTarget,
+    q: annealvi::family::RealNvp,
+    res: RunResult<annealvi::family::realnvp::FlowStats>,
+    rec: &FlowRecorder,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let (q, res, rec) = interruptible(py, |cancel| run_flow(cfg, t, (run, run), cancel, true))??;
     let summary = PyDict::new(py);
     summary.set_item("seed", cfg.seed)?;
     outcome_summary(&summary, t, &res.outcome)?;
@@ -248,7 +232,7 @@ fn train_flow<'py>(
         PyArray1::from_vec(py, st.mode_masses.clone()),
     )?;
     let traj = PyDict::new(py);
-    flow_columns(py, &traj, &rec.flow_records)?;
+    flow_columns(py, &traj, &rec.records)?;
     let out = PyDict::new(py);
     out.set_item("summary", summary)?;
     out.set_item("trajectory", traj)?;
@@ -257,7 +241,7 @@ fn train_flow<'py>(
 }
 
 /// `annealvi.sweep` with a user target: the library's sweep with each run trained by
-/// [`run_gmm`] (same streams as the built-in runs). The first error of any run stops the sweep
+/// [`run`] (same streams as the built-in runs). The first error of any run stops the sweep
 /// (finished runs stay on disk) and is raised.
 pub fn sweep(
     py: Python<'_>,
@@ -280,24 +264,18 @@ pub fn sweep(
             let c = cfg.cell_config(&cell);
             let start = std::time::Instant::now();
             let streams = (spec.seed as u64, noise_index(&cell, spec.seed));
-            let line = if is_flow(&c) {
-                run_flow(&c, &t, streams, cancel, false).map(|(_, r, _)| {
-                    let wall = start.elapsed().as_secs_f64();
-                    run_line(cell, spec.seed, result(&t, &r), None, Some(r.stats), wall)
-                })
-            } else {
-                run_gmm(&c, &t, streams, cancel, false).map(|(q, r, _, axis)| {
-                    let wall = start.elapsed().as_secs_f64();
-                    run_line(
-                        cell,
-                        spec.seed,
-                        result(&t, &r),
-                        Some(q.stats(&axis)),
-                        None,
-                        wall,
-                    )
-                })
-            };
+            let line = run(&c, &t, streams, cancel, false).map(|f| {
+                let wall = start.elapsed().as_secs_f64();
+                match f.run {
+                    AnyRun::Flow(_, r) => {
+                        run_line(cell, spec.seed, result(&t, &r), None, Some(r.stats), wall)
+                    }
+                    AnyRun::Mixture(q, r) => {
+                        let st = Some(q.stats(&f.axis));
+                        run_line(cell, spec.seed, result(&t, &r), st, None, wall)
+                    }
+                }
+            });
             match line {
                 Ok(line) => Some(line),
                 Err(e) => {
@@ -346,7 +324,6 @@ pub fn gmm_gradient_check<'py>(
     cfg.target.w_star = w_star;
     cfg.student.trainable_weights = true;
     cfg.student.sigma0 = annealvi::config::NumberOr::Number(1.3);
-    cfg.validate().map_err(to_py)?;
     let est = match estimator {
         "full" => Estimator::Full,
         "stl" => Estimator::Stl,
@@ -356,8 +333,9 @@ pub fn gmm_gradient_check<'py>(
             )));
         }
     };
+    let exp = cfg.compile().map_err(to_py)?; // validates
     let mut init = stream(seed, 0, Purpose::Init);
-    let q = cfg.init_student(&mut init);
+    let q = exp.init_student(&mut init);
     let n = q.params().len();
     let (mut g1, mut g2) = (vec![0.0; n], vec![0.0; n]);
     let mut r1 = stream(seed, 0, Purpose::Sgd);
@@ -372,11 +350,12 @@ pub fn gmm_gradient_check<'py>(
         &mut BatchWorkspace::default(),
         &mut g1,
     )?;
-    let target = cfg.build_target();
+    let target = exp
+        .target()
+        .ok_or_else(|| PyValueError::new_err("the built-in bimodal target"))?;
     let mut ws = annealvi::objective::McWorkspace::default();
-    let l2 = annealvi::objective::mc_gradient(
-        &q, &target, beta, est, samples, &mut r2, &mut ws, &mut g2,
-    );
+    let l2 =
+        annealvi::objective::mc_gradient(&q, target, beta, est, samples, &mut r2, &mut ws, &mut g2);
     Ok((
         l1,
         PyArray1::from_vec(py, g1),

@@ -43,13 +43,7 @@ pub(crate) fn load_table(
                 ));
             }
         },
-        "path" => {
-            let source = text()?;
-            let p = std::path::Path::new(&source);
-            let text = std::fs::read_to_string(p).map_err(|e| to_py(Error::io(p, "read", e)))?;
-            text.parse::<toml::Table>()
-                .map_err(|e| PyValueError::new_err(format!("cannot parse {source}: {e}")))?
-        }
+        "path" => annealvi::config::read_toml(std::path::Path::new(&text()?)).map_err(to_py)?,
         "toml" => text()?
             .parse::<toml::Table>()
             .map_err(|e| PyValueError::new_err(format!("cannot parse the TOML string: {e}")))?,
@@ -143,24 +137,9 @@ fn to_toml(
     )))
 }
 
+/// Sets a dotted key of a table: the library's [`annealvi::config::set_key`] (as `--set`).
 pub(crate) fn set_dotted(table: &mut toml::Table, key: &str, value: toml::Value) -> PyResult<()> {
-    let parts: Vec<&str> = key.split('.').collect();
-    if parts.iter().any(|p| p.is_empty()) {
-        return Err(PyValueError::new_err(format!(
-            "override key `{key}`: expected a dotted path such as target.d"
-        )));
-    }
-    let mut cur = table;
-    for p in &parts[..parts.len() - 1] {
-        let entry = cur
-            .entry(p.to_string())
-            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-        cur = entry.as_table_mut().ok_or_else(|| {
-            PyValueError::new_err(format!("override `{key}`: `{p}` is not a table"))
-        })?;
-    }
-    cur.insert(parts[parts.len() - 1].to_string(), value);
-    Ok(())
+    annealvi::config::set_key(table, key, value).map_err(to_py)
 }
 
 /// Deserialises `table` as a `T`; a failure names the key it comes from (found by

@@ -100,7 +100,7 @@ fn toml_to_py<'py>(py: Python<'py>, v: &toml::Value) -> PyResult<Bound<'py, PyAn
 /// progress bar of `optim.steps` units (made on the run's worker thread, so that it counts
 /// into the call's progress; see `with_progress`).
 pub(crate) struct StepProgress {
-    pub(crate) rec: Recorder,
+    pub(crate) rec: (Recorder, FlowRecorder),
     bar: Option<annealvi::progress::Bar>,
     last: u64,
 }
@@ -110,7 +110,7 @@ impl StepProgress {
     /// without, records only (the runs of a sweep, whose progress counts runs).
     pub(crate) fn new(cfg: &Config, report: bool) -> Self {
         Self {
-            rec: Recorder::default(),
+            rec: Default::default(),
             bar: report.then(|| annealvi::progress::bar(cfg.optim.steps as u64, "train")),
             last: 0,
         }
@@ -126,8 +126,8 @@ impl StepProgress {
         }
     }
 
-    /// The records, once the run is over.
-    pub(crate) fn into_recorder(self) -> Recorder {
+    /// The records of each family, once the run is over.
+    pub(crate) fn into_recorders(self) -> (Recorder, FlowRecorder) {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
         }
@@ -136,16 +136,9 @@ impl StepProgress {
 }
 
 impl Observer for StepProgress {
-    fn on_record(&mut self, r: &annealvi::train::Record) {
+    fn on_record(&mut self, r: &annealvi::train::Record<dyn annealvi::train::RecordStats>) {
         self.reached(r.step);
         self.rec.on_record(r);
-    }
-    fn on_flow_record(
-        &mut self,
-        r: &annealvi::train::Record<annealvi::family::realnvp::FlowStats>,
-    ) {
-        self.reached(r.step);
-        self.rec.on_flow_record(r);
     }
     fn on_marginal(&mut self, s: &annealvi::train::MarginalSnapshot) {
         self.rec.on_marginal(s);
@@ -180,12 +173,18 @@ fn train_builtin<'py>(py: Python<'py>, cfg: &Config, run: u64) -> PyResult<Bound
     let summary = PyDict::new(py);
     let traj = PyDict::new(py);
     summary.set_item("seed", cfg.seed)?;
-    // run_config's streams, (run, run)
-    let (finished, rec) = interruptible(py, |cancel| {
+    let exp = cfg.compile().map_err(to_py)?;
+    // streams (run, run); a recorder of each family's records (the run keeps its family's)
+    let (finished, (rec, flow_rec)) = interruptible(py, |cancel| {
         let mut obs = StepProgress::new(cfg, true);
-        match annealvi::run::run_any_cancellable(cfg, (run, run), &mut obs, cancel) {
-            Ok(Some(r)) => Ok((r, obs.into_recorder())),
-            Ok(None) => Err(interrupted()),
+        let r = Trainer::new(&exp)
+            .index(run)
+            .observer(&mut obs)
+            .cancel(cancel)
+            .run();
+        match r {
+            Ok(r) => Ok((r, obs.into_recorders())),
+            Err(Error::Interrupted) => Err(interrupted()),
             Err(e) => Err(to_py(e)),
         }
     })??;
@@ -202,7 +201,7 @@ fn train_builtin<'py>(py: Python<'py>, cfg: &Config, run: u64) -> PyResult<Bound
                 "mode_masses",
                 PyArray1::from_vec(py, res.stats.mode_masses.clone()),
             )?;
-            flow_columns(py, &traj, &rec.flow_records)?;
+            flow_columns(py, &traj, &flow_rec.records)?;
         }
         annealvi::run::AnyRun::Mixture(q, res) => {
             out.set_item("student", crate::student::gmm_model(cfg, q))?;
@@ -312,11 +311,9 @@ pub(crate) fn sweep<'py>(
     let cfg: SweepConfig = finish(t, "sweep configuration", SweepConfig::validate)?;
     let shard = shard.map(Shard::parse).transpose().map_err(to_py)?;
     let opts = SweepOptions {
-        out: out.into(),
         resume,
         shard,
-        max_runs: None,
-        budget: None,
+        ..SweepOptions::new(out)
     };
     let report = with_threads(threads, || match target {
         Some(t) => callable::sweep(py, &cfg, &opts, t),

@@ -6,7 +6,7 @@
 //! coordinates (p ≤ d dimensions: μ̂, the target means' span, then student directions);
 //! [`embed_frame_student`] writes it back in R^d so that every fitted mixture has (K, d) means.
 
-use annealvi::config::{Config, Engine};
+use annealvi::config::{Config, Simulation};
 use annealvi::family::gmm::dot;
 use annealvi::family::realnvp::Precision;
 use annealvi::family::{GmmStudent, RealNvp, VariationalFamily};
@@ -385,8 +385,8 @@ fn residual(basis: &[Vec<f64>], v: &[f64], norm0: f64, tol: f64) -> Option<Vec<f
 /// A run's final mixture as a Python object: d-dimensional (the vector engine and user
 /// targets) as it is, frame coordinates (the statistics engine) embedded in R^d.
 pub(crate) fn gmm_model(cfg: &Config, q: GmmStudent) -> GmmModel {
-    match cfg.objective.engine {
-        Engine::Statistics => GmmModel::new(embed_frame_student(&q, &cfg.build_target())),
-        Engine::Vector => GmmModel::new(q),
+    match cfg.student.simulation {
+        Simulation::Statistics => GmmModel::new(embed_frame_student(&q, &cfg.build_target())),
+        Simulation::Vector => GmmModel::new(q),
     }
 }

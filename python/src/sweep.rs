@@ -69,11 +69,9 @@ pub(crate) fn run_sweep<'py>(
     let cfg: SweepConfig = finish(t, "sweep configuration", SweepConfig::validate)?;
     let shard = shard.map(Shard::parse).transpose().map_err(to_py)?;
     let opts = SweepOptions {
-        out: out.into(),
         resume,
         shard,
-        max_runs: None,
-        budget: None,
+        ..SweepOptions::new(out)
     };
     let report = with_progress(progress, || {
         with_threads(threads, || match target {

@@ -551,7 +551,7 @@ fn design_optimal<'py>(
             run.optim.steps = budget as usize + sweep.grid.extra_steps;
             run.validate()?;
             let bar = annealvi::progress::bar(check_seeds as u64, "SGD check");
-            let c = optimal::simulate_config(&run, check_seeds);
+            let c = optimal::simulate_config(&run, check_seeds)?;
             bar.inc(check_seeds as u64);
             Some(c)
         } else {

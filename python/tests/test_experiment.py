@@ -134,7 +134,7 @@ def test_experiment_repr_config_toml_and_variations(tmp_path):
 
 def test_experiment_runs_equal_the_native_runs_of_the_original_source():
     # Experiment trains from its resolved TOML: the same numbers as the source itself
-    for kw in (dict(), dict(objective__engine="statistics"), FLOW):
+    for kw in (dict(), dict(student__simulation="statistics"), FLOW):
         exp = annealvi.Experiment(SMALL_RUN, **kw) if not kw.get("student__family") else \
             annealvi.Experiment(**kw)
         ov = annealvi._config.overrides(kw)
@@ -190,7 +190,7 @@ def test_trajectory_names_are_those_of_ode_trajectory_and_start_at_the_training_
 
 @pytest.mark.parametrize("kw", [
     dict(SMALL, schedule=schedule.exponential(0.1, 150)),
-    dict(SMALL, objective__engine="statistics", optim__steps=310),
+    dict(SMALL, student__simulation="statistics", optim__steps=310),
     dict(SMALL, objective__estimator="exact"),
     FLOW,
     dict(FLOW, target=annealvi.bimodal(4)),
@@ -292,7 +292,7 @@ def test_statistics_engine_student_is_embedded_in_rd():
     target = {"kind": "mixture", "d": d,
               "means": [[0, 3, 0, 0, 0, 0], [0, 0, -2, 0, 1.5, 0]],
               "weights": [0.6, 0.4], "variances": [1.0, 1.0]}
-    exp = annealvi.Experiment(target=target, objective__engine="statistics", optim__steps=400,
+    exp = annealvi.Experiment(target=target, student__simulation="statistics", optim__steps=400,
                               record={"every": 400, "kl_samples": 20000}, seed=4)
     run = exp.train()
     q = run.student

@@ -68,9 +68,9 @@ pub struct FigureArgs {
     #[arg(long, value_enum)]
     pub flow: Option<FlowScale>,
     /// Figures 4 and 5 only: where the RealNVP sweep trains its flows: cpu (default), or gpu
-    /// (a build with --features gpu).
-    #[arg(long, value_enum)]
-    pub engine: Option<EngineArg>,
+    /// (a build with --features gpu). (Formerly --engine, still accepted.)
+    #[arg(long, value_enum, alias = "engine")]
+    pub device: Option<DeviceArg>,
     /// Output directory.
     #[arg(long)]
     pub out: PathBuf,
@@ -216,8 +216,9 @@ pub struct ReproduceArgs {
     #[arg(long, value_enum, default_value_t = FlowScale::Quick)]
     pub flow: FlowScale,
     /// Where the RealNVP sweep trains its flows: cpu, or gpu (a build with --features gpu).
-    #[arg(long, value_enum, default_value_t = EngineArg::Cpu)]
-    pub engine: EngineArg,
+    /// (Formerly --engine, still accepted.)
+    #[arg(long, value_enum, default_value_t = DeviceArg::Cpu, alias = "engine")]
+    pub device: DeviceArg,
     /// Output directory.
     #[arg(long)]
     pub out: PathBuf,
@@ -226,9 +227,9 @@ pub struct ReproduceArgs {
     pub threads: usize,
 }
 
-/// Engines for `bench gmm`.
+/// `--simulation` of `bench gmm`.
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
-pub enum BenchEngine {
+pub enum BenchSimulation {
     Vector,
     Statistics,
     Both,
@@ -265,12 +266,13 @@ pub struct GmmArgs {
     /// Worker threads (0 = all cores).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
-    /// SGD engine: `vector` (d-dimensional samples), `statistics` (exact simulation in the
-    /// summary statistics, cost independent of d) or `both` (vector, then statistics, in
-    /// one process, and their ratio).
-    #[arg(long, default_value = "vector")]
-    pub engine: BenchEngine,
-    /// Rounds: with `--engine both`, the engines alternate this many times and the
+    /// How SGD is simulated (`student.simulation`): `vector` (d-dimensional samples),
+    /// `statistics` (exact simulation in the summary statistics, cost independent of d) or
+    /// `both` (vector, then statistics, in one process, and their ratio). (Formerly
+    /// --engine, still accepted.)
+    #[arg(long, default_value = "vector", alias = "engine")]
+    pub simulation: BenchSimulation,
+    /// Rounds: with `--simulation both`, the two this many times and the
     /// median of the per-round ratios is printed (robust to a machine whose speed drifts).
     #[arg(long, default_value_t = 1)]
     pub rounds: usize,
@@ -343,20 +345,20 @@ impl FlowScale {
     }
 }
 
-/// `--engine` of the figure commands.
+/// `--device` of the figure commands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum EngineArg {
+pub enum DeviceArg {
     /// One flow per CPU thread.
     Cpu,
     /// Batches of flows on CUDA device 0 (feature `gpu`).
     Gpu,
 }
 
-impl EngineArg {
-    pub fn engine(self) -> annealvi::sweep::Engine {
+impl DeviceArg {
+    pub fn device(self) -> annealvi::sweep::Device {
         match self {
-            EngineArg::Cpu => annealvi::sweep::Engine::Cpu,
-            EngineArg::Gpu => annealvi::sweep::Engine::Gpu,
+            DeviceArg::Cpu => annealvi::sweep::Device::Cpu,
+            DeviceArg::Gpu => annealvi::sweep::Device::Gpu,
         }
     }
 }

@@ -3,10 +3,10 @@
 
 #[cfg(feature = "gpu")]
 use super::args::FlowGpuArgs;
-use super::args::{BenchEngine, FlowArgs, GmmArgs};
+use super::args::{BenchSimulation, FlowArgs, GmmArgs};
 use super::{check_range, check_threads};
 use annealvi::bench::{FlowBench, GmmBench};
-use annealvi::config::Engine;
+use annealvi::config::Simulation;
 use annealvi::error::{Error, Result};
 use annealvi::family::realnvp::Precision;
 
@@ -18,7 +18,7 @@ pub fn gmm(a: GmmArgs) -> Result<()> {
         samples,
         steps,
         threads,
-        engine,
+        simulation,
         rounds,
     } = a;
     check_range("--d", d, 1, 1 << 20)?;
@@ -27,10 +27,10 @@ pub fn gmm(a: GmmArgs) -> Result<()> {
     check_range("--samples", samples, 1, 1 << 20)?;
     check_range("--steps", steps, 1, 1 << 30)?;
     check_threads(threads)?;
-    let engines: &[Engine] = match engine {
-        BenchEngine::Vector => &[Engine::Vector],
-        BenchEngine::Statistics => &[Engine::Statistics],
-        BenchEngine::Both => &[Engine::Vector, Engine::Statistics],
+    let simulations: &[Simulation] = match simulation {
+        BenchSimulation::Vector => &[Simulation::Vector],
+        BenchSimulation::Statistics => &[Simulation::Statistics],
+        BenchSimulation::Both => &[Simulation::Vector, Simulation::Statistics],
     };
     println!(
         "bench gmm: d={d} seeds={seeds} samples/component={samples} steps={steps} threads={}",
@@ -44,14 +44,14 @@ pub fn gmm(a: GmmArgs) -> Result<()> {
     let mut ratios = Vec::new();
     for round in 0..rounds {
         rates.clear();
-        for &engine in engines {
+        for &simulation in simulations {
             let b = GmmBench {
                 d,
                 seeds,
                 samples,
                 steps,
                 threads,
-                engine,
+                simulation,
             };
             let r = b.run()?;
             let tag = if rounds > 1 {
@@ -60,7 +60,7 @@ pub fn gmm(a: GmmArgs) -> Result<()> {
                 String::new()
             };
             println!(
-                "engine {engine:?}{tag}: wall {:.3} s; mean light-mode mass {:.4}; {:.1} run-steps/s",
+                "simulation {simulation:?}{tag}: wall {:.3} s; mean light-mode mass {:.4}; {:.1} run-steps/s",
                 r.seconds, r.mean_light_mass, r.run_steps_per_sec
             );
             rates.push(r.run_steps_per_sec);

@@ -1,7 +1,7 @@
 //! `annealvi figure` and `annealvi reproduce`: the paper's figures.
 
-use super::args::{EngineArg, FigureArgs, FlowScale, ReproduceArgs};
-use super::check_engine;
+use super::args::{DeviceArg, FigureArgs, FlowScale, ReproduceArgs};
+use super::check_device;
 use annealvi::error::{Error, Result};
 use annealvi::figure;
 
@@ -12,7 +12,7 @@ pub fn figure(a: FigureArgs) -> Result<()> {
         quick,
         full: _,
         flow,
-        engine,
+        device,
         out,
         seed,
         threads: _,
@@ -23,13 +23,13 @@ pub fn figure(a: FigureArgs) -> Result<()> {
     let uses = |flag: &str| -> bool {
         matches!(
             (number.as_str(), flag),
-            ("1" | "3", "--seed") | ("4", "--engine" | "--from") | ("5", "--flow" | "--engine")
+            ("1" | "3", "--seed") | ("4", "--device" | "--from") | ("5", "--flow" | "--device")
         )
     };
     for (flag, given) in [
         ("--seed", seed.is_some()),
         ("--flow", flow.is_some()),
-        ("--engine", engine.is_some()),
+        ("--device", device.is_some()),
         ("--from", from.is_some()),
     ] {
         if given
@@ -40,16 +40,16 @@ pub fn figure(a: FigureArgs) -> Result<()> {
                 flag,
                 "given",
                 &format!(
-                    "no {flag} for figure {number}: --seed is for figures 1 and 3, --engine for figures \
+                    "no {flag} for figure {number}: --seed is for figures 1 and 3, --device for figures \
                      4 and 5, --flow for figure 5, --from for figure 4"
                 ),
             ));
         }
     }
-    let (seed, flow, engine) = (
+    let (seed, flow, device) = (
         seed.unwrap_or(0),
         flow.unwrap_or(FlowScale::Quick),
-        engine.unwrap_or(EngineArg::Cpu),
+        device.unwrap_or(DeviceArg::Cpu),
     );
     if number == "dim" {
         figure::figure_dim(&out, quick)?;
@@ -81,9 +81,9 @@ pub fn figure(a: FigureArgs) -> Result<()> {
         .parse()
         .map_err(|_| Error::config("figure", &number, "1, 2, 3, 4, 5, dim or schedules"))?;
     if number == 4 || (number == 5 && flow != FlowScale::None) {
-        check_engine(engine)?;
+        check_device(device)?;
     }
-    let engine = engine.engine();
+    let device = device.device();
     if let Some(dir) = from {
         if number != 4 {
             return Err(Error::config(
@@ -113,10 +113,10 @@ pub fn figure(a: FigureArgs) -> Result<()> {
         1 => figure::figure1(&out, quick, seed),
         2 => figure::figure2(&out, quick),
         3 => figure::figure3(&out, quick, seed),
-        4 => figure::figure4(&out, quick, engine),
+        4 => figure::figure4(&out, quick, device),
         5 => {
             let dir = out.join("fig4");
-            let flow = flow.quick().map(|q| (dir.as_path(), q, engine));
+            let flow = flow.quick().map(|q| (dir.as_path(), q, device));
             figure::figure5(&out, quick, flow)
         }
         n => Err(Error::config(
@@ -133,12 +133,12 @@ pub fn reproduce(a: ReproduceArgs) -> Result<()> {
         quick: _,
         full,
         flow,
-        engine,
+        device,
         out,
         threads: _,
     } = a;
     if flow != FlowScale::None {
-        check_engine(engine)?;
+        check_device(device)?;
     }
-    figure::reproduce(&out, !full, flow.quick(), engine.engine())
+    figure::reproduce(&out, !full, flow.quick(), device.device())
 }

@@ -10,7 +10,7 @@ mod train;
 
 use annealvi::error::{Error, Result};
 use annealvi::output;
-use args::{BenchCommand, Cli, Command, EngineArg};
+use args::{BenchCommand, Cli, Command, DeviceArg};
 
 /// Runs the command; those with `--threads` run inside one rayon pool of that many threads
 /// (0 = all cores), which every parallel loop of the library uses.
@@ -58,13 +58,13 @@ fn check_range(name: &str, v: usize, lo: usize, hi: usize) -> Result<()> {
     Ok(())
 }
 
-/// Refuses `--engine gpu` in a build without the `gpu` feature, before any work.
-fn check_engine(engine: EngineArg) -> Result<()> {
-    if engine == EngineArg::Gpu && !cfg!(feature = "gpu") {
+/// Refuses `--device gpu` in a build without the `gpu` feature, before any work.
+fn check_device(device: DeviceArg) -> Result<()> {
+    if device == DeviceArg::Gpu && !cfg!(feature = "gpu") {
         return Err(Error::config(
-            "--engine",
+            "--device",
             "gpu",
-            "cpu in this build (the GPU engine, grid.engine = \"gpu\", needs `cargo build --release --features gpu`)",
+            "cpu in this build (the GPU engine, grid.device = \"gpu\", needs `cargo build --release --features gpu`)",
         ));
     }
     Ok(())

@@ -64,11 +64,10 @@ pub fn sweep(a: SweepArgs) -> Result<()> {
     let cfg = SweepConfig::load(config.as_deref(), &sets)?;
     let shard = shard.as_deref().map(Shard::parse).transpose()?;
     let opts = SweepOptions {
-        out: out.clone(),
         resume,
         shard,
-        max_runs: None,
         budget,
+        ..SweepOptions::new(out.clone())
     };
     if dry_run {
         // refuse exactly what the sweep would refuse, before estimating anything
@@ -143,7 +142,7 @@ fn dry_run_report(
     let mut probe = cfg.cell_config(&cells[0]);
     probe.optim.steps = 300;
     let t = Instant::now();
-    annealvi::run::run_any(&probe, (0, 0), &mut annealvi::train::NoObserver)?;
+    annealvi::run::Trainer::new(&probe.compile()?).run()?;
     let per_step = t.elapsed().as_secs_f64() / 300.0;
     let workers = rayon::current_num_threads();
     let secs = steps as f64 * per_step / workers as f64;
@@ -159,7 +158,7 @@ fn dry_run_report(
         )),
         steps
     );
-    if cfg.grid.engine == annealvi::sweep::Engine::Cpu {
+    if cfg.grid.device == annealvi::sweep::Device::Cpu {
         println!(
             "estimated time on this machine: {:.0} s ({:.1} min) with {workers} threads",
             secs,

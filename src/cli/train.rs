@@ -5,8 +5,8 @@ use annealvi::config::Config;
 use annealvi::error::Result;
 use annealvi::family::realnvp::FlowStats;
 use annealvi::output;
-use annealvi::run::{AnyRun, run_any};
-use annealvi::train::{Recorder, RunResult};
+use annealvi::run::{AnyRun, Trainer};
+use annealvi::train::{FlowRecorder, Recorder, RunResult};
 use std::path::Path;
 use std::time::Instant;
 
@@ -22,12 +22,14 @@ pub fn train(a: TrainArgs) -> Result<()> {
     output::ensure_dir(out)?;
     output::write_text(&out.join("config.toml"), &cfg.to_toml())?;
     let start = Instant::now();
-    let mut rec = Recorder::default();
-    let run = run_any(&cfg, (0, 0), &mut rec)?;
+    let exp = cfg.compile()?;
+    // a recorder of each family's records: the run keeps the ones of its family
+    let mut rec = (Recorder::default(), FlowRecorder::default());
+    let run = Trainer::new(&exp).observer(&mut rec).run()?;
     let wall = start.elapsed().as_secs_f64();
     match run {
-        AnyRun::Mixture(_, res) => write_mixture(&cfg, out, &rec, &res, wall),
-        AnyRun::Flow(_, res) => write_flow(&cfg, out, &rec, &res, wall),
+        AnyRun::Mixture(_, res) => write_mixture(&cfg, out, &rec.0, &res, wall),
+        AnyRun::Flow(_, res) => write_flow(&cfg, out, &rec.1, &res, wall),
     }
 }
 
@@ -79,12 +81,12 @@ fn write_mixture(
 fn write_flow(
     cfg: &Config,
     out: &Path,
-    rec: &Recorder,
+    rec: &FlowRecorder,
     res: &RunResult<FlowStats>,
     wall: f64,
 ) -> Result<()> {
     let mut lines = String::new();
-    for r in &rec.flow_records {
+    for r in &rec.records {
         lines.push_str(&serde_json::to_string(r).unwrap_or_default());
         lines.push('\n');
     }

@@ -422,22 +422,28 @@ pub fn shortest_budget(
 
 /// SGD check of a training configuration: (collapsed, n) over seeds 0..n−1 (initial means of
 /// seed k as in a sweep's seed k; noise stream mixed from k).
-pub fn simulate_config(cfg: &crate::config::Config, n: usize) -> (usize, usize) {
-    let collapsed = outcomes_config(cfg, n).iter().filter(|c| **c).count();
-    (collapsed, n)
+pub fn simulate_config(cfg: &crate::config::Config, n: usize) -> Result<(usize, usize)> {
+    let collapsed = outcomes_config(cfg, n)?.iter().filter(|c| **c).count();
+    Ok((collapsed, n))
 }
 
 /// Whether each of the seeds 0..n−1 of [`simulate_config`] collapses, in seed order. The
 /// streams depend on the seed alone, so two configurations get paired runs: seed k starts
 /// from the same initial means and draws the same noise in both.
-pub fn outcomes_config(cfg: &crate::config::Config, n: usize) -> Vec<bool> {
+pub fn outcomes_config(cfg: &crate::config::Config, n: usize) -> Result<Vec<bool>> {
     use rayon::prelude::*;
+    let exp = cfg.compile()?;
     (0..n)
         .into_par_iter()
         .map(|k| {
-            let streams = (k as u64, crate::seed::mix(k as u64 ^ 0x0b7_5eed));
-            let (_, r) = crate::run::run_with_streams(cfg, streams, &mut crate::train::NoObserver);
-            matches!(r.outcome, crate::metrics::Outcome::Collapsed { .. })
+            let noise = crate::seed::mix(k as u64 ^ 0x0b7_5eed);
+            let r = crate::run::Trainer::new(&exp)
+                .streams(k as u64, noise)
+                .run()?;
+            Ok(matches!(
+                r.outcome(),
+                crate::metrics::Outcome::Collapsed { .. }
+            ))
         })
         .collect()
 }
@@ -614,7 +620,7 @@ pub fn run(cfg: &crate::sweep::SweepConfig, o: &OptimalOptions) -> Result<Optima
             o.check_seeds, cfg.run.objective.samples
         );
         for (name, c) in [("optimal", &run), ("best exponential", &exp)] {
-            let (k, n) = simulate_config(c, o.check_seeds);
+            let (k, n) = simulate_config(c, o.check_seeds)?;
             let (lo, hi) = crate::metrics::wilson_interval(k, n);
             let _ = writeln!(
                 r,

@@ -83,12 +83,29 @@ pub enum FamilyKind {
     Realnvp,
 }
 
+/// How SGD of the Gaussian-mixture student is simulated (`student.simulation`; formerly
+/// `objective.engine`, still read).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Simulation {
+    /// d-dimensional vectors: every sample drawn in R^d (cost ∝ B·d per step).
+    #[default]
+    Vector,
+    /// Exactly in the summary statistics ([`crate::statistics`]): the same law of every
+    /// statistic and outcome at a cost per step independent of d (SGD, full or STL
+    /// estimator, isotropic targets).
+    Statistics,
+}
+
 /// Student settings (the `[student]` section of a configuration).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StudentConfig {
     /// `gmm` (default) or `realnvp`.
     pub family: FamilyKind,
+    /// How SGD of the Gaussian-mixture student is simulated: `vector` (d-dimensional
+    /// samples, the default) or `statistics` (exact simulation in the summary statistics).
+    pub simulation: Simulation,
     /// RealNVP settings (used when family = "realnvp").
     pub realnvp: FlowArch,
     /// Number of components K ≥ 1.
@@ -109,6 +126,7 @@ impl Default for StudentConfig {
     fn default() -> Self {
         Self {
             family: FamilyKind::Gmm,
+            simulation: Simulation::Vector,
             realnvp: FlowArch::default(),
             components: 2,
             weights: Vec::new(),

@@ -22,8 +22,8 @@ use crate::plot::{
     Figure, MarginalPanel, PlotError, SeriesPanel, legend_row, line_chart, marginal_chart,
     marginal_legend, render_both, rotated_label,
 };
-use crate::run::run_config;
-use crate::train::{NoObserver, Recorder};
+use crate::run::Trainer;
+use crate::train::Recorder;
 use plotters::coord::Shift;
 use plotters::prelude::{DrawingArea, DrawingBackend};
 use rayon::prelude::*;
@@ -87,16 +87,17 @@ pub fn figure1(out: &Path, quick: bool, seed: u64) -> Result<()> {
             let mut light = c.clone();
             light.record.every = 0;
             light.record.marginal_steps.clear();
+            let exp = light.compile()?;
             (0..n_stat as u64)
                 .into_par_iter()
                 .map(|run| {
-                    let (_, r) = run_config(&light, run, &mut NoObserver);
+                    let r = Trainer::new(&exp).index(run).run()?;
                     bar.inc(1);
-                    r.outcome
+                    Ok(r.outcome().clone())
                 })
                 .collect()
         })
-        .collect();
+        .collect::<Result<_>>()?;
     bar.finish_and_clear();
 
     // The run shown: the first run index whose outcomes match the paper's illustration.
@@ -115,7 +116,17 @@ pub fn figure1(out: &Path, quick: bool, seed: u64) -> Result<()> {
         String::from("row,label,n,collapsed,covered,diverged,p_collapse,ci_low,ci_high\n");
     for (i, (label, cfg)) in configs.iter().enumerate() {
         let mut rec = Recorder::default();
-        let (_, res) = run_config(cfg, shown as u64, &mut rec);
+        let exp = cfg.compile()?;
+        let run = Trainer::new(&exp)
+            .index(shown as u64)
+            .observer(&mut rec)
+            .run()?;
+        let res = run
+            .into_mixture()
+            .ok_or_else(|| {
+                crate::Error::Invalid("figure 1 trains the Gaussian-mixture student".into())
+            })?
+            .1;
         output::marginals_rows(&mut marg_csv, &format!("{},", i + 1), &rec.marginals);
         for r in &rec.records {
             let _ = writeln!(traj_csv, "{},{}", i + 1, output::trajectory_row(r));

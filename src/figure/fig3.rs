@@ -6,7 +6,7 @@ use super::figure1_configs;
 use crate::error::{Error, Result};
 use crate::output;
 use crate::plot::{SeriesPanel, panels_figure};
-use crate::run::run_config;
+use crate::run::Trainer;
 use crate::train::Recorder;
 use std::fmt::Write as _;
 use std::path::Path;
@@ -41,10 +41,14 @@ pub fn figure3(out: &Path, quick: bool, seed: u64) -> Result<()> {
             styles: Vec::new(),
         })
         .collect();
+    let exp = cfg.compile()?;
     let bar = crate::progress::bar(seeds as u64, "figure 3");
     for s in 0..seeds {
         let mut rec = Recorder::default();
-        run_config(&cfg, s as u64, &mut rec);
+        Trainer::new(&exp)
+            .index(s as u64)
+            .observer(&mut rec)
+            .run()?;
         let steps: Vec<f64> = rec.records.iter().map(|r| r.step as f64).collect();
         let taus: Vec<f64> = steps.iter().map(|t| t * cfg.optim.lr).collect();
         let x0 = state_from_stats(&rec.records[0].stats);

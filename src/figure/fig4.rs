@@ -6,15 +6,15 @@
 use super::{Grid, fig4_config, fig4_sweep, isoline_t0, no_annealing, p_with_interval};
 use crate::error::Result;
 use crate::plot::heatmap;
-use crate::sweep::{CellStats, Engine};
+use crate::sweep::{CellStats, Device};
 use std::path::Path;
 
 /// Figure 4: P(collapse) over (β_i, t0) for the RealNVP student (heat-map with the simulated
 /// 0.5 isoline, fig4.png/svg) and the mean light-mode mass relative to its true weight 1 − w*
 /// (fig4_light_mass.png/svg); DIR/cells.csv has the sweep's columns plus the flow metrics
 /// (mean mode-weight error, ESS fraction, KL(q‖π)).
-/// `engine`: where the flows are trained (`Engine::Gpu` with the `gpu` feature for `--full`).
-pub fn figure4(out: &Path, quick: bool, engine: Engine) -> Result<()> {
+/// `engine`: where the flows are trained (`Device::Gpu` with the `gpu` feature for `--full`).
+pub fn figure4(out: &Path, quick: bool, engine: Device) -> Result<()> {
     let cells = fig4_sweep(out, quick, engine)?;
     let cfg = fig4_config(quick)?;
     let grid = Grid::of_stats(&cells);

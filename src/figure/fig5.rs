@@ -8,7 +8,7 @@ use crate::error::Result;
 use crate::metrics::wilson_interval;
 use crate::output;
 use crate::plot::{ErrorBarChart, ErrorBarSeries, LabeledLine, errorbar_panels};
-use crate::sweep::{CellStats, Engine};
+use crate::sweep::{CellStats, Device};
 use std::fmt::Write as _;
 use std::path::Path;
 
@@ -99,7 +99,7 @@ fn rate_chart(
 /// panels have their own x axes: a step is an SGD step of η = 0.05 for the mixture and an
 /// Adam step for the flow.
 /// Writes fig5.png/svg, fig5.csv (mixture), fig5_flow.csv (flow), fig5_asymptote.csv.
-pub fn figure5(out: &Path, quick: bool, flow: Option<(&Path, bool, Engine)>) -> Result<()> {
+pub fn figure5(out: &Path, quick: bool, flow: Option<(&Path, bool, Device)>) -> Result<()> {
     let cells = fig2_sweep(out, quick)?;
     let mut mixture = rate_chart(
         &cells,

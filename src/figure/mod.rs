@@ -13,7 +13,7 @@ use crate::metrics::wilson_interval;
 use crate::output;
 use crate::plot::{Heatmap, LabeledLine};
 use crate::sweep::{
-    Cell, CellStats, Engine, SweepConfig, SweepOptions, SweepReport, aggregate, read_runs,
+    Cell, CellStats, Device, SweepConfig, SweepOptions, SweepReport, aggregate, read_runs,
     run_sweep,
 };
 use std::fmt::Write as _;
@@ -64,12 +64,12 @@ fn fig4_config(quick: bool) -> Result<SweepConfig> {
 
 /// Runs (or resumes, or reuses) the Figure 2 sweep in `out`; returns its cells.
 pub fn fig2_sweep(out: &Path, quick: bool) -> Result<Vec<CellStats>> {
-    builtin_sweep(fig2_config(quick)?, "Figure 2", out, Engine::Cpu)
+    builtin_sweep(fig2_config(quick)?, "Figure 2", out, Device::Cpu)
 }
 
 /// Runs (or resumes, or reuses) the Figure 4 (RealNVP) sweep in `out` on `engine`; returns
 /// its cells.
-pub fn fig4_sweep(out: &Path, quick: bool, engine: Engine) -> Result<Vec<CellStats>> {
+pub fn fig4_sweep(out: &Path, quick: bool, engine: Device) -> Result<Vec<CellStats>> {
     builtin_sweep(fig4_config(quick)?, "Figure 4", out, engine)
 }
 
@@ -89,9 +89,9 @@ fn builtin_sweep(
     mut cfg: SweepConfig,
     name: &str,
     out: &Path,
-    engine: Engine,
+    engine: Device,
 ) -> Result<Vec<CellStats>> {
-    cfg.grid.engine = engine;
+    cfg.grid.device = engine;
     cfg.validate()?;
     let rep = resume_sweep(&cfg, out)?;
     crate::progress::note(&format!(
@@ -108,11 +108,8 @@ fn builtin_sweep(
 /// Runs the sweep `cfg` in `out` (on the caller's rayon pool), resuming whatever is there.
 fn resume_sweep(cfg: &SweepConfig, out: &Path) -> Result<SweepReport> {
     let opts = SweepOptions {
-        out: out.to_path_buf(),
         resume: true,
-        shard: None,
-        max_runs: None,
-        budget: None,
+        ..SweepOptions::new(out)
     };
     run_sweep(cfg, &opts)
 }
@@ -226,7 +223,7 @@ pub fn isoline_t0(cells: &[CellStats], level: f64) -> Vec<(f64, f64)> {
 
 /// Every figure, their data, and `out/index.md` showing them. `flow_quick`: the scale of the
 /// RealNVP Figure 4 (and Figure 5's flow panel), `None` to leave it out.
-pub fn reproduce(out: &Path, quick: bool, flow_quick: Option<bool>, engine: Engine) -> Result<()> {
+pub fn reproduce(out: &Path, quick: bool, flow_quick: Option<bool>, engine: Device) -> Result<()> {
     output::ensure_dir(out)?;
     let start = std::time::Instant::now();
     figure1(&out.join("fig1"), quick, 0)?;

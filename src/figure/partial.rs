@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::output;
 use crate::plot::heatmap;
 use crate::sweep::{
-    Cell, CellStats, Engine, RunLine, RunSpec, SweepConfig, aggregate, read_runs, write_cells,
+    Cell, CellStats, Device, RunLine, RunSpec, SweepConfig, aggregate, read_runs, write_cells,
 };
 use std::collections::{BTreeMap, HashSet};
 use std::fmt::Write as _;
@@ -49,7 +49,7 @@ fn load(dir: &Path) -> Result<(SweepConfig, Vec<RunLine>)> {
         source_name: meta.display().to_string(),
         message: e.to_string(),
     })?;
-    cfg.grid.engine = Engine::Cpu;
+    cfg.grid.device = Device::Cpu;
     cfg.validate()?;
     if cfg.run.student.family != FamilyKind::Realnvp {
         return Err(Error::config(

@@ -178,7 +178,7 @@ pub fn figure_schedules_with(
         let mut outcomes = Vec::new();
         for v in &at.rows {
             let c = training_config(cfg, &at, v.shape, v.beta_i)?;
-            outcomes.push((v, outcomes_config(&c, spec.seeds)));
+            outcomes.push((v, outcomes_config(&c, spec.seeds)?));
         }
         let exp = outcomes
             .iter()

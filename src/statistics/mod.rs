@@ -1,5 +1,5 @@
 //! SGD of the Gaussian-mixture student simulated exactly in its summary statistics, at a cost
-//! per step that does not depend on the dimension d (`objective.engine = "statistics"`).
+//! per step that does not depend on the dimension d (`student.simulation = "statistics"`).
 //!
 //! # Why it is exact
 //! Target π = Σ_j ω_j N(ν_j, v_j I_d) (isotropic), student q = Σ_k w_k N(μ_k, σ_k² I_d). One
@@ -50,22 +50,28 @@ use linalg::{residual_direction, sdot};
 use rand::Rng;
 use rand_distr::{ChiSquared, Distribution};
 
-/// Deliberate errors, for showing that the two-sample tests can detect a wrong engine. Never
-/// set outside tests.
-#[doc(hidden)]
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct PlantedError {
-    /// Added to the Wishart degrees of freedom d − p.
-    pub wishart_df_shift: i64,
-    /// Multiplies every noise coordinate (ξ and L).
-    pub noise_scale: f64,
-}
+#[cfg(feature = "testing")]
+pub use hooks::PlantedError;
+#[cfg(not(feature = "testing"))]
+pub(crate) use hooks::PlantedError;
 
-impl Default for PlantedError {
-    fn default() -> Self {
-        Self {
-            wishart_df_shift: 0,
-            noise_scale: 1.0,
+mod hooks {
+    /// Deliberate errors, for showing that the two-sample tests can detect a wrong engine
+    /// (public with the cargo feature `testing` only; never set outside tests).
+    #[derive(Clone, Copy, Debug, PartialEq)]
+    pub struct PlantedError {
+        /// Added to the Wishart degrees of freedom d − p.
+        pub wishart_df_shift: i64,
+        /// Multiplies every noise coordinate (ξ and L).
+        pub noise_scale: f64,
+    }
+
+    impl Default for PlantedError {
+        fn default() -> Self {
+            Self {
+                wishart_df_shift: 0,
+                noise_scale: 1.0,
+            }
         }
     }
 }
@@ -270,16 +276,16 @@ impl StatsStudent {
         Self::assemble(frame, means, p, q0)
     }
 
-    /// With a deliberate error (tests of the tests only).
-    #[doc(hidden)]
+    /// With a deliberate error (tests of the tests only; cargo feature `testing`).
+    #[cfg(feature = "testing")]
     pub fn with_planted_error(mut self, e: PlantedError) -> Self {
         self.planted = e;
         self
     }
 
     /// Uses the general per-sample pass even where the paper's case has its own (it draws
-    /// the same numbers; tests compare the two bit for bit).
-    #[doc(hidden)]
+    /// the same numbers; tests compare the two bit for bit; cargo feature `testing`).
+    #[cfg(any(test, feature = "testing"))]
     pub fn with_general_pass(mut self) -> Self {
         self.general_pass = true;
         self

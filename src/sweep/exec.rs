@@ -5,7 +5,7 @@
 #[cfg(feature = "gpu")]
 use super::gpu;
 use super::{
-    Cell, Engine, META, RunLine, RunPlan, RunSpec, Shard, SweepConfig, clean_stale, has_runs,
+    Cell, Device, META, RunLine, RunPlan, RunSpec, Shard, SweepConfig, clean_stale, has_runs,
     lock_dir, meta_config, meta_text, read_runs, recorded_runs, write_cells,
 };
 use crate::error::{Error, Result};
@@ -28,7 +28,7 @@ pub struct SweepReport {
     pub ran: usize,
     /// Wall time.
     pub seconds: f64,
-    /// Runs of this shard still missing (the budget ran out, or `max_runs`; 0: complete).
+    /// Runs of this shard still missing (the budget ran out; 0: complete).
     pub remaining: usize,
 }
 
@@ -41,12 +41,28 @@ pub struct SweepOptions {
     pub resume: bool,
     /// Shard to run.
     pub shard: Option<Shard>,
-    /// Stop after this many new runs (for tests of interruption; None = all).
+    /// Stop after this many new runs (for tests of interruption; None = all; cargo feature
+    /// `testing`).
+    #[cfg(feature = "testing")]
     pub max_runs: Option<usize>,
     /// Wall-time budget (`--max-minutes`): no run (CPU engine) or batch (GPU engines) starts
     /// once it is spent, nor a GPU batch that the time per flow-step measured so far says
     /// would overrun it; runs in flight finish and are written. None = no limit.
     pub budget: Option<Duration>,
+}
+
+impl SweepOptions {
+    /// A fresh sweep into `out`: no resume, every shard, no time budget.
+    pub fn new(out: impl Into<PathBuf>) -> Self {
+        Self {
+            out: out.into(),
+            resume: false,
+            shard: None,
+            #[cfg(feature = "testing")]
+            max_runs: None,
+            budget: None,
+        }
+    }
 }
 
 /// Runs (or resumes) a sweep; writes runs.jsonl, cells.csv and sweep.toml into `opts.out`.
@@ -94,8 +110,17 @@ fn check_meta(cfg: &SweepConfig, opts: &SweepOptions) -> Result<bool> {
                     opts.out.display()
                 )));
             }
-            if meta_config(&old) == meta_config(&meta) && old.lines().next() == meta.lines().next()
-            {
+            // the same configuration: the same text, or (written by a version that named
+            // some keys otherwise, e.g. objective.engine) the same configuration once read
+            let same = meta_config(&old) == meta_config(&meta)
+                || toml::from_str::<SweepConfig>(&meta_config(&old)).is_ok_and(|o| o == *cfg);
+            let shard = |t: &str| {
+                t.lines()
+                    .next()
+                    .filter(|l| l.starts_with('#'))
+                    .map(str::to_owned)
+            };
+            if same && shard(&old) == shard(&meta) {
                 return Ok(false);
             }
             if !has_runs(&opts.out) {
@@ -211,10 +236,10 @@ pub fn run_sweep_with(
     cancel: &AtomicBool,
     runner: Option<&RunFn>,
 ) -> Result<SweepReport> {
-    if runner.is_some() && !cfg.grid.engine.is_cpu() {
+    if runner.is_some() && !cfg.grid.device.is_cpu() {
         return Err(Error::config(
-            "grid.engine",
-            format!("{:?}", cfg.grid.engine),
+            "grid.device",
+            format!("{:?}", cfg.grid.device),
             "\"cpu\" for runs against a user-defined target",
         ));
     }
@@ -238,7 +263,10 @@ pub fn run_sweep_with(
         missing,
         ..
     } = RunPlan::new(cfg, opts.shard, &recorded_runs(&runs_path, true)?);
+    #[cfg(feature = "testing")]
     let todo = &missing[..missing.len().min(opts.max_runs.unwrap_or(usize::MAX))];
+    #[cfg(not(feature = "testing"))]
+    let todo = &missing[..];
     let file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -288,8 +316,8 @@ pub fn run_sweep_with(
         }
         bar.inc(1);
     };
-    match cfg.grid.engine {
-        Engine::Cpu => todo.par_iter().for_each(|spec| {
+    match cfg.grid.device {
+        Device::Cpu => todo.par_iter().for_each(|spec| {
             if !stop.load(Ordering::SeqCst)
                 && !cancel.load(Ordering::Relaxed)
                 && deadline.is_none_or(|d| Instant::now() < d)

@@ -1,4 +1,4 @@
-//! The GPU engines of a sweep (`grid.engine = "gpu"` or `"gpu_emulator"`, cargo feature `gpu`):
+//! The GPU engines of a sweep (`grid.device = "gpu"` or `"gpu_emulator"`, cargo feature `gpu`):
 //! the runs of a cell are trained together as one batch of RealNVP flows by
 //! [`GpuFlows`] (cuBLAS strided-batched GEMMs over all flows), at most `grid.gpu_flows` per
 //! batch.
@@ -18,13 +18,13 @@
 //! flows. A cell's lines are appended when its batch finishes (a killed sweep loses at most the
 //! batches in flight; `--resume` reruns only the missing seeds).
 
-use super::{Cell, Engine, RunLine, RunSpec, SweepConfig, noise_index, run_line};
+use super::{Cell, Device, RunLine, RunSpec, SweepConfig, noise_index, run_line};
 use crate::error::Result;
 use crate::family::realnvp::RealNvp;
 use crate::family::realnvp_gpu::GpuFlows;
 use crate::family::{VariationalFamily, fill_standard_normal};
 use crate::seed::{Purpose, stream};
-use crate::train::{RunResult, Student, TrainSettings};
+use crate::train::{RunResult, Student};
 use rayon::prelude::*;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -35,7 +35,7 @@ use std::time::{Duration, Instant};
 /// first batch always starts when the deadline has not passed).
 pub(super) fn run(
     cfg: &SweepConfig,
-    engine: Engine,
+    engine: Device,
     cells: &[Cell],
     todo: &[RunSpec],
     deadline: Option<Instant>,
@@ -75,25 +75,32 @@ pub(super) fn run(
 /// Trains the seeds `seeds` of `cell` as one batch of flows; one line per seed, in order.
 pub(super) fn run_batch(
     cfg: &SweepConfig,
-    engine: Engine,
+    engine: Device,
     cell: Cell,
     seeds: &[usize],
 ) -> Result<Vec<RunLine>> {
     let start = Instant::now();
-    let c = cfg.cell_config(&cell);
-    let target = c.build_target();
-    let arch = c.flow_arch();
-    let schedule = c.build_schedule();
-    let settings = TrainSettings::from_config(&c);
+    let exp = cfg.cell_config(&cell).compile()?;
+    let c = exp.config();
+    let target = exp.target().ok_or_else(|| {
+        crate::Error::config(
+            "run.target.kind",
+            "\"many_well\"",
+            "a mixture target for the GPU engines (\"bimodal\", \"mixture\" or \"gmm40\")",
+        )
+    })?;
+    let arch = exp.flow_arch();
+    let schedule = exp.schedule();
+    let settings = exp.settings();
     let (b, d, nf) = (c.objective.samples, arch.d, seeds.len());
     // the device first: without one, fail before allocating the flows
     let mut dev = match engine {
-        Engine::Gpu => GpuFlows::new(&arch, &target, nf, b)?,
-        _ => GpuFlows::emulated(&arch, &target, nf, b)?,
+        Device::Gpu => GpuFlows::new(&arch, target, nf, b)?,
+        _ => GpuFlows::emulated(&arch, target, nf, b)?,
     };
     let mut flows: Vec<RealNvp> = seeds
         .par_iter()
-        .map(|&s| c.init_flow(&mut stream(c.seed, s as u64, Purpose::Init)))
+        .map(|&s| exp.init_flow(&mut stream(c.seed, s as u64, Purpose::Init)))
         .collect::<Result<_>>()?;
     {
         let thetas: Vec<Vec<f64>> = flows.iter().map(|q| q.params().to_vec()).collect();
@@ -143,7 +150,7 @@ pub(super) fn run_batch(
                 Some(t) => (*t, true),
                 None => (o.steps, out_of_bounds),
             };
-            let r = Student::finish(q, &target, step, is_div, &settings, &mut eval);
+            let r = Student::finish(q, target, step, is_div, settings, &mut eval);
             let res = RunResult {
                 outcome: r.outcome,
                 final_step: r.final_step,

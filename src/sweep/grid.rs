@@ -4,9 +4,9 @@
 use super::{RunLine, run_line};
 use crate::config::{Config, FamilyKind, ScheduleKind};
 use crate::error::{Error, Result};
-use crate::run::{AnyRun, run_any_cancellable};
+use crate::run::{AnyRun, Trainer};
 use crate::seed::mix;
-use crate::train::{NoObserver, RunResult};
+use crate::train::RunResult;
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 use std::path::Path;
@@ -104,8 +104,9 @@ pub struct GridConfig {
     /// Steps after t0 (at β = 1) before the outcome is read.
     pub extra_steps: usize,
     /// Where the runs are trained: `cpu`, `gpu` or `gpu_emulator` (see the module docs).
-    #[serde(skip_serializing_if = "Engine::is_cpu")]
-    pub engine: Engine,
+    #[serde(skip_serializing_if = "Device::is_cpu")]
+    #[serde(alias = "engine")]
+    pub device: Device,
     /// GPU engines: at most this many flows per device batch (the runs of a cell are split
     /// into batches of this size), in [1, 100000].
     #[serde(skip_serializing_if = "is_default_gpu_flows")]
@@ -115,7 +116,7 @@ pub struct GridConfig {
 /// Where a sweep's runs are trained.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Engine {
+pub enum Device {
     /// One run per CPU thread.
     #[default]
     Cpu,
@@ -125,9 +126,9 @@ pub enum Engine {
     GpuEmulator,
 }
 
-impl Engine {
+impl Device {
     pub(super) fn is_cpu(&self) -> bool {
-        *self == Engine::Cpu
+        *self == Device::Cpu
     }
 }
 
@@ -145,7 +146,7 @@ impl Default for GridConfig {
             no_annealing: true,
             seeds: 10,
             extra_steps: 1000,
-            engine: Engine::Cpu,
+            device: Device::Cpu,
             gpu_flows: DEFAULT_GPU_FLOWS,
         }
     }
@@ -269,7 +270,7 @@ impl SweepConfig {
                 "an integer in [1, 100000]",
             ));
         }
-        if g.engine != Engine::Cpu {
+        if g.device != Device::Cpu {
             self.validate_gpu()?;
         }
         // what the grid sets per cell must not also be set in [run] (it would be recorded in
@@ -309,13 +310,13 @@ impl SweepConfig {
     fn validate_gpu(&self) -> Result<()> {
         use crate::config::{LossScale, OptimKind};
         use crate::target::TargetKind;
-        let engine = match self.grid.engine {
-            Engine::Gpu => "gpu",
+        let engine = match self.grid.device {
+            Device::Gpu => "gpu",
             _ => "gpu_emulator",
         };
         if !cfg!(feature = "gpu") {
             return Err(Error::config(
-                "grid.engine",
+                "grid.device",
                 engine,
                 "\"cpu\" in this build (the GPU engines need `cargo build --release --features gpu`)",
             ));
@@ -325,7 +326,7 @@ impl SweepConfig {
             Err(Error::config(
                 field,
                 value,
-                &format!("{expected} with grid.engine = \"{engine}\""),
+                &format!("{expected} with grid.device = \"{engine}\""),
             ))
         };
         if r.student.family != FamilyKind::Realnvp {
@@ -344,7 +345,7 @@ impl SweepConfig {
                     "\"many_well\"".into()
                 },
                 "\"bimodal\" or \"mixture\" (the benchmark targets and their metrics run on \
-                 grid.engine = \"cpu\")",
+                 grid.device = \"cpu\")",
             );
         }
         if r.optim.kind != OptimKind::Adam {
@@ -417,50 +418,76 @@ impl SweepConfig {
         c
     }
 
-    /// Runs one run of the sweep.
+    /// Runs one run of the sweep: the cell's configuration compiled into an
+    /// [`Experiment`](crate::run::Experiment), trained by [`Trainer`] with the streams
+    /// (seed, [`noise_index`]).
     pub fn run_one(&self, spec: RunSpec, cells: &[Cell]) -> RunLine {
-        let never = AtomicBool::new(false);
-        match self.run_one_cancellable(spec, cells, &never) {
-            Some(line) => line,
-            None => unreachable!("a flag nobody sets cancels nothing"),
-        }
+        let (cell, trainer) = self.trainer_of(spec, cells);
+        let start = Instant::now();
+        let run = trainer
+            .and_then(|(exp, streams)| Trainer::new(&exp).streams(streams.0, streams.1).run());
+        self.line_of(spec, cell, run, start)
     }
 
     /// [`Self::run_one`] that stops once `cancel` is set (`None`: the run is abandoned; see
-    /// [`crate::train::train_cancellable`]).
+    /// [`Trainer::cancel`]).
     pub fn run_one_cancellable(
         &self,
         spec: RunSpec,
         cells: &[Cell],
         cancel: &AtomicBool,
     ) -> Option<RunLine> {
-        let cell = cells[spec.cell];
-        let cfg = self.cell_config(&cell);
+        let (cell, trainer) = self.trainer_of(spec, cells);
         let start = Instant::now();
-        let init_index = spec.seed as u64;
-        let noise_index = noise_index(&cell, spec.seed);
-        let streams = (init_index, noise_index);
-        let (res, gmm, flow) = match run_any_cancellable(&cfg, streams, &mut NoObserver, cancel) {
-            Ok(None) => return None,
-            Ok(Some(AnyRun::Flow(_, r))) => {
+        let run = trainer.and_then(|(exp, streams)| {
+            Trainer::new(&exp)
+                .streams(streams.0, streams.1)
+                .cancel(cancel)
+                .run()
+        });
+        if matches!(run, Err(crate::Error::Interrupted)) {
+            return None;
+        }
+        Some(self.line_of(spec, cell, run, start))
+    }
+
+    /// The cell of a run, its compiled configuration and its stream indices (init, noise).
+    #[allow(clippy::type_complexity)]
+    fn trainer_of(
+        &self,
+        spec: RunSpec,
+        cells: &[Cell],
+    ) -> (Cell, Result<(crate::run::Experiment, (u64, u64))>) {
+        let cell = cells[spec.cell];
+        let streams = (spec.seed as u64, noise_index(&cell, spec.seed));
+        (
+            cell,
+            self.cell_config(&cell).compile().map(|e| (e, streams)),
+        )
+    }
+
+    /// The line of a finished run.
+    fn line_of(&self, spec: RunSpec, cell: Cell, run: Result<AnyRun>, start: Instant) -> RunLine {
+        let (res, gmm, flow) = match run {
+            Ok(AnyRun::Flow(_, r)) => {
                 let (res, flow) = split_stats(r);
                 (res, None, Some(flow))
             }
-            Ok(Some(AnyRun::Mixture(_, r))) => {
+            Ok(AnyRun::Mixture(_, r)) => {
                 let (res, gmm) = split_stats(r);
                 (res, Some(gmm), None)
             }
             // unreachable after validation; recorded as a divergence at step 0, not a panic
             Err(_) => (RunResult::diverged(0, ()), None, None),
         };
-        Some(run_line(
+        run_line(
             cell,
             spec.seed,
             res,
             gmm,
             flow,
             start.elapsed().as_secs_f64(),
-        ))
+        )
     }
 
     /// Total SGD steps of a list of runs.

@@ -25,7 +25,7 @@
 //!
 //! `DIR/cells.csv` aggregates the runs per cell with Wilson 95% intervals.
 //!
-//! Engines (`grid.engine`): `cpu` (default) runs every run on its own thread; `gpu` (cargo
+//! Engines (`grid.device`): `cpu` (default) runs every run on its own thread; `gpu` (cargo
 //! feature `gpu`, RealNVP students) trains the runs of a cell as one batch of flows on the CUDA
 //! device (module `gpu`), `gpu_emulator` the same on the CPU emulator of that device (slow; for
 //! tests). The GPU engines draw each run's noise from the run's own CPU stream, so they train
@@ -59,7 +59,7 @@ pub use exec::{
     run_sweep_with,
 };
 pub use grid::{
-    Axis, Cell, Engine, GridConfig, MAX_RUNS, RangeSpec, RunSpec, SweepConfig, noise_index,
+    Axis, Cell, Device, GridConfig, MAX_RUNS, RangeSpec, RunSpec, SweepConfig, noise_index,
 };
 use merge::clean_stale;
 pub use merge::{MergeReport, merge, merge_into};

@@ -117,7 +117,7 @@ pub fn theory_grid(cfg: &SweepConfig, n: usize, method: IcMethod) -> Result<Vec<
     let paired = |c: usize, i: usize| -> Result<bool> {
         let cell = cells[c];
         let (cc, sched, tau_end) = cell_run(cfg, &cell);
-        let (q, axis) = crate::run::initial_student(&cc, i as u64);
+        let (q, axis) = cc.compile()?.initial_student(i as u64)?;
         let x = to_vec(&ExactObjective::reduce(&q, &axis)?);
         match entropy.as_ref() {
             Some(tab) => {

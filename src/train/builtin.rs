@@ -192,7 +192,7 @@ impl Student for RealNvp {
             settings.collapse_threshold,
             eval_rng,
         );
-        observer.on_flow_record(&flow_record(step, beta, loss, st));
+        observer.on_record(&flow_record(step, beta, loss, st));
     }
 
     fn finish<R: Rng + ?Sized>(

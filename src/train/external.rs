@@ -35,7 +35,7 @@ pub trait ExternalTarget {
 }
 
 /// Many Well evaluated a batch at a time (it never fails; it gives no mode centres: its
-/// 2^{d/2} modes are measured by their wells, see [`crate::run`]).
+/// 2^{d/2} modes are measured by their wells, see [`crate::run::Trainer`]).
 impl ExternalTarget for ManyWell {
     type Error = std::convert::Infallible;
     fn dim(&self) -> usize {
@@ -269,7 +269,7 @@ impl<X: ExternalTarget + ?Sized> Student<External<'_, X>> for RealNvp {
         let (n, c) = (settings.kl_samples, settings.collapse_threshold);
         let r = self.evaluate_batched(&mut target.batch(), target.modes(), beta, n, c, eval_rng);
         if let Some(st) = target.keep(r.map(Some), None) {
-            observer.on_flow_record(&flow_record(step, beta, loss, st));
+            observer.on_record(&flow_record(step, beta, loss, st));
         }
     }
 

@@ -28,7 +28,6 @@ pub use builtin::{FlowWorkspace, GmmWorkspace, marginal_snapshot, mc_kl};
 pub(crate) use builtin::{exact_kl, gmm_result, marginal_along};
 pub use external::{External, ExternalTarget};
 
-use crate::config::{Config, LossScale};
 use crate::family::gmm::Stats;
 use crate::family::realnvp::FlowStats;
 use crate::family::{ParamGroup, VariationalFamily};
@@ -40,11 +39,16 @@ use crate::seed::Stream;
 use crate::target::IsotropicMixture;
 use rand::Rng;
 use serde::Serialize;
+use std::any::Any;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// One row of the trajectory (`St`: the student's summary statistics).
+///
+/// Observers receive it as `Record<dyn RecordStats>` (whatever the family), with
+/// [`Record::columns`] as flat named columns and [`Record::typed`] to get the family's own
+/// record back.
 #[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct Record<St = Stats> {
+pub struct Record<St: ?Sized = Stats> {
     /// SGD step.
     pub step: usize,
     /// β(step).
@@ -76,12 +80,91 @@ pub struct MarginalSnapshot {
     pub target_tempered: Option<Vec<f64>>,
 }
 
-/// Receives what the loop observes.
+/// The summary statistics a family's records carry, as flat named columns (one number per
+/// column, the same names and order at every step of a run): what an observer needs to store
+/// or print a record without knowing the family.
+///
+/// Names: the Gaussian-mixture student's [`Stats`] give `m_k` = μ_k·μ̂, `q_kl` = μ_k·μ_l
+/// (k ≤ l), `sigma_k`, `w_k` (k, l = 1…K); the flow's [`FlowStats`] give `light_mode_mass`,
+/// `mode_weight_error`, `ess_fraction` and `mode_mass_j` (j = 1…J, the target's modes).
+pub trait RecordStats: Any + std::fmt::Debug {
+    /// The columns (name, value), in a fixed order.
+    fn columns(&self) -> Vec<(String, f64)>;
+}
+
+impl RecordStats for Stats {
+    fn columns(&self) -> Vec<(String, f64)> {
+        let k = self.m.len();
+        let mut out = Vec::with_capacity(k * (k + 7) / 2);
+        for (i, m) in self.m.iter().enumerate() {
+            out.push((format!("m_{}", i + 1), *m));
+        }
+        let mut q = self.q.iter();
+        for i in 1..=k {
+            for j in i..=k {
+                out.push((format!("q_{i}{j}"), q.next().copied().unwrap_or(f64::NAN)));
+            }
+        }
+        for (i, s) in self.sigma.iter().enumerate() {
+            out.push((format!("sigma_{}", i + 1), *s));
+        }
+        for (i, w) in self.w.iter().enumerate() {
+            out.push((format!("w_{}", i + 1), *w));
+        }
+        out
+    }
+}
+
+impl RecordStats for FlowStats {
+    fn columns(&self) -> Vec<(String, f64)> {
+        let mut out = vec![
+            ("light_mode_mass".to_string(), self.light_mode_mass),
+            ("mode_weight_error".to_string(), self.mode_weight_error),
+            ("ess_fraction".to_string(), self.ess_fraction),
+        ];
+        for (j, m) in self.mode_masses.iter().enumerate() {
+            out.push((format!("mode_mass_{}", j + 1), *m));
+        }
+        out
+    }
+}
+
+impl Record<dyn RecordStats> {
+    /// The record as flat named columns: `step`, `beta`, `loss`, `kl`, `neg_elbo`, then the
+    /// statistics' [`RecordStats::columns`].
+    pub fn columns(&self) -> Vec<(String, f64)> {
+        let mut out = vec![
+            ("step".to_string(), self.step as f64),
+            ("beta".to_string(), self.beta),
+            ("loss".to_string(), self.loss),
+            ("kl".to_string(), self.kl),
+            ("neg_elbo".to_string(), self.neg_elbo),
+        ];
+        out.extend(self.stats.columns());
+        out
+    }
+
+    /// The record with its statistics of type `St` (a copy), or `None` when the run's family
+    /// records another type (e.g. `St = Stats` in a flow run).
+    pub fn typed<St: RecordStats + Clone>(&self) -> Option<Record<St>> {
+        let stats: &dyn Any = &self.stats;
+        stats.downcast_ref::<St>().map(|st| Record {
+            step: self.step,
+            beta: self.beta,
+            loss: self.loss,
+            kl: self.kl,
+            neg_elbo: self.neg_elbo,
+            stats: st.clone(),
+        })
+    }
+}
+
+/// Receives what the loop observes. One method per kind of event, whatever the family: a
+/// family's records arrive as `Record<dyn RecordStats>` (flat columns, or the typed record
+/// through [`Record::typed`]), so adding a family changes no observer.
 pub trait Observer {
-    /// A trajectory record (Gaussian-mixture student).
-    fn on_record(&mut self, _record: &Record) {}
-    /// A trajectory record of a flow student.
-    fn on_flow_record(&mut self, _record: &Record<FlowStats>) {}
+    /// A trajectory record.
+    fn on_record(&mut self, _record: &Record<dyn RecordStats>) {}
     /// A marginal snapshot.
     fn on_marginal(&mut self, _snapshot: &MarginalSnapshot) {}
 }
@@ -90,23 +173,63 @@ pub trait Observer {
 pub struct NoObserver;
 impl Observer for NoObserver {}
 
-/// An observer that keeps everything in memory.
-#[derive(Default, Debug)]
-pub struct Recorder {
-    /// Trajectory records, in step order.
-    pub records: Vec<Record>,
-    /// Flow trajectory records, in step order.
-    pub flow_records: Vec<Record<FlowStats>>,
-    /// Marginal snapshots, in step order.
-    pub marginals: Vec<MarginalSnapshot>,
+impl<O: Observer + ?Sized> Observer for &mut O {
+    fn on_record(&mut self, r: &Record<dyn RecordStats>) {
+        (**self).on_record(r);
+    }
+    fn on_marginal(&mut self, s: &MarginalSnapshot) {
+        (**self).on_marginal(s);
+    }
 }
 
-impl Observer for Recorder {
-    fn on_record(&mut self, r: &Record) {
-        self.records.push(r.clone());
+/// Both observers see every event (the first, then the second): e.g. a [`Recorder`] of each
+/// family when the family is not known beforehand.
+impl<A: Observer, B: Observer> Observer for (A, B) {
+    fn on_record(&mut self, r: &Record<dyn RecordStats>) {
+        self.0.on_record(r);
+        self.1.on_record(r);
     }
-    fn on_flow_record(&mut self, r: &Record<FlowStats>) {
-        self.flow_records.push(r.clone());
+    fn on_marginal(&mut self, s: &MarginalSnapshot) {
+        self.0.on_marginal(s);
+        self.1.on_marginal(s);
+    }
+}
+
+/// An observer that keeps in memory the records whose statistics are of type `St` (records
+/// of other families are counted in `other_records`, not kept) and every marginal snapshot:
+/// [`Recorder`] for the Gaussian-mixture student, [`FlowRecorder`] for flows.
+#[derive(Debug)]
+pub struct TypedRecorder<St> {
+    /// Trajectory records, in step order.
+    pub records: Vec<Record<St>>,
+    /// Marginal snapshots, in step order.
+    pub marginals: Vec<MarginalSnapshot>,
+    /// Records of another statistics type, not kept.
+    pub other_records: usize,
+}
+
+/// The Gaussian-mixture student's [`TypedRecorder`] (either engine).
+pub type Recorder = TypedRecorder<Stats>;
+
+/// The RealNVP flow's [`TypedRecorder`].
+pub type FlowRecorder = TypedRecorder<FlowStats>;
+
+impl<St> Default for TypedRecorder<St> {
+    fn default() -> Self {
+        Self {
+            records: Vec::new(),
+            marginals: Vec::new(),
+            other_records: 0,
+        }
+    }
+}
+
+impl<St: RecordStats + Clone> Observer for TypedRecorder<St> {
+    fn on_record(&mut self, r: &Record<dyn RecordStats>) {
+        match r.typed::<St>() {
+            Some(r) => self.records.push(r),
+            None => self.other_records += 1,
+        }
     }
     fn on_marginal(&mut self, s: &MarginalSnapshot) {
         self.marginals.push(s.clone());
@@ -139,28 +262,6 @@ pub struct TrainSettings {
     /// Out-of-bounds size of the student (module docs, "Divergence"): a mean's norm for the
     /// mixture, a parameter's magnitude for the flow; `inf` = only non-finite values diverge.
     pub divergence_bound: f64,
-}
-
-impl TrainSettings {
-    /// Settings from a configuration.
-    pub fn from_config(c: &Config) -> Self {
-        Self {
-            steps: c.optim.steps,
-            estimator: c.objective.estimator,
-            samples: c.objective.samples,
-            loss_scale: match c.objective.loss_scale {
-                LossScale::None => 1.0,
-                LossScale::PerDim => 1.0 / c.target.d as f64,
-            },
-            record_every: c.record.every,
-            marginal_steps: c.record.marginal_steps.clone(),
-            marginal_grid: (c.record.marginal_range, c.record.marginal_points),
-            kl_samples: c.record.kl_samples,
-            outcome_samples: c.student.realnvp.eval_samples,
-            collapse_threshold: c.student.realnvp.collapse_threshold,
-            divergence_bound: c.optim.divergence_bound,
-        }
-    }
 }
 
 /// The end of a run (`St`: the student's summary statistics).
@@ -310,7 +411,7 @@ pub(crate) fn plain_update<S: VariationalFamily>(
     true
 }
 
-/// The stream of the records' Monte-Carlo estimates in [`train`]: seeded from a copy of
+/// The stream of the records' Monte-Carlo estimates in [`train_with`]: seeded from a copy of
 /// `eval_rng` (which is not advanced), so that recording changes neither the training
 /// trajectory nor the final evaluation.
 pub fn record_stream<R: Rng + Clone>(eval_rng: &R) -> Stream {
@@ -318,58 +419,18 @@ pub fn record_stream<R: Rng + Clone>(eval_rng: &R) -> Stream {
     Stream::seed_from_u64(eval_rng.clone().next_u64() ^ 0x7265_636f_7264_7321)
 }
 
-/// Runs SGD from the student's current state. `rng` supplies the reparametrisation noise and
-/// `eval_rng` the Monte-Carlo estimate of the outcome; records draw from a stream seeded from
-/// a copy of `eval_rng` (all kept apart, so that recording changes neither the training
-/// trajectory nor the final evaluation).
-#[allow(clippy::too_many_arguments)]
-pub fn train<S: Student, R: Rng + Clone>(
-    q: &mut S,
-    target: &IsotropicMixture,
-    schedule: &dyn Schedule,
-    opt: &mut dyn Optimizer,
-    settings: &TrainSettings,
-    rng: &mut R,
-    eval_rng: &mut R,
-    observer: &mut dyn Observer,
-) -> RunResult<S::Stats> {
-    let never = AtomicBool::new(false);
-    match train_cancellable(
-        q, target, schedule, opt, settings, rng, eval_rng, observer, &never,
-    ) {
-        Some(r) => r,
-        None => unreachable!("a flag nobody sets cancels nothing"),
-    }
-}
-
-/// [`train`] that stops once `cancel` is set (e.g. from another thread on Ctrl-C): the flag
-/// is read before every step and before the final evaluation; a stopped run returns `None`,
-/// leaving the student at its last update. Without cancellation the result is [`train`]'s,
-/// bit for bit.
-#[allow(clippy::too_many_arguments)]
-pub fn train_cancellable<S: Student, R: Rng + Clone>(
-    q: &mut S,
-    target: &IsotropicMixture,
-    schedule: &dyn Schedule,
-    opt: &mut dyn Optimizer,
-    settings: &TrainSettings,
-    rng: &mut R,
-    eval_rng: &mut R,
-    observer: &mut dyn Observer,
-    cancel: &AtomicBool,
-) -> Option<RunResult<S::Stats>> {
-    match train_with(
-        q, target, schedule, opt, settings, rng, eval_rng, observer, cancel,
-    ) {
-        Ok(r) => r,
-        Err(never) => match never {},
-    }
-}
-
-/// The training loop, for any student and target (see the module docs and
-/// [`train_cancellable`]): `Ok(None)` when `cancel` was set, `Err` with the first failure of
-/// the target's evaluations (the run ends there), else the run's result. Whatever the target,
-/// the random numbers are drawn in the same order from the same streams.
+/// The training loop, for any student and target (see the module docs): runs SGD from the
+/// student's current state. `rng` supplies the reparametrisation noise and `eval_rng` the
+/// Monte-Carlo estimate of the outcome; records draw from a stream seeded from a copy of
+/// `eval_rng` ([`record_stream`]; all kept apart, so that recording changes neither the
+/// training trajectory nor the final evaluation). Whatever the target, the random numbers are
+/// drawn in the same order from the same streams.
+///
+/// `cancel` is read before every step and before the final evaluation: a stopped run returns
+/// `Ok(None)`, leaving the student at its last update; without cancellation the result is the
+/// same bit for bit. `Err` carries the first failure of the target's evaluations (the run
+/// ends there). Runs from a configuration go through [`crate::run::Trainer`], which builds the
+/// schedule, optimiser, settings and streams.
 #[allow(clippy::too_many_arguments)]
 pub fn train_with<T, S, R>(
     q: &mut S,
