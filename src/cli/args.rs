@@ -242,11 +242,28 @@ pub enum BenchCommand {
     /// RealNVP reverse-KL training steps (8 couplings, depth-4 ReLU MLPs, Adam, β = 1):
     /// prints `steps/s: <number>` last (steps per second of one flow).
     Flow(FlowArgs),
+    /// The sharp collapse formula (docs/theory.md §9) on every annealed cell of a sweep's grid,
+    /// on one thread, default settings against the reference ones: prints `ms/cell: <number>`
+    /// last (default settings).
+    Formula(FormulaArgs),
     /// RealNVP training steps on CUDA device 0 (feature `gpu`; the `bench flow` model, F flows
     /// batched, device noise, f32): prints `steps/s: <number>` last (one step advances every
     /// flow).
     #[cfg(feature = "gpu")]
     FlowGpu(FlowGpuArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct FormulaArgs {
+    /// Sweep configuration whose grid and model are used (default: configs/fig2.toml's).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Passes over the grid per measurement.
+    #[arg(long, default_value_t = 1)]
+    pub repeat: usize,
+    /// Alternating measurements of each setting (the medians are reported).
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
 }
 
 #[derive(Args, Debug)]
