@@ -53,10 +53,10 @@ pub struct FlowSchedulesSpec {
 }
 
 impl FlowSchedulesSpec {
-    /// The quick study: T = 300, 16 runs per schedule, a pilot of 8 runs at β_i ∈ {0.1, 0.3}.
+    /// The quick study: T = 150, 16 runs per schedule, a pilot of 8 runs at β_i ∈ {0.1, 0.3}.
     pub fn quick() -> Self {
         Self {
-            budgets: vec![300.0],
+            budgets: vec![150.0],
             runs: 16,
             pilot_runs: 8,
             pilot_beta_i: vec![0.1, 0.3],
