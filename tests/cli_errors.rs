@@ -415,8 +415,26 @@ fn cases() -> Vec<Case> {
             &["figure", "7", "--quick", "--out", "{dir}/o"],
             &[
                 "invalid value for `figure`: 7",
-                "1, 2, 3, 4, 5, dim or schedules",
+                "1, 2, 3, 4, 5, dim, schedules or schedules-flow",
             ],
+        ),
+        cli(
+            "figure schedules-flow --seeds 0",
+            &[
+                "figure",
+                "schedules-flow",
+                "--quick",
+                "--seeds",
+                "0",
+                "--out",
+                "{dir}/o",
+            ],
+            &["--seeds", "at least 1"],
+        ),
+        cli(
+            "bench formula --repeat 0",
+            &["bench", "formula", "--repeat", "0"],
+            &["--repeat", "[1, 1000]"],
         ),
         cli(
             "figure --threads 5000",

@@ -55,7 +55,7 @@ pub struct TrainArgs {
 pub struct FigureArgs {
     /// Figure: 1 to 5 (the paper's), `dim` (P(collapse) against the dimension d), or
     /// `schedules` (optimal against exponential schedules at equal budgets, predicted and by
-    /// SGD).
+    /// SGD), or `schedules-flow` (the mixture's optimal shape carried to a RealNVP flow).
     pub number: String,
     /// Smaller, faster version.
     #[arg(long, conflicts_with = "full")]
@@ -80,7 +80,8 @@ pub struct FigureArgs {
     /// Worker threads (0 = all cores).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
-    /// Figure `schedules` only: SGD seeds per schedule (default 100 quick, 2000 full).
+    /// Figures `schedules` and `schedules-flow` only: SGD seeds per schedule (default 100
+    /// quick, 2000 full; schedules-flow: runs per schedule, default 16 quick, 64 full).
     #[arg(long, value_name = "N")]
     pub seeds: Option<usize>,
     /// Figure 4 only: draw from the finished runs of the RealNVP sweep in DIR (sweep.toml,
@@ -242,11 +243,28 @@ pub enum BenchCommand {
     /// RealNVP reverse-KL training steps (8 couplings, depth-4 ReLU MLPs, Adam, β = 1):
     /// prints `steps/s: <number>` last (steps per second of one flow).
     Flow(FlowArgs),
+    /// The sharp collapse formula (docs/theory.md §9) on every annealed cell of a sweep's grid,
+    /// on one thread, default settings against the reference ones: prints `ms/cell: <number>`
+    /// last (default settings).
+    Formula(FormulaArgs),
     /// RealNVP training steps on CUDA device 0 (feature `gpu`; the `bench flow` model, F flows
     /// batched, device noise, f32): prints `steps/s: <number>` last (one step advances every
     /// flow).
     #[cfg(feature = "gpu")]
     FlowGpu(FlowGpuArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct FormulaArgs {
+    /// Sweep configuration whose grid and model are used (default: configs/fig2.toml's).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Passes over the grid per measurement.
+    #[arg(long, default_value_t = 1)]
+    pub repeat: usize,
+    /// Alternating measurements of each setting (the medians are reported).
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
 }
 
 #[derive(Args, Debug)]

@@ -3,7 +3,7 @@
 
 #[cfg(feature = "gpu")]
 use super::args::FlowGpuArgs;
-use super::args::{BenchSimulation, FlowArgs, GmmArgs};
+use super::args::{BenchSimulation, FlowArgs, FormulaArgs, GmmArgs};
 use super::{check_range, check_threads};
 use annealvi::bench::{FlowBench, GmmBench};
 use annealvi::config::Simulation;
@@ -158,4 +158,83 @@ fn check_flow_model(d: usize, width: usize, batch: usize, steps: usize) -> Resul
     check_range("--width", width, 1, 1 << 16)?;
     check_range("--batch", batch, 1, 1 << 20)?;
     check_range("--steps", steps, 1, 1 << 30)
+}
+
+/// `annealvi bench formula`.
+pub fn formula(a: FormulaArgs) -> Result<()> {
+    use annealvi::theory::formula::{FormulaModel, SharpSettings, time_sharp};
+    let FormulaArgs {
+        config,
+        repeat,
+        rounds,
+    } = a;
+    check_range("--repeat", repeat, 1, 1000)?;
+    check_range("--rounds", rounds, 1, 100)?;
+    let cfg = match &config {
+        Some(_) => annealvi::sweep::SweepConfig::load(config.as_deref(), &[])?,
+        None => annealvi::figure::schedules_config()?,
+    };
+    let model = FormulaModel::from_sweep(&cfg).ok_or_else(|| {
+        Error::Invalid(
+            "bench formula needs a bimodal target, 2 components, fixed weights 1/2 and random \
+             initial means"
+                .into(),
+        )
+    })?;
+    let cells: Vec<(f64, f64)> = cfg
+        .cells()
+        .iter()
+        .filter(|c| c.t0 > 0.0)
+        .map(|c| (c.beta_i, c.t0))
+        .collect();
+    println!(
+        "bench formula: {} annealed cells, {} pass(es) per measurement, {rounds} round(s), one thread",
+        cells.len(),
+        repeat
+    );
+    let (fast, reference) = (SharpSettings::default(), SharpSettings::reference());
+    // warm the shared tables
+    let _ = model.sharp(0.1, 100.0);
+    let (mut runs_f, mut runs_r) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        runs_r.push(time_sharp(&model, &cells, &reference, repeat));
+        runs_f.push(time_sharp(&model, &cells, &fast, repeat));
+    }
+    let median = |v: &[annealvi::theory::formula::SharpCost],
+                  f: fn(&annealvi::theory::formula::SharpCost) -> f64| {
+        let mut x: Vec<f64> = v.iter().map(f).collect();
+        x.sort_by(f64::total_cmp);
+        x[x.len() / 2]
+    };
+    let (cf, cr) = (median(&runs_f, |c| c.cpu), median(&runs_r, |c| c.cpu));
+    let (wf, wr) = (median(&runs_f, |c| c.wall), median(&runs_r, |c| c.wall));
+    let (f, r) = (&runs_f[0], &runs_r[0]);
+    let (gap, at) =
+        f.p.iter()
+            .zip(&r.p)
+            .zip(&cells)
+            .map(|((a, b), c)| ((a - b).abs(), *c))
+            .fold(
+                (0.0, (0.0, 0.0)),
+                |acc, x| if x.0 > acc.0 { x } else { acc },
+            );
+    println!(
+        "reference settings: {:.3} ms/cell CPU ({:.3} wall), {:.1} integrations/cell",
+        1e3 * cr,
+        1e3 * wr,
+        r.integrations
+    );
+    println!(
+        "default settings:   {:.3} ms/cell CPU ({:.3} wall), {:.1} integrations/cell; {:.2}x \
+         less CPU; largest |p_default - p_reference| = {gap:.4} at beta_i = {}, t0 = {}",
+        1e3 * cf,
+        1e3 * wf,
+        f.integrations,
+        cr / cf,
+        at.0,
+        at.1
+    );
+    let mf = cf;
+    println!("ms/cell: {:.4}", 1e3 * mf);
+    Ok(())
 }

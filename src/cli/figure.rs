@@ -34,7 +34,17 @@ pub fn figure(a: FigureArgs) -> Result<()> {
     ] {
         if given
             && !uses(flag)
-            && ["1", "2", "3", "4", "5", "dim", "schedules"].contains(&number.as_str())
+            && [
+                "1",
+                "2",
+                "3",
+                "4",
+                "5",
+                "dim",
+                "schedules",
+                "schedules-flow",
+            ]
+            .contains(&number.as_str())
         {
             return Err(Error::config(
                 flag,
@@ -70,16 +80,27 @@ pub fn figure(a: FigureArgs) -> Result<()> {
         figure::figure_schedules_with(&out, &figure::schedules_config()?, &spec)?;
         return Ok(());
     }
+    if number == "schedules-flow" {
+        if seeds == Some(0) {
+            return Err(Error::config("--seeds", 0, "at least 1"));
+        }
+        figure::figure_schedules_flow(&out, quick, seeds)?;
+        return Ok(());
+    }
     if seeds.is_some() {
         return Err(Error::config(
             "--seeds",
             "given",
-            "only with figure schedules",
+            "only with figure schedules and schedules-flow",
         ));
     }
-    let number: u32 = number
-        .parse()
-        .map_err(|_| Error::config("figure", &number, "1, 2, 3, 4, 5, dim or schedules"))?;
+    let number: u32 = number.parse().map_err(|_| {
+        Error::config(
+            "figure",
+            &number,
+            "1, 2, 3, 4, 5, dim, schedules or schedules-flow",
+        )
+    })?;
     if number == 4 || (number == 5 && flow != FlowScale::None) {
         check_device(device)?;
     }
@@ -122,7 +143,7 @@ pub fn figure(a: FigureArgs) -> Result<()> {
         n => Err(Error::config(
             "figure",
             n,
-            "1, 2, 3, 4, 5, dim or schedules",
+            "1, 2, 3, 4, 5, dim, schedules or schedules-flow",
         )),
     }
 }

@@ -41,6 +41,7 @@ fn execute(command: Command) -> Result<()> {
         Command::Bench { which } => match which {
             BenchCommand::Gmm(a) => bench::gmm(a),
             BenchCommand::Flow(a) => bench::flow(a),
+            BenchCommand::Formula(a) => bench::formula(a),
             #[cfg(feature = "gpu")]
             BenchCommand::FlowGpu(a) => bench::flow_gpu(a),
         },

@@ -27,6 +27,7 @@ mod fig4;
 mod fig5;
 mod partial;
 mod schedules;
+mod schedules_flow;
 pub use dim::{DimPoint, figure_dim};
 pub use fig1::{
     FIG1_BETA_I, FIG1_PANEL_HEIGHT, FIG1_PANEL_WIDTH, FIG1_STEPS_NO_ANNEALING, FIG1_T0, Fig1Row,
@@ -40,6 +41,10 @@ pub use partial::{SweepProgress, figure4_from};
 pub use schedules::{
     SCHEDULE_SHAPES, ScheduleRow, SchedulesSpec, figure_schedules, figure_schedules_with,
     schedules_config,
+};
+pub use schedules_flow::{
+    FlowScheduleRow, FlowSchedulesSpec, figure_schedules_flow, figure_schedules_flow_with,
+    flow_schedules_config, gm_optimal_shape, rescale_shape,
 };
 
 /// The paper-scale Figure 2 sweep (configs/fig2.toml, embedded in the binary).

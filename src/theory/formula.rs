@@ -219,6 +219,8 @@ pub struct FormulaModel {
     /// The bistability onset of the target.
     pub onset: Option<Bistability>,
     entropy: EntropyTable,
+    /// m_u(β = 1) (computed once: most schedules end at β = 1).
+    m_u_one: Option<f64>,
 }
 
 /// Number of time nodes on which the first-passage condition is checked.
@@ -249,6 +251,7 @@ impl FormulaModel {
             init_scale,
             extra_steps,
             entropy: EntropyTable::new(0.5),
+            m_u_one: unstable_zero(&target, 1.0),
         }
     }
 
@@ -396,8 +399,24 @@ impl FormulaModel {
     /// must be where the light basin exists; the schedule's kink at `schedule.end()` is a
     /// breakpoint of the integration).
     pub fn separatrix_start_for(&self, schedule: &dyn Schedule, steps: f64) -> Option<f64> {
+        self.separatrix_start_tol(schedule, steps, SEPARATRIX_TOL)
+    }
+
+    /// [`Self::separatrix_start_for`] with the tolerances `tol` of the backward integration
+    /// (backwards the unstable zero attracts, so the error does not grow).
+    pub fn separatrix_start_tol(
+        &self,
+        schedule: &dyn Schedule,
+        steps: f64,
+        tol: Tolerance,
+    ) -> Option<f64> {
         let tau_end = self.lr * steps;
-        let mu = unstable_zero(&self.target, schedule.beta(steps))?;
+        let beta_end = schedule.beta(steps);
+        let mu = if beta_end == 1.0 {
+            self.m_u_one
+        } else {
+            unstable_zero(&self.target, beta_end)
+        }?;
         if tau_end <= 0.0 {
             return Some(mu);
         }
@@ -406,11 +425,6 @@ impl FormulaModel {
             schedule,
             lr: self.lr,
             tau_end,
-        };
-        let tol = Tolerance {
-            rtol: 1e-9,
-            atol: 1e-12,
-            max_step: 5.0,
         };
         let mut times = vec![tau_end];
         let kink = tau_end - self.lr * schedule.end();
@@ -439,6 +453,13 @@ impl FormulaModel {
     }
 }
 
+/// Tolerances of [`FormulaModel::separatrix_start_for`].
+const SEPARATRIX_TOL: Tolerance = Tolerance {
+    rtol: 1e-9,
+    atol: 1e-12,
+    max_step: 5.0,
+};
+
 /// The exact reduced flow of a pair with equal fixed weights, x = (m_1, m_2, ln D⊥²)
 /// (docs/theory.md §9, "The sharp formula"):
 ///
@@ -459,33 +480,182 @@ impl OdeSystem<3> for Pair<'_> {
         let rs = r / beta.sqrt();
         let dm = x[0] - x[1];
         let psi = self.entropy.eval(((dm * dm + x[2].exp()) * beta).sqrt());
-        let f = |m: f64| 0.5 * beta * (r * self.tanh.eval(r * m + h, rs) - m);
+        let (t1, t2) = self.tanh.eval2(r * x[0] + h, r * x[1] + h, rs);
+        let hb = 0.5 * beta;
         [
-            f(x[0]) + beta * psi * dm,
-            f(x[1]) - beta * psi * dm,
+            hb * (r * t1 - x[0]) + beta * psi * dm,
+            hb * (r * t2 - x[1]) - beta * psi * dm,
             -beta * (1.0 - 4.0 * psi),
         ]
     }
 }
 
-/// Tolerances of the pair integrations: the outcome is a sign at the end, and the threshold
-/// is wanted to [`SHARP_DELTA_TOL`] only (the thresholds agree with the table's, found with
-/// tolerance 1e-6, to 1e-3).
-const PAIR_TOL: Tolerance = Tolerance {
-    rtol: 1e-4,
-    atol: 1e-6,
-    max_step: 50.0,
-};
+/// Integrates the pair flow from (0, x0) through each of `times` (ascending) with the
+/// Bogacki–Shampine 3(2) pair (FSAL: three new right-hand sides per step) and adaptive steps;
+/// returns the state at the last time, `None` if a state becomes non-finite or the step
+/// underflows or more than [`super::MAX_STEPS`] steps are needed. On the pair flow the step is
+/// limited by stability (rates up to ~4β per unit τ) more than by accuracy, and a cheap
+/// low-order step then costs fewer right-hand sides than Dormand–Prince's six or seven.
+fn integrate_bs3<S: OdeSystem<3>>(
+    dy: &S,
+    x0: [f64; 3],
+    times: &[f64],
+    tol: Tolerance,
+) -> Option<[f64; 3]> {
+    let mut t = 0.0f64;
+    let mut x = x0;
+    let mut k1 = dy.rhs(t, &x);
+    let mut h = 0.01f64.min(tol.max_step);
+    let mut taken = 0usize;
+    for &target in times {
+        while t < target {
+            taken += 1;
+            if taken > super::MAX_STEPS {
+                return None;
+            }
+            let hh = h.min(target - t).min(tol.max_step);
+            let ax = |k: &[f64; 3], c: f64| -> [f64; 3] {
+                [
+                    x[0] + hh * c * k[0],
+                    x[1] + hh * c * k[1],
+                    x[2] + hh * c * k[2],
+                ]
+            };
+            let k2 = dy.rhs(t + 0.5 * hh, &ax(&k1, 0.5));
+            let k3 = dy.rhs(t + 0.75 * hh, &ax(&k2, 0.75));
+            let mut xn = x;
+            for i in 0..3 {
+                xn[i] += hh * (2.0 / 9.0 * k1[i] + 1.0 / 3.0 * k2[i] + 4.0 / 9.0 * k3[i]);
+            }
+            let k4 = dy.rhs(t + hh, &xn);
+            let mut err = 0.0f64;
+            for i in 0..3 {
+                // third-order solution minus the embedded second-order one
+                let e = hh
+                    * (-5.0 / 72.0 * k1[i] + 1.0 / 12.0 * k2[i] + 1.0 / 9.0 * k3[i]
+                        - 1.0 / 8.0 * k4[i]);
+                let sc = tol.atol + tol.rtol * x[i].abs().max(xn[i].abs());
+                err = err.max(e.abs() / sc);
+            }
+            if !err.is_finite() || xn.iter().any(|v| !v.is_finite()) {
+                if hh < 1e-12 {
+                    return None;
+                }
+                h = hh * 0.25;
+                continue;
+            }
+            if err <= 1.0 {
+                t += hh;
+                x = xn;
+                k1 = k4;
+            }
+            let factor = if err == 0.0 {
+                5.0
+            } else {
+                (0.9 * err.powf(-1.0 / 3.0)).clamp(0.2, 5.0)
+            };
+            let untruncated = h.min(tol.max_step);
+            h = hh * factor;
+            if h < 1e-12 {
+                if err <= 1.0 && hh < untruncated {
+                    h = untruncated;
+                } else {
+                    return None;
+                }
+            }
+        }
+    }
+    Some(x)
+}
 
-/// Bisection tolerance on δ_c, relative to s: an error ε in δ_c moves P by at most
-/// (2/√π) ε/s ≈ 1.1 ε/s.
-const SHARP_DELTA_TOL: f64 = 4e-3;
+/// Settings of the sharp formula ([`FormulaModel::sharp_for_with`]): how the thresholds δ_c(M)
+/// are found and integrated.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SharpSettings {
+    /// Tolerances of the pair integrations (the outcome is a sign at the end).
+    pub pair_tol: Tolerance,
+    /// Integrate the pair with the Bogacki–Shampine 3(2) pair (else Dormand–Prince 5(4)).
+    pub low_order: bool,
+    /// Tolerances of the backward integration of the lone separatrix that finds the vertex m*.
+    pub separatrix_tol: Tolerance,
+    /// Final width of a threshold's bracket, relative to s (δ_c is its midpoint, so its error is
+    /// at most half of it; an error ε in δ_c moves P by at most (2/√π) ε/s ≈ 1.1 ε/s).
+    pub delta_tol: f64,
+    /// First step of a bracket around the predicted threshold, relative to s (doubled until
+    /// the threshold is bracketed).
+    pub bracket: f64,
+    /// Predict a node's threshold by linear extrapolation from its two inner neighbours (else
+    /// start from the nearest neighbour's threshold).
+    pub extrapolate: bool,
+    /// Centres M, in standard deviations s/√2 of M, at which δ_c is found (ascending).
+    pub nodes: &'static [f64],
+    /// Once a node's δ_c exceeds this (relative to s; erf(2.5) = 0.9996), the nodes further
+    /// out on that side are not integrated: δ_c grows away from the vertex, and those nodes
+    /// get δ_c(M) = δ_c(last) + |M − M_last| (the far arms' slope, 1).
+    pub saturation: f64,
+    /// Largest factor by which `delta_tol` is widened where a threshold matters less: at a
+    /// node y standard deviations of M from 0 with predicted threshold g, P depends on δ_c
+    /// through φ(y) e^{−g²/s²}, so the width is `delta_tol` · min(`tol_growth`,
+    /// e^{y²/2 + g²/s²}) (1: the same width everywhere).
+    pub tol_growth: f64,
+    /// Nodes of the final 1-D quadrature over M.
+    pub quadrature: usize,
+}
 
-/// Centres M, in standard deviations s/√2 of M, at which the sharp formula finds δ_c(M)
-/// (plus the vertex m*); δ_c is interpolated linearly in between.
-const SHARP_NODES: [f64; 11] = [
+/// Centres of [`SharpSettings::reference`].
+const REFERENCE_NODES: [f64; 11] = [
     -3.5, -2.5, -1.75, -1.1, -0.55, 0.0, 0.55, 1.1, 1.75, 2.5, 3.5,
 ];
+
+impl SharpSettings {
+    /// The first published settings (docs/theory.md §9): rtol 1e-4, 11 centres, thresholds to
+    /// 4e-3 s bracketed from the nearest neighbour's by steps of 0.1 s, every node integrated
+    /// to the end. Kept to measure the default against.
+    pub const fn reference() -> Self {
+        Self {
+            pair_tol: Tolerance {
+                rtol: 1e-4,
+                atol: 1e-6,
+                max_step: 50.0,
+            },
+            low_order: false,
+            separatrix_tol: SEPARATRIX_TOL,
+            delta_tol: 4e-3,
+            bracket: 0.1,
+            extrapolate: false,
+            nodes: &REFERENCE_NODES,
+            saturation: f64::INFINITY,
+            tol_growth: 1.0,
+            quadrature: 401,
+        }
+    }
+}
+
+impl Default for SharpSettings {
+    /// The default (fast) settings: see docs/theory.md §9 ("Cost").
+    fn default() -> Self {
+        Self {
+            pair_tol: Tolerance {
+                rtol: 1e-2,
+                atol: 1e-4,
+                max_step: 200.0,
+            },
+            low_order: true,
+            separatrix_tol: Tolerance {
+                rtol: 1e-7,
+                atol: 1e-9,
+                max_step: 50.0,
+            },
+            delta_tol: 7e-3,
+            bracket: 0.05,
+            extrapolate: true,
+            nodes: &REFERENCE_NODES,
+            saturation: 1.5,
+            tol_growth: 10.0,
+            quadrature: 401,
+        }
+    }
+}
 
 /// The sharp formula for one cell ([`FormulaModel::sharp`]).
 #[derive(Clone, Debug, PartialEq)]
@@ -519,19 +689,30 @@ impl FormulaModel {
     }
 
     /// The sharp formula for any schedule β(t) run for `steps` SGD steps (kink, if any, at
-    /// `schedule.end()`).
+    /// `schedule.end()`), with the default [`SharpSettings`].
+    pub fn sharp_for(&self, schedule: &dyn Schedule, steps: f64) -> SharpCell {
+        self.sharp_for_with(schedule, steps, &SharpSettings::default())
+    }
+
+    /// The sharp formula for any schedule β(t) run for `steps` SGD steps, with `settings`.
     ///
     /// With w_1 = w_2 = ½ the flow closes exactly on (m_1, m_2, D⊥²) (`Pair`); the
     /// collapse region is |δ| < δ_c(M) with M ~ N(0, s²/2), δ ~ N(0, s²/2) independent, so
     ///
     ///   P(collapse) = E_M erf(δ_c(M)/s),
     ///
-    /// one 1-D quadrature. δ_c is found at the 11 centres `SHARP_NODES` by bracketing and
+    /// one 1-D quadrature. δ_c is found at the centres `settings.nodes` by bracketing and
     /// bisection with forward integrations of the pair flow from the mean orthogonal
     /// separation D⊥² = 2s²(d − 1), walking outwards from the vertex m* (δ_c(m*) = 0, one
-    /// backward integration of the lone drift) so that each bracket starts from the
-    /// neighbour's threshold; δ_c is linear between nodes and constant beyond the outer ones.
-    pub fn sharp_for(&self, schedule: &dyn Schedule, steps: f64) -> SharpCell {
+    /// backward integration of the lone drift) so that each bracket starts from a prediction
+    /// made with the inner neighbours' thresholds; δ_c is linear between nodes and constant
+    /// beyond the outer ones.
+    pub fn sharp_for_with(
+        &self,
+        schedule: &dyn Schedule,
+        steps: f64,
+        settings: &SharpSettings,
+    ) -> SharpCell {
         let s = self.init_scale;
         let sd = s / std::f64::consts::SQRT_2;
         let tau_end = self.lr * steps;
@@ -555,15 +736,21 @@ impl FormulaModel {
         // None: the integration failed
         let collapses = |m: f64, delta: f64| -> Option<bool> {
             count.set(count.get() + 1);
-            let x = *integrate(&pair, 0.0, [m + delta, m - delta, ld2], &times, PAIR_TOL)
-                .ok()?
-                .last()?;
+            let x0 = [m + delta, m - delta, ld2];
+            let x = if settings.low_order {
+                integrate_bs3(&pair, x0, &times, settings.pair_tol)?
+            } else {
+                *integrate(&pair, 0.0, x0, &times, settings.pair_tol)
+                    .ok()?
+                    .last()?
+            };
             Some((x[0] >= 0.0) == (x[1] >= 0.0))
         };
-        let m_star = self.separatrix_start_for(schedule, steps);
-        let (lo_m, hi_m) = (SHARP_NODES[0] * sd, SHARP_NODES[SHARP_NODES.len() - 1] * sd);
+        let m_star = self.separatrix_start_tol(schedule, steps, settings.separatrix_tol);
+        let nodes_sd = settings.nodes;
+        let (lo_m, hi_m) = (nodes_sd[0] * sd, nodes_sd[nodes_sd.len() - 1] * sd);
         let vertex = m_star.filter(|m| (lo_m..=hi_m).contains(m));
-        let mut ms: Vec<f64> = SHARP_NODES
+        let mut ms: Vec<f64> = nodes_sd
             .iter()
             .map(|k| k * sd)
             .filter(|m| vertex.is_none_or(|v| (m - v).abs() > 0.15 * sd))
@@ -578,14 +765,23 @@ impl FormulaModel {
             None => ms.len() / 2,
         };
         let delta_max = 6.0 * s;
-        let tol = SHARP_DELTA_TOL * s;
         let threshold = |m: f64, guess: Option<f64>| -> Option<f64> {
+            let tol = settings.delta_tol
+                * s
+                * match guess {
+                    Some(g) if g.is_finite() => {
+                        let (y, g) = (m / sd, g / s);
+                        (0.5 * y * y + g * g).exp().min(settings.tol_growth)
+                    }
+                    _ => 1.0,
+                };
             let (mut lo, mut hi);
             match guess {
                 Some(g) if g.is_finite() => {
-                    let mut step = (0.1 * s).max(4.0 * tol);
-                    if collapses(m, g.max(tol))? {
-                        lo = g.max(tol);
+                    let mut step = (settings.bracket * s).max(tol);
+                    let g = g.max(tol);
+                    if collapses(m, g)? {
+                        lo = g;
                         hi = lo + step;
                         while collapses(m, hi)? {
                             lo = hi;
@@ -596,7 +792,11 @@ impl FormulaModel {
                             }
                         }
                     } else {
-                        hi = g.max(tol);
+                        if g <= tol {
+                            // no collapse at the smallest split resolved
+                            return Some(0.0);
+                        }
+                        hi = g;
                         lo = (hi - step).max(0.0);
                         while lo > 0.0 && !collapses(m, lo.max(tol))? {
                             hi = lo;
@@ -643,16 +843,40 @@ impl FormulaModel {
                 None => return nan(m_star),
             }
         }
-        for i in (0..start).rev() {
-            match threshold(ms[i], Some(dc[i + 1])) {
-                Some(v) => dc[i] = v,
-                None => return nan(m_star),
+        // the prediction of node i from its inner neighbours j (nearest) and k
+        let predict = |dc: &[f64], ms: &[f64], i: usize, j: usize, k: Option<usize>| -> f64 {
+            match k {
+                Some(k) if settings.extrapolate && dc[k].is_finite() && dc[j].is_finite() => {
+                    let slope = (dc[j] - dc[k]) / (ms[j] - ms[k]);
+                    // the arms' slope is at most 1 in |M − m*|
+                    dc[j] + slope.clamp(-1.0, 1.0) * (ms[i] - ms[j])
+                }
+                _ => dc[j],
             }
-        }
-        for i in start + 1..ms.len() {
-            match threshold(ms[i], Some(dc[i - 1])) {
-                Some(v) => dc[i] = v,
-                None => return nan(m_star),
+        };
+        let sat = settings.saturation * s;
+        for side in [-1i64, 1] {
+            let mut i = start as i64 + side;
+            while i >= 0 && (i as usize) < ms.len() {
+                let iu = i as usize;
+                let j = (i - side) as usize;
+                let k = i - 2 * side;
+                let k = (k >= 0 && (k as usize) < ms.len() && (k - start as i64) * side >= 0)
+                    .then_some(k as usize);
+                if sat.is_finite() && dc[j] >= sat {
+                    dc[iu] = if dc[j].is_finite() {
+                        dc[j] + (ms[iu] - ms[j]).abs()
+                    } else {
+                        dc[j]
+                    };
+                } else {
+                    let g = predict(&dc, &ms, iu, j, k);
+                    match threshold(ms[iu], Some(g)) {
+                        Some(v) => dc[iu] = v,
+                        None => return nan(m_star),
+                    }
+                }
+                i += side;
             }
         }
         let nodes: Vec<(f64, f64)> = ms.into_iter().zip(dc).collect();
@@ -673,7 +897,7 @@ impl FormulaModel {
             }
         };
         // P = E_M erf(δ_c(M)/s): the integrand has kinks at the nodes, so a fine rule
-        let rule = standard_normal(401, 8.0);
+        let rule = standard_normal(settings.quadrature, 8.0);
         let p = rule.integrate(|y| {
             let v = at(y * sd);
             if v.is_infinite() {
@@ -688,6 +912,66 @@ impl FormulaModel {
             nodes,
             integrations: count.get(),
         }
+    }
+}
+
+/// CPU time of the calling thread in seconds (Linux: /proc/thread-self/schedstat), `None`
+/// where the system does not say.
+pub fn thread_cpu_seconds() -> Option<f64> {
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let ns: f64 = s.split_whitespace().next()?.parse().ok()?;
+    Some(ns * 1e-9)
+}
+
+/// Cost of the sharp formula with `settings`: `repeat` passes over `cells` (β_i, t0) on the
+/// calling thread.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SharpCost {
+    /// Wall-clock seconds per cell.
+    pub wall: f64,
+    /// CPU seconds of the thread per cell ([`thread_cpu_seconds`]; the wall time where the
+    /// system does not give it): on a loaded machine the wall time also counts waiting.
+    pub cpu: f64,
+    /// Pair-flow integrations per cell.
+    pub integrations: f64,
+    /// P(collapse) of each cell.
+    pub p: Vec<f64>,
+}
+
+/// Measures [`SharpCost`]: `repeat` passes over `cells` on the calling thread.
+pub fn time_sharp(
+    model: &FormulaModel,
+    cells: &[(f64, f64)],
+    settings: &SharpSettings,
+    repeat: usize,
+) -> SharpCost {
+    let start = std::time::Instant::now();
+    let cpu0 = thread_cpu_seconds();
+    let mut ps = Vec::new();
+    let mut integrations = 0usize;
+    for _ in 0..repeat.max(1) {
+        ps.clear();
+        for &(bi, t0) in cells {
+            let c = model.sharp_for_with(
+                &Exponential { beta_i: bi, t0 },
+                t0 + model.extra_steps,
+                settings,
+            );
+            integrations += c.integrations;
+            ps.push(c.p);
+        }
+    }
+    let wall = start.elapsed().as_secs_f64();
+    let cpu = match (cpu0, thread_cpu_seconds()) {
+        (Some(a), Some(b)) => b - a,
+        _ => wall,
+    };
+    let n = (cells.len() * repeat.max(1)).max(1) as f64;
+    SharpCost {
+        wall: wall / n,
+        cpu: cpu / n,
+        integrations: integrations as f64 / n,
+        p: ps,
     }
 }
 

@@ -199,7 +199,7 @@ impl OdeSystem<DIM> for Dynamics<'_> {
 }
 
 /// Tolerances and limits of the adaptive integrator.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Tolerance {
     /// Relative tolerance.
     pub rtol: f64,

@@ -130,6 +130,36 @@ impl TanhTable {
         }
         base + acc
     }
+
+    /// (E tanh(a_1 + bY), E tanh(a_2 + bY)): [`Self::eval`] at two points of the same width,
+    /// sharing the interpolation weights in ν = 1/b (the same numbers as two calls).
+    #[inline]
+    pub fn eval2(&self, a1: f64, a2: f64, b: f64) -> (f64, f64) {
+        if b < 1.0 / NU_MAX {
+            return (direct_tanh(a1, b), direct_tanh(a2, b));
+        }
+        let nu = 1.0 / b;
+        let (j, tn) = locate(nu, -self.hn, self.hn, self.nn + 1);
+        let wn = lagrange4(tn);
+        let one = |a: f64| -> f64 {
+            let z = a * nu;
+            let base = libm::erf(z / std::f64::consts::SQRT_2);
+            if z.abs() > Z_MAX {
+                return base;
+            }
+            let (i, tz) = locate(z, self.z0, self.hz, self.nz);
+            let wz = lagrange4(tz);
+            let mut acc = 0.0;
+            for (b, &wb) in wn.iter().enumerate() {
+                let jj = (j + b) as isize - 1;
+                let row = jj.unsigned_abs();
+                let r = &self.rem[row * self.nz + i..row * self.nz + i + 4];
+                acc += wb * (wz[0] * r[0] + wz[1] * r[1] + wz[2] * r[2] + wz[3] * r[3]);
+            }
+            base + acc
+        };
+        (one(a1), one(a2))
+    }
 }
 
 /// E tanh(a + bY) by the 161-node trapezoid of [`crate::gauss1d`] (for small b).
@@ -220,6 +250,21 @@ pub fn gamma(w1: f64, rho: f64, rule: &Rule) -> f64 {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn eval2_is_two_evals() {
+        let t = TanhTable::get();
+        for b in [0.5, 1.9, 2.0, 3.0, 9.5, 300.0] {
+            for (a1, a2) in [(0.0, 1.0), (-3.2, 7.5), (25.0, -0.01), (1e3, -1e3)] {
+                let (x, y) = t.eval2(a1, a2, b);
+                assert_eq!(
+                    (x.to_bits(), y.to_bits()),
+                    (t.eval(a1, b).to_bits(), t.eval(a2, b).to_bits())
+                );
+            }
+        }
+    }
+
     use super::*;
 
     #[test]
