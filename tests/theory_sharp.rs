@@ -161,3 +161,21 @@ fn fast_settings_agree_with_the_reference_settings() {
         "integrations: default {n_fast}, reference {n_ref}"
     );
 }
+
+/// The slow-annealing constant J = lim_{r→1} λ ln G(r) (λ = ln r/η) is finite (the formula's
+/// long integrations of log-growths are not cut by the statistics flows' divergence bound)
+/// and converged: λ ln G at r = 1.0001 and r = 1.0002 agree (the limit is approached like
+/// 1/t0).
+#[test]
+fn slow_annealing_constant_is_finite_and_converged() {
+    use annealvi::theory::formula::{asymptote, slow_annealing_constant};
+    let m = model();
+    let j = slow_annealing_constant(&m);
+    assert!(j.is_finite() && j > 0.0, "J = {j}");
+    let r = 1.0002f64;
+    let j2 = r.ln() / LR * asymptote(&m, r).growth_split.ln();
+    assert!(
+        (j - j2).abs() < 0.05 * j,
+        "J = {j} at r = 1.0001, {j2} at r = 1.0002"
+    );
+}

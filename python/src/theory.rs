@@ -693,6 +693,10 @@ impl<S: OdeSystem<N>, const N: usize> OdeSystem<N> for Cancellable<'_, S> {
     fn project(&self, tau: f64, x: &mut [f64; N]) {
         self.inner.project(tau, x);
     }
+
+    fn state_bound(&self) -> f64 {
+        self.inner.state_bound()
+    }
 }
 
 /// The summary statistics' ODE (docs/theory.md §8) from the initial student of `run` under the

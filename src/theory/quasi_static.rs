@@ -90,6 +90,11 @@ impl OdeSystem<N> for QuasiStatic<'_> {
             -2.0 * (gm[1] * m[1] + 2.0 * gq[2] * q[2] + gq[1] * q[1]),
         ]
     }
+
+    /// [`STATE_BOUND`](super::STATE_BOUND), as for the full statistics flow.
+    fn state_bound(&self) -> f64 {
+        super::STATE_BOUND
+    }
 }
 
 /// Integrator tolerances for collapse classification: the outcome is the sign of m_k at the
