@@ -201,7 +201,8 @@ pub struct ScheduleConfig {
     /// (step, β) points for `points`: steps ≥ 0 strictly increasing, β ∈ (0, 1].
     pub points: Vec<(f64, f64)>,
     /// Adaptive: the target fraction ρ ∈ (0, 1) of the effective sample size of the
-    /// incremental weights π(x_i)^Δβ over the samples x_i ~ q.
+    /// incremental weights π(x_i)^Δβ over the samples x_i ~ q (default 0.99, chosen by the
+    /// measurements of docs/adaptive.md).
     pub rho: f64,
     /// Adaptive: β is updated every this many SGD steps k ≥ 1.
     pub every: usize,
@@ -218,7 +219,7 @@ impl Default for ScheduleConfig {
             beta_i: 0.05,
             t0: 1000.0,
             points: Vec::new(),
-            rho: 0.5,
+            rho: 0.99,
             every: 10,
             samples: 256,
         }

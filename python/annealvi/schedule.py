@@ -130,7 +130,7 @@ class AdaptiveSchedule(Schedule):
             self.beta_i, self.t0, self.rho, self.every, self.samples)
 
 
-def adaptive(beta_i: float = 0.05, t0: float = 1000.0, rho: float = 0.5, every: int = 10,
+def adaptive(beta_i: float = 0.05, t0: float = 1000.0, rho: float = 0.99, every: int = 10,
              samples: int = 256) -> AdaptiveSchedule:
     """β from ``beta_i`` to 1 by the effective sample size of the student's own samples.
 
