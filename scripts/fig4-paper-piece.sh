@@ -64,7 +64,7 @@ t0=$(date +%s)
 # a failed sweep still goes on to save the runs it wrote; its status is the script's
 rc=0
 LD_LIBRARY_PATH="$libdirs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" "$bin" sweep --config "$config" \
-  --set grid.engine="$engine" --set grid.gpu_flows="${FLOWS:-50}" "$@" --out "$work" --resume \
+  --set grid.device="$engine" --set grid.gpu_flows="${FLOWS:-50}" "$@" --out "$work" --resume \
   --max-minutes "$minutes" 2>&1 | tee -a "$out/piece.log" || rc=${PIPESTATUS[0]}
 [ -f "$work/sweep.toml" ] || { echo "fig4-paper-piece: the sweep wrote no sweep.toml" >&2; exit "$(( rc ? rc : 1 ))"; }
 echo "fig4-paper-piece: sweep exit $rc after $(($(date +%s) - t0)) s" | tee -a "$out/piece.log"

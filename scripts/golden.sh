@@ -2,7 +2,8 @@
 # Fingerprints of what the tools produce (quick grids and single runs), for checking that a
 # refactor changes no number: run it with two builds and compare the printed md5 lists.
 # Timing fields (wall_seconds, elapsed lines) are removed before hashing; sweep lines are sorted
-# (their order depends on thread timing).
+# (their order depends on thread timing). The statistics runs use the old key objective.engine
+# (now student.simulation, still read) so that builds from before and after the rename compare.
 #   scripts/golden.sh OUT_DIR            (uses target/release/annealvi; ANNEALVI=... to override)
 set -euo pipefail
 cd "$(dirname "$0")/.."

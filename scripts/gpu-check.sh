@@ -95,14 +95,14 @@ log "| d / h | flows | annealvi CUDA | PyTorch CUDA | annealvi / PyTorch |"
 log "|---|---|---|---|---|"
 for r in "${rows[@]}"; do log "$r"; done
 log ""
-# 3. the GPU sweep engine (grid.engine = "gpu"): the quick Figure 4 grid with 4 seeds per cell
+# 3. the GPU sweep engine (grid.device = "gpu"): the quick Figure 4 grid with 4 seeds per cell
 #    on the GPU and on the CPU engine (the host's cores), run for run; then a timing of one
 #    paper-scale batch (200 flows, d=128/h=512, 100 steps) to extrapolate the full Figure 4.
 if [ "${SKIP_SWEEP:-0}" != 1 ]; then
   sw=${out:-$(mktemp -d)}
   rm -rf "$sw/sweep-gpu" "$sw/sweep-cpu" "$sw/sweep-full-slice"
   t0=$(date +%s.%N)
-  cudaenv timeout 240 gpu-bin/annealvi sweep --config configs/fig4-quick.toml --set grid.engine=gpu \
+  cudaenv timeout 240 gpu-bin/annealvi sweep --config configs/fig4-quick.toml --set grid.device=gpu \
     --set grid.seeds=4 --out "$sw/sweep-gpu" >"$sw/sweep-gpu.log" 2>&1
   src=$?
   t1=$(date +%s.%N)
@@ -138,7 +138,7 @@ PY
   log "- $cmp"
   case $cmp in *"within tolerance"*) ;; *) status=1 ;; esac
   t3=$(date +%s.%N)
-  cudaenv timeout 300 gpu-bin/annealvi sweep --config configs/fig4.toml --set grid.engine=gpu \
+  cudaenv timeout 300 gpu-bin/annealvi sweep --config configs/fig4.toml --set grid.device=gpu \
     --set 'grid.beta_i=[0.1]' --set 'grid.t0=[100]' --set grid.no_annealing=false \
     --set grid.extra_steps=0 --set grid.seeds=200 --out "$sw/sweep-full-slice" >"$sw/sweep-full.log" 2>&1
   frc=$?

@@ -139,7 +139,8 @@ impl TryFrom<ConfigToml> for Config {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ObjectiveConfig {
-    /// Deprecated: read as `student.simulation` (a note is printed), never written.
+    // deprecated `objective.engine`: read as `student.simulation` (a note is printed), never
+    // written (see `Config`'s `TryFrom<ConfigToml>`)
     #[serde(skip_serializing)]
     engine: Option<Simulation>,
     /// `full`, `stl` (sticking the landing) or `exact`.

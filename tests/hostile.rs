@@ -131,7 +131,7 @@ fn options_that_would_be_ignored_are_refused() {
     let fig = dir.join("fig");
     let fig = fig.to_str().unwrap();
     for extra in [
-        vec!["dim", "--engine", "gpu"],
+        vec!["dim", "--device", "gpu"],
         vec!["dim", "--seed", "7"],
         vec!["dim", "--flow", "full"],
         vec!["dim", "--from", "s0"],

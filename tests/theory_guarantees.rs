@@ -280,7 +280,8 @@ fn command_line_inputs_are_checked_before_any_work() {
     .unwrap();
     assert_eq!(o.status.code(), Some(2));
     assert!(o.stdout.is_empty(), "the work ran before the --out check");
-    // --engine gpu in a build without the feature: refused before Figure 1
+    // --device gpu (here by its former name --engine) in a build without the feature: refused
+    // before Figure 1, naming the flag
     if !cfg!(feature = "gpu") {
         let out = dir.join("rep");
         let o = annealvi_within(
@@ -295,7 +296,7 @@ fn command_line_inputs_are_checked_before_any_work() {
         )
         .expect("reproduce ran figures before refusing --engine gpu");
         assert_eq!(o.status.code(), Some(2));
-        assert!(stderr(&o).contains("--engine"), "{}", stderr(&o));
+        assert!(stderr(&o).contains("--device"), "{}", stderr(&o));
         assert!(!out.join("fig1").exists());
     }
     let _ = std::fs::remove_dir_all(dir);

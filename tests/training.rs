@@ -89,3 +89,52 @@ fn slow_annealing_reduces_collapse() {
         "no annealing {a}/16 collapsed, slow annealing {b}/16"
     );
 }
+
+/// Records reach an observer through one method whatever the family: as flat named columns,
+/// and as the family's own record for the recorder of that family only.
+#[test]
+fn records_arrive_as_flat_named_columns() {
+    use annealvi::train::{FlowRecorder, Observer, Record, RecordStats};
+    #[derive(Default)]
+    struct Columns(Vec<Vec<(String, f64)>>);
+    impl Observer for Columns {
+        fn on_record(&mut self, r: &Record<dyn RecordStats>) {
+            self.0.push(r.columns());
+        }
+    }
+    let mut c = Config::default();
+    c.target.d = 8;
+    c.optim.steps = 40;
+    c.record.every = 20;
+    let exp = c.compile().unwrap();
+    let mut obs = (
+        (Columns::default(), Recorder::default()),
+        FlowRecorder::default(),
+    );
+    annealvi::run::Trainer::new(&exp)
+        .observer(&mut obs)
+        .run()
+        .unwrap();
+    let ((cols, rec), flow) = obs;
+    assert_eq!(cols.0.len(), 3);
+    assert_eq!(rec.records.len(), 3);
+    assert!(flow.records.is_empty());
+    assert_eq!(flow.other_records, 3);
+    let names: Vec<&str> = cols.0[0].iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "step", "beta", "loss", "kl", "neg_elbo", "m_1", "m_2", "q_11", "q_12", "q_22",
+            "sigma_1", "sigma_2", "w_1", "w_2"
+        ]
+    );
+    for (row, r) in cols.0.iter().zip(&rec.records) {
+        let v: Vec<f64> = row.iter().map(|(_, v)| *v).collect();
+        assert_eq!(v[0], r.step as f64);
+        assert_eq!(v[1].to_bits(), r.beta.to_bits());
+        assert_eq!(v[5..7], r.stats.m[..]);
+        assert_eq!(v[7..10], r.stats.q[..]);
+        assert_eq!(v[10..12], r.stats.sigma[..]);
+        assert_eq!(v[12..14], r.stats.w[..]);
+    }
+}
