@@ -194,9 +194,10 @@ pub struct ScheduleConfig {
     pub kind: ScheduleKind,
     /// β for the constant schedule, in (0, 1].
     pub beta: f64,
-    /// Initial β_i ∈ (0, 1] (exponential, linear).
+    /// Initial β_i ∈ (0, 1] (exponential, linear, linear_temperature, adaptive).
     pub beta_i: f64,
-    /// Annealing time t0 ≥ 0 in SGD steps (exponential, linear).
+    /// Annealing time t0 ≥ 0 in SGD steps (exponential, linear, linear_temperature); for
+    /// adaptive, the budget: β = 1 from step t0 on.
     pub t0: f64,
     /// (step, β) points for `points`: steps ≥ 0 strictly increasing, β ∈ (0, 1].
     pub points: Vec<(f64, f64)>,
