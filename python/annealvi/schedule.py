@@ -103,6 +103,7 @@ class AdaptiveSchedule(Schedule):
         _native.resolve_config("dict", {"schedule": self.to_config()}, {})
 
     def __call__(self, t: Any) -> Any:
+        """Raises TypeError: β(t) of an adaptive schedule exists only during training."""
         raise TypeError(
             "an adaptive schedule has no β(t) before training: β moves with the student's "
             "samples (pass schedule.to_config() to annealvi.train and read β from the "
