@@ -132,8 +132,15 @@ pub fn marginals_rows(out: &mut String, prefix: &str, snaps: &[MarginalSnapshot]
     }
 }
 
-/// The JSON summary of a run.
-pub fn summary_json(res: &RunResult, seed: u64, wall_seconds: f64, final_kl: f64) -> String {
+/// The JSON summary of a run; `anneal_steps`: the step at which an adaptive schedule reached
+/// β = 1 (written only when `Some`).
+pub fn summary_json(
+    res: &RunResult,
+    seed: u64,
+    wall_seconds: f64,
+    final_kl: f64,
+    anneal_steps: Option<usize>,
+) -> String {
     let mut v = serde_json::to_value(res).unwrap_or(serde_json::Value::Null);
     if let serde_json::Value::Object(map) = &mut v {
         let stats = map.remove("stats");
@@ -146,6 +153,9 @@ pub fn summary_json(res: &RunResult, seed: u64, wall_seconds: f64, final_kl: f64
         map.insert("wall_seconds".into(), json_num(wall_seconds));
         map.insert("kl".into(), json_num(final_kl));
         map.insert("light_mode_mass".into(), json_num(res.light_mode_mass));
+        if let Some(step) = anneal_steps {
+            map.insert("anneal_steps".into(), step.into());
+        }
     }
     serde_json::to_string_pretty(&v).unwrap_or_default() + "\n"
 }

@@ -41,7 +41,7 @@ use crate::family::{GmmStudent, RealNvp};
 use crate::metrics::Outcome;
 use crate::objective::Estimator;
 use crate::optim::Optimizer;
-use crate::schedule::Schedule;
+use crate::schedule::{Annealer, Schedule};
 use crate::seed::{Purpose, Stream, stream};
 use crate::statistics::{StatsStudent, TargetFrame};
 use crate::target::{Benchmark, IsotropicMixture};
@@ -509,7 +509,8 @@ impl<'a> Trainer<'a> {
 
     /// Trains `q` against any [`TrainTarget`] (a built-in mixture, or a target evaluated
     /// outside the library, [`External`]) with the experiment's schedule, a fresh optimiser,
-    /// its settings and the noise streams of `noise_run`: the loop [`train_with`]. `Ok(None)`
+    /// its settings and the noise streams of `noise_run`: the loop [`train_with`]. An
+    /// adaptive schedule draws its samples from the stream (seed, noise_run, Anneal). `Ok(None)`
     /// when cancelled, `Err` with the target's first failed evaluation.
     pub fn train_on<T, S>(
         self,
@@ -525,12 +526,18 @@ impl<'a> Trainer<'a> {
         let mut opt = exp.optimizer();
         let mut rng = stream(exp.config.seed, noise_run, Purpose::Sgd);
         let mut eval = stream(exp.config.seed, noise_run, Purpose::Eval);
+        let mut annealer = match exp.config.schedule.adaptive() {
+            Some(rule) => {
+                Annealer::adaptive(rule, stream(exp.config.seed, noise_run, Purpose::Anneal))
+            }
+            None => Annealer::fixed(exp.schedule()),
+        };
         let never = AtomicBool::new(false);
         let mut none = NoObserver;
         train_with(
             q,
             target,
-            exp.schedule(),
+            &mut annealer,
             opt.as_mut(),
             &exp.settings,
             &mut rng,

@@ -5,9 +5,14 @@
 //!
 //! [`ScheduleConfig`] (the `[schedule]` section of a configuration) validates its fields and
 //! builds the schedule with [`ScheduleConfig::init`].
+//!
+//! The adaptive schedule (`kind = "adaptive"`, [`Adaptive`]) is not a function of t alone: β
+//! moves by a rule computed from the student's own samples during training. The training loop
+//! owns its state through an [`Annealer`], of which the schedules β(t) are the stateless case.
 
 use crate::check::{self, UNIT};
 use crate::error::{Error, Result};
+use crate::seed::Stream;
 use serde::{Deserialize, Serialize};
 
 /// β as a function of the SGD step.
@@ -176,6 +181,9 @@ pub enum ScheduleKind {
     LinearTemperature,
     /// Geometric interpolation of `points`.
     Points,
+    /// β from β_i to 1 by the effective sample size of the student's own samples
+    /// ([`Adaptive`]), with the hard budget t0.
+    Adaptive,
 }
 
 /// Schedule settings (the `[schedule]` section of a configuration).
@@ -186,12 +194,22 @@ pub struct ScheduleConfig {
     pub kind: ScheduleKind,
     /// β for the constant schedule, in (0, 1].
     pub beta: f64,
-    /// Initial β_i ∈ (0, 1] (exponential, linear).
+    /// Initial β_i ∈ (0, 1] (exponential, linear, linear_temperature, adaptive).
     pub beta_i: f64,
-    /// Annealing time t0 ≥ 0 in SGD steps (exponential, linear).
+    /// Annealing time t0 ≥ 0 in SGD steps (exponential, linear, linear_temperature); for
+    /// adaptive, the budget: β = 1 from step t0 on.
     pub t0: f64,
     /// (step, β) points for `points`: steps ≥ 0 strictly increasing, β ∈ (0, 1].
     pub points: Vec<(f64, f64)>,
+    /// Adaptive: the target fraction ρ ∈ (0, 1) of the effective sample size of the
+    /// incremental weights π(x_i)^Δβ over the samples x_i ~ q (default 0.99, chosen by the
+    /// measurements of docs/adaptive.md).
+    pub rho: f64,
+    /// Adaptive: β is updated every this many SGD steps k ≥ 1.
+    pub every: usize,
+    /// Adaptive: samples B ≥ 2 of q drawn at each update (B/k extra evaluations of ln π per
+    /// step).
+    pub samples: usize,
 }
 
 impl Default for ScheduleConfig {
@@ -202,6 +220,9 @@ impl Default for ScheduleConfig {
             beta_i: 0.05,
             t0: 1000.0,
             points: Vec::new(),
+            rho: 0.99,
+            every: 10,
+            samples: 256,
         }
     }
 }
@@ -240,7 +261,38 @@ impl ScheduleConfig {
                 }
                 Ok(())
             }
+            ScheduleKind::Adaptive => {
+                check::number_in("schedule.beta_i", self.beta_i, UNIT, "a number in (0, 1]")?;
+                check::number_in(
+                    "schedule.t0",
+                    self.t0,
+                    0.0..=1e9,
+                    "a budget of steps in [0, 1e9] (β = 1 from step t0 on, whatever the rule)",
+                )?;
+                check::number_in(
+                    "schedule.rho",
+                    self.rho,
+                    (
+                        std::ops::Bound::Excluded(0.0),
+                        std::ops::Bound::Excluded(1.0),
+                    ),
+                    "a fraction in (0, 1) of the samples (the target effective sample size ρ·B)",
+                )?;
+                check::count_in("schedule.every", self.every, 1, 1_000_000)?;
+                check::count_in("schedule.samples", self.samples, 2, 1_000_000)
+            }
         }
+    }
+
+    /// The adaptive schedule's parameters, for `kind = "adaptive"` (else `None`).
+    pub fn adaptive(&self) -> Option<Adaptive> {
+        (self.kind == ScheduleKind::Adaptive).then_some(Adaptive {
+            beta_i: self.beta_i,
+            t_max: self.t0,
+            rho: self.rho,
+            every: self.every,
+            samples: self.samples,
+        })
     }
 
     /// The schedule β(t) the section describes, after [`Self::validate`].
@@ -258,6 +310,209 @@ impl ScheduleConfig {
             ScheduleKind::Linear => Box::new(Linear { beta_i, t0 }),
             ScheduleKind::LinearTemperature => Box::new(LinearTemperature { beta_i, t0 }),
             ScheduleKind::Points => Box::new(Points::new(self.points.clone())),
+            ScheduleKind::Adaptive => Box::new(Envelope { beta_i, t_max: t0 }),
+        }
+    }
+}
+
+/// The adaptive schedule (`schedule.kind = "adaptive"`): β starts at β_i; every `every` = k
+/// steps, at step t (0 < t < t_max, β < 1), B = `samples` points x_i ~ q are drawn from the
+/// current student (from their own random stream, so the training noise is that of any other
+/// schedule) and ℓ_i = ln π(x_i) evaluated; β then grows by the Δβ ∈ (0, 1 − β] at which the
+/// effective sample size of the incremental weights w_i ∝ π(x_i)^Δβ = exp(Δβ ℓ_i),
+///
+///   ESS(Δβ) = (Σ_i w_i)² / Σ_i w_i²  ∈ [1, B],
+///
+/// equals ρ·B ([`ess_step`], bisection; ESS is non-increasing in Δβ); Δβ = 1 − β when even
+/// that keeps ESS ≥ ρ·B. From step t_max on, β = 1 whatever the rule (the hard budget). β is
+/// therefore non-decreasing, starts at β_i and is 1 no later than t_max. This is the rule of
+/// adaptive tempered SMC, with the student's samples in place of particles: when q fits
+/// π_β, the weights w_i are the importance weights of q against π_{β+Δβ} up to a constant.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct Adaptive {
+    /// Initial inverse temperature β_i ∈ (0, 1].
+    pub beta_i: f64,
+    /// The hard budget: β = 1 from this step on (SGD steps, `schedule.t0`).
+    pub t_max: f64,
+    /// Target ESS fraction ρ ∈ (0, 1).
+    pub rho: f64,
+    /// Steps between updates, k ≥ 1.
+    pub every: usize,
+    /// Samples per update, B ≥ 2.
+    pub samples: usize,
+}
+
+/// What the static view of an adaptive schedule can say without the run: β(t) = β_i before
+/// the budget t_max (the value at t = 0, which sets the flow's σ0 = 1/√β(0) and the Gaussian
+/// mixture's initial widths), 1 after. The β actually used comes from the loop's
+/// [`Annealer`].
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+struct Envelope {
+    beta_i: f64,
+    t_max: f64,
+}
+
+impl Schedule for Envelope {
+    fn beta(&self, t: f64) -> f64 {
+        if t >= self.t_max { 1.0 } else { self.beta_i }
+    }
+    fn end(&self) -> f64 {
+        self.t_max
+    }
+}
+
+/// The increment Δβ ∈ [0, `max`] at which the effective sample size of w_i = exp(Δβ ℓ_i),
+/// (Σw)²/Σw², is `rho`·n (n = the number of finite ℓ_i; non-finite values, e.g. ln π = −∞
+/// or a failed evaluation, have weight 0 and count as lost samples): `max` when
+/// ESS(max) ≥ ρ·n, else the root of ESS(Δβ) = ρ·n by bisection to a relative width 10⁻¹²
+/// of `max` (ESS is non-increasing in Δβ: d ln ESS/dΔβ = 2(E_Δβ(ℓ) − E_2Δβ(ℓ)) ≤ 0, with
+/// E_s(ℓ) the mean of ℓ under the weights ∝ exp(s ℓ_i), which grows with s). Returns 0 when
+/// fewer than two ℓ_i are finite (β holds).
+pub fn ess_step(ell: &[f64], rho: f64, max: f64) -> f64 {
+    let n = ell.len() as f64;
+    let finite = ell.iter().filter(|l| l.is_finite()).count();
+    if finite < 2 || max <= 0.0 {
+        return 0.0;
+    }
+    let top = ell
+        .iter()
+        .copied()
+        .filter(|l| l.is_finite())
+        .fold(f64::NEG_INFINITY, f64::max);
+    let target = rho * n;
+    if ess(ell, top, max) >= target {
+        return max;
+    }
+    let (mut lo, mut hi) = (0.0, max);
+    while hi - lo > 1e-12 * max {
+        let mid = 0.5 * (lo + hi);
+        if ess(ell, top, mid) >= target {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    lo
+}
+
+/// (Σw)²/Σw² of w_i = exp(Δβ (ℓ_i − top)) over the finite ℓ_i.
+pub fn ess(ell: &[f64], top: f64, delta: f64) -> f64 {
+    let (mut s1, mut s2) = (0.0, 0.0);
+    for &l in ell.iter().filter(|l| l.is_finite()) {
+        let w = (delta * (l - top)).exp();
+        s1 += w;
+        s2 += w * w;
+    }
+    if s2 > 0.0 { s1 * s1 / s2 } else { 0.0 }
+}
+
+/// The β of the training loop: a schedule β(t), or the state of an [`Adaptive`] schedule,
+/// which the loop advances with the student's samples. Built once per run
+/// ([`crate::run::Trainer`]); with a schedule β(t) it gives the schedule's values and draws
+/// nothing, so such runs are those of the schedule itself.
+pub struct Annealer<'a> {
+    state: AnnealState<'a>,
+}
+
+enum AnnealState<'a> {
+    Fixed(&'a dyn Schedule),
+    Adaptive {
+        rule: Adaptive,
+        beta: f64,
+        rng: Stream,
+        reached: Option<usize>,
+    },
+}
+
+impl<'a> Annealer<'a> {
+    /// β(t) = `schedule`'s.
+    pub fn fixed(schedule: &'a dyn Schedule) -> Self {
+        Self {
+            state: AnnealState::Fixed(schedule),
+        }
+    }
+
+    /// The adaptive rule, its samples drawn from `rng` (the run's
+    /// [`Purpose::Anneal`](crate::seed::Purpose::Anneal) stream).
+    pub fn adaptive(rule: Adaptive, rng: Stream) -> Self {
+        let beta = if rule.t_max <= 0.0 { 1.0 } else { rule.beta_i };
+        Self {
+            state: AnnealState::Adaptive {
+                rule,
+                beta,
+                rng,
+                reached: (beta >= 1.0).then_some(0),
+            },
+        }
+    }
+
+    /// Whether the rule updates β before step `step`, with the number of samples of q to
+    /// draw for it and the stream to draw them from: `Some((B, rng))` when adaptive,
+    /// 0 < step < t_max, step a multiple of k and β < 1; else `None` (always for a schedule
+    /// β(t)).
+    pub fn due(&mut self, step: usize) -> Option<(usize, &mut Stream)> {
+        match &mut self.state {
+            AnnealState::Adaptive {
+                rule, beta, rng, ..
+            } if *beta < 1.0
+                && step > 0
+                && (step as f64) < rule.t_max
+                && step.is_multiple_of(rule.every) =>
+            {
+                Some((rule.samples, rng))
+            }
+            _ => None,
+        }
+    }
+
+    /// Advances the rule at step `step` with ℓ_i = ln π at the samples drawn for it
+    /// ([`Self::due`]): β ← β + Δβ with Δβ = [`ess_step`]`(ℓ, ρ, 1 − β)`, and β = 1 when
+    /// Δβ = 1 − β. A schedule β(t) ignores it.
+    pub fn update(&mut self, step: usize, ell: &[f64]) {
+        if let AnnealState::Adaptive {
+            rule,
+            beta,
+            reached,
+            ..
+        } = &mut self.state
+        {
+            let delta = ess_step(ell, rule.rho, 1.0 - *beta);
+            *beta = if delta >= 1.0 - *beta {
+                1.0
+            } else {
+                (*beta + delta).min(1.0)
+            };
+            if *beta >= 1.0 && reached.is_none() {
+                *reached = Some(step);
+            }
+        }
+    }
+
+    /// β at step `step` (after any update due there).
+    pub fn beta(&mut self, step: usize) -> f64 {
+        match &mut self.state {
+            AnnealState::Fixed(s) => s.beta(step as f64),
+            AnnealState::Adaptive {
+                rule,
+                beta,
+                reached,
+                ..
+            } => {
+                if (step as f64) >= rule.t_max && *beta < 1.0 {
+                    *beta = 1.0;
+                    *reached = Some(step);
+                }
+                *beta
+            }
+        }
+    }
+
+    /// For an adaptive schedule, the first step at which β was 1 (`None` while it is below 1,
+    /// and for a schedule β(t)).
+    pub fn reached_one(&self) -> Option<usize> {
+        match &self.state {
+            AnnealState::Adaptive { reached, .. } => *reached,
+            AnnealState::Fixed(_) => None,
         }
     }
 }

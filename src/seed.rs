@@ -19,6 +19,8 @@ pub enum Purpose {
     Sgd = 2,
     /// Monte-Carlo evaluation of KL / ELBO for records.
     Eval = 3,
+    /// The adaptive schedule's samples of the student ([`crate::schedule::Annealer`]).
+    Anneal = 4,
 }
 
 /// SplitMix64 finaliser (a bijective 64-bit mixer).

@@ -46,6 +46,7 @@ fn line_with(values: &[f64]) -> RunLine {
         log_z_error: None,
         modes_covered: None,
         emc: None,
+        anneal_steps: Some(7),
         wall_seconds: values[6],
     }
 }

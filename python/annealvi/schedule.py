@@ -6,6 +6,10 @@ tempered target π_β ∝ π^β. The values are computed by the Rust library (th
 CLI's runs use), and the parameters are validated as the CLI validates them. A schedule is
 also a value of a configuration (``Schedule.to_config()`` is its ``[schedule]`` table) and an
 argument of :func:`annealvi.collapse_probability`; :func:`annealvi.design` returns one.
+
+:func:`adaptive` is the exception: its β moves by a rule computed from the student's own
+samples during training (docs/adaptive.md), so it has no β(t) to call; its
+:meth:`Schedule.to_config` is the ``schedule`` table of a training configuration.
 """
 
 from typing import Any, List, Optional, Sequence, Tuple, Union
@@ -116,6 +120,67 @@ def linear_temperature(beta_i: float, t0: float) -> Schedule:
     return Schedule("linear_temperature", beta_i, t0)
 
 
+class AdaptiveSchedule(Schedule):
+    """The adaptive schedule (``schedule.kind = "adaptive"``): β starts at ``beta_i``; every
+    ``every`` steps ``samples`` points x_i ~ q are drawn and β grows by the Δβ at which the
+    effective sample size of the weights π(x_i)^Δβ is ``rho`` × ``samples``; β = 1 from step
+    ``t0`` (the budget) on. Only training knows β(t): calling the schedule raises."""
+
+    def __init__(self, beta_i: float, t0: float, rho: float, every: int, samples: int) -> None:
+        self.kind = "adaptive"
+        self.beta_i = float(beta_i)
+        self.t0 = float(t0)
+        self.beta = 1.0
+        self.rho = float(rho)
+        self.every = int(every)
+        self.samples = int(samples)
+        # validated as a training configuration's [schedule] (errors name schedule.<field>)
+        _native.resolve_config("dict", {"schedule": self.to_config()}, {})
+
+    def __call__(self, t: Any) -> Any:
+        """Raises TypeError: β(t) of an adaptive schedule exists only during training."""
+        raise TypeError(
+            "an adaptive schedule has no β(t) before training: β moves with the student's "
+            "samples (pass schedule.to_config() to annealvi.train and read β from the "
+            "trajectory)"
+        )
+
+    @property
+    def end(self) -> float:
+        """The budget t0: β = 1 from this step on at the latest."""
+        return self.t0
+
+    def to_config(self) -> dict:
+        """The ``schedule`` table of a run configuration for this schedule."""
+        return {
+            "kind": "adaptive",
+            "beta_i": self.beta_i,
+            "t0": self.t0,
+            "rho": self.rho,
+            "every": self.every,
+            "samples": self.samples,
+        }
+
+    def __repr__(self) -> str:
+        return "adaptive(beta_i=%g, t0=%g, rho=%g, every=%d, samples=%d)" % (
+            self.beta_i, self.t0, self.rho, self.every, self.samples)
+
+
+def adaptive(beta_i: float = 0.05, t0: float = 1000.0, rho: float = 0.99, every: int = 10,
+             samples: int = 256) -> AdaptiveSchedule:
+    """β from ``beta_i`` to 1 by the effective sample size of the student's own samples.
+
+    Args:
+        beta_i: initial inverse temperature, in (0, 1].
+        t0: the budget in steps, ≥ 0: β = 1 from step t0 on whatever the rule.
+        rho: target fraction of the effective sample size, in (0, 1).
+        every: steps between updates of β, ≥ 1.
+        samples: samples of the student per update, ≥ 2 (samples/every extra evaluations of
+            ln π per step).
+    """
+    return AdaptiveSchedule(beta_i, t0, rho, every, samples)
+
+
 def constant(beta: float = 1.0) -> Schedule:
     """β(t) = beta for every step (beta in (0, 1]; 1 = no annealing)."""
     return Schedule("constant", beta=beta)
@@ -148,4 +213,7 @@ def points(steps: Any, betas: Any = None) -> Schedule:
     return Schedule("points", points=[(float(x), float(y)) for x, y in pts])
 
 
-__all__ = ["Schedule", "exponential", "linear", "linear_temperature", "constant", "points"]
+__all__ = [
+    "Schedule", "AdaptiveSchedule", "exponential", "linear", "linear_temperature", "constant",
+    "points", "adaptive",
+]

@@ -6,7 +6,7 @@ use annealvi::error::Result;
 use annealvi::family::realnvp::FlowStats;
 use annealvi::output;
 use annealvi::run::{AnyRun, Trainer};
-use annealvi::train::{FlowRecorder, Recorder, RunResult};
+use annealvi::train::{AnnealedAt, FlowRecorder, Recorder, RunResult};
 use std::path::Path;
 use std::time::Instant;
 
@@ -24,12 +24,17 @@ pub fn train(a: TrainArgs) -> Result<()> {
     let start = Instant::now();
     let exp = cfg.compile()?;
     // a recorder of each family's records: the run keeps the ones of its family
-    let mut rec = (Recorder::default(), FlowRecorder::default());
+    // (and the step at which an adaptive schedule reached β = 1)
+    let mut rec = (
+        (Recorder::default(), FlowRecorder::default()),
+        AnnealedAt::default(),
+    );
     let run = Trainer::new(&exp).observer(&mut rec).run()?;
     let wall = start.elapsed().as_secs_f64();
+    let ((mix, flow), at) = rec;
     match run {
-        AnyRun::Mixture(_, res) => write_mixture(&cfg, out, &rec.0, &res, wall),
-        AnyRun::Flow(_, res) => write_flow(&cfg, out, &rec.1, &res, wall),
+        AnyRun::Mixture(_, res) => write_mixture(&cfg, out, &mix, &res, at, wall),
+        AnyRun::Flow(_, res) => write_flow(&cfg, out, &flow, &res, at, wall),
     }
 }
 
@@ -39,6 +44,7 @@ fn write_mixture(
     out: &Path,
     rec: &Recorder,
     res: &RunResult,
+    at: AnnealedAt,
     wall: f64,
 ) -> Result<()> {
     let k = cfg.student.components;
@@ -53,7 +59,7 @@ fn write_mixture(
     let final_kl = rec.records.last().map_or(f64::NAN, |r| r.kl);
     output::write_text(
         &out.join("summary.json"),
-        &output::summary_json(res, cfg.seed, wall, final_kl),
+        &output::summary_json(res, cfg.seed, wall, final_kl, at.0),
     )?;
     match res.outcome {
         annealvi::metrics::Outcome::Diverged { step } => println!(
@@ -83,6 +89,7 @@ fn write_flow(
     out: &Path,
     rec: &FlowRecorder,
     res: &RunResult<FlowStats>,
+    at: AnnealedAt,
     wall: f64,
 ) -> Result<()> {
     let mut lines = String::new();
@@ -91,11 +98,14 @@ fn write_flow(
         lines.push('\n');
     }
     output::write_text(&out.join("trajectory.jsonl"), &lines)?;
-    let summary = serde_json::json!({
+    let mut summary = serde_json::json!({
         "seed": cfg.seed,
         "wall_seconds": wall,
         "result": res,
     });
+    if let Some(step) = at.0 {
+        summary["anneal_steps"] = step.into();
+    }
     output::write_text(
         &out.join("summary.json"),
         &format!(

@@ -388,6 +388,63 @@ impl StatsStudent {
         }
     }
 
+    /// ℓ_i = ln π(x_i) at `n` points x_i ~ q of R^d, drawn exactly through the frame: a
+    /// component l with probability w_l, then x = μ_l + σ_l z with z = ξ + z^⊥, ξ ~ N(0, I_p)
+    /// the frame coordinates and z^⊥ isotropic in the (d − p)-dimensional complement. As
+    /// every ν_j and μ_l lie in the frame's span, ‖x − ν_j‖² = ‖x_f − ν_j‖² + σ_l² ‖z^⊥‖²
+    /// with x_f = μ_l + σ_l ξ and ‖z^⊥‖² ~ χ²_{d−p}, so
+    ///
+    ///   ln π(x) = ln Σ_j ω_j (2π v_j)^{−d/2} exp(−(‖x_f − ν_j‖² + σ_l² χ²_{d−p}) / (2 v_j)),
+    ///
+    /// the value of the target's d-dimensional density at x (same law as the vector engine's
+    /// samples; other numbers).
+    pub(crate) fn log_target_samples<R: Rng + ?Sized>(
+        &self,
+        target: &IsotropicMixture,
+        n: usize,
+        rng: &mut R,
+        out: &mut Vec<f64>,
+    ) {
+        let (k, jc, p) = (self.q.components(), self.jc(), self.p);
+        let dn = self.d as f64;
+        let perp = if self.d > p {
+            ChiSquared::new((self.d - p) as f64).ok()
+        } else {
+            None
+        };
+        let w = self.q.weights();
+        let (lw, var) = (target.log_weights(), target.variances());
+        let (mut xi, mut terms) = (vec![0.0; p], vec![0.0; jc]);
+        out.clear();
+        for _ in 0..n {
+            let u: f64 = rng.r#gen();
+            let mut l = k - 1;
+            let mut acc = 0.0;
+            for (i, wi) in w.iter().enumerate() {
+                acc += wi;
+                if u < acc {
+                    l = i;
+                    break;
+                }
+            }
+            let s = self.q.sigma(l);
+            crate::family::fill_standard_normal(rng, &mut xi);
+            let chi = perp.as_ref().map_or(0.0, |c| c.sample(rng));
+            for (xv, m) in xi.iter_mut().zip(self.q.mean(l)) {
+                *xv = m + s * *xv;
+            }
+            let r2 = s * s * chi;
+            for (j, t) in terms.iter_mut().enumerate() {
+                let nu = &self.nu[j * p..(j + 1) * p];
+                let dist2: f64 = xi.iter().zip(nu).map(|(a, b)| (a - b) * (a - b)).sum();
+                *t = lw[j]
+                    - 0.5 * dn * (2.0 * std::f64::consts::PI * var[j]).ln()
+                    - 0.5 * (dist2 + r2) / var[j];
+            }
+            out.push(log_sum_exp(&terms));
+        }
+    }
+
     /// Monte-Carlo (KL(q‖π), E_q[ln q − β ln π]) from `n` samples per component, each drawn
     /// exactly through its frame coordinates and ‖z^⊥‖² ~ χ²_{d−p}.
     fn mc_kl<R: Rng + ?Sized>(

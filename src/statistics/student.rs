@@ -273,6 +273,16 @@ impl Student for StatsStudent {
         });
     }
 
+    fn log_target_at_samples<R: Rng + ?Sized>(
+        &mut self,
+        target: &IsotropicMixture,
+        n: usize,
+        rng: &mut R,
+        out: &mut Vec<f64>,
+    ) {
+        self.log_target_samples(target, n, rng, out);
+    }
+
     fn marginal(
         &self,
         target: &IsotropicMixture,

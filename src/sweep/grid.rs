@@ -6,7 +6,7 @@ use crate::config::{Config, FamilyKind, ScheduleKind};
 use crate::error::{Error, Result};
 use crate::run::{AnyRun, Trainer};
 use crate::seed::mix;
-use crate::train::RunResult;
+use crate::train::{AnnealedAt, RunResult};
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 use std::path::Path;
@@ -275,12 +275,32 @@ impl SweepConfig {
         }
         // what the grid sets per cell must not also be set in [run] (it would be recorded in
         // sweep.toml and silently ignored)
-        if self.run.schedule != crate::schedule::ScheduleConfig::default() {
+        let sched = &self.run.schedule;
+        if sched.kind == ScheduleKind::Adaptive {
+            // the grid sets β_i and the budget t0; the rule's own keys come from [run.schedule]
+            let plain = crate::schedule::ScheduleConfig::default();
+            if sched.beta_i != plain.beta_i || sched.t0 != plain.t0 {
+                return Err(Error::config(
+                    "run.schedule",
+                    "beta_i or t0 in an adaptive [run.schedule]",
+                    "only kind, rho, every and samples in a sweep's [run.schedule]: each cell's \
+                     adaptive schedule starts at grid.beta_i with the budget grid.t0",
+                ));
+            }
+            if g.device != Device::Cpu {
+                return Err(Error::config(
+                    "grid.device",
+                    format!("{:?}", g.device).to_lowercase(),
+                    "\"cpu\" with an adaptive schedule (the GPU engines run schedules β(t))",
+                ));
+            }
+        } else if *sched != crate::schedule::ScheduleConfig::default() {
             return Err(Error::config(
                 "run.schedule",
                 "a [run.schedule] section",
-                "no [run.schedule] in a sweep: each cell's schedule is β(t) = β_i^(1 − t/t0) \
-                 from grid.beta_i and grid.t0 (β = 1 for the no-annealing cell)",
+                "no [run.schedule] in a sweep, or one with kind = \"adaptive\": each cell's \
+                 schedule is β(t) = β_i^(1 − t/t0) from grid.beta_i and grid.t0 (β = 1 for the \
+                 no-annealing cell), or the adaptive rule from β_i with the budget t0",
             ));
         }
         if self.run.optim.steps != crate::optim::OptimConfig::default().steps {
@@ -410,7 +430,9 @@ impl SweepConfig {
             c.schedule.beta = 1.0;
             c.optim.steps = self.grid.extra_steps.max(1);
         } else {
-            c.schedule.kind = ScheduleKind::Exponential;
+            if c.schedule.kind != ScheduleKind::Adaptive {
+                c.schedule.kind = ScheduleKind::Exponential;
+            }
             c.schedule.beta_i = cell.beta_i;
             c.schedule.t0 = cell.t0;
             c.optim.steps = cell.t0 as usize + self.grid.extra_steps;
@@ -424,9 +446,14 @@ impl SweepConfig {
     pub fn run_one(&self, spec: RunSpec, cells: &[Cell]) -> RunLine {
         let (cell, trainer) = self.trainer_of(spec, cells);
         let start = Instant::now();
-        let run = trainer
-            .and_then(|(exp, streams)| Trainer::new(&exp).streams(streams.0, streams.1).run());
-        self.line_of(spec, cell, run, start)
+        let mut at = AnnealedAt::default();
+        let run = trainer.and_then(|(exp, streams)| {
+            Trainer::new(&exp)
+                .streams(streams.0, streams.1)
+                .observer(&mut at)
+                .run()
+        });
+        self.line_of(spec, cell, run, at, start)
     }
 
     /// [`Self::run_one`] that stops once `cancel` is set (`None`: the run is abandoned; see
@@ -439,16 +466,18 @@ impl SweepConfig {
     ) -> Option<RunLine> {
         let (cell, trainer) = self.trainer_of(spec, cells);
         let start = Instant::now();
+        let mut at = AnnealedAt::default();
         let run = trainer.and_then(|(exp, streams)| {
             Trainer::new(&exp)
                 .streams(streams.0, streams.1)
                 .cancel(cancel)
+                .observer(&mut at)
                 .run()
         });
         if matches!(run, Err(crate::Error::Interrupted)) {
             return None;
         }
-        Some(self.line_of(spec, cell, run, start))
+        Some(self.line_of(spec, cell, run, at, start))
     }
 
     /// The cell of a run, its compiled configuration and its stream indices (init, noise).
@@ -467,7 +496,14 @@ impl SweepConfig {
     }
 
     /// The line of a finished run.
-    fn line_of(&self, spec: RunSpec, cell: Cell, run: Result<AnyRun>, start: Instant) -> RunLine {
+    fn line_of(
+        &self,
+        spec: RunSpec,
+        cell: Cell,
+        run: Result<AnyRun>,
+        at: AnnealedAt,
+        start: Instant,
+    ) -> RunLine {
         let (res, gmm, flow) = match run {
             Ok(AnyRun::Flow(_, r)) => {
                 let (res, flow) = split_stats(r);
@@ -480,14 +516,16 @@ impl SweepConfig {
             // unreachable after validation; recorded as a divergence at step 0, not a panic
             Err(_) => (RunResult::diverged(0, ()), None, None),
         };
-        run_line(
+        let mut line = run_line(
             cell,
             spec.seed,
             res,
             gmm,
             flow,
             start.elapsed().as_secs_f64(),
-        )
+        );
+        line.anneal_steps = at.0;
+        line
     }
 
     /// Total SGD steps of a list of runs.

@@ -89,6 +89,11 @@ pub struct RunLine {
         with = "lossless::option"
     )]
     pub emc: Option<f64>,
+    /// Adaptive schedules (`[run.schedule] kind = "adaptive"`): the first step at which β was
+    /// 1 (absent for the other schedules, whose end is the cell's t0, and for a run stopped
+    /// before β reached 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub anneal_steps: Option<usize>,
     /// Wall time of the run in seconds.
     #[serde(with = "lossless")]
     pub wall_seconds: f64,
@@ -260,6 +265,7 @@ pub fn run_line(
             log_z_error: bench.and_then(|b| finite(b.log_z_error)),
             modes_covered: bench.and_then(|b| b.modes_covered),
             emc: bench.and_then(|b| b.emc.and_then(finite)),
+            anneal_steps: None,
             wall_seconds,
         }
     }

@@ -45,6 +45,14 @@ pub fn check_theory_applies(cfg: &SweepConfig) -> Result<()> {
             &format!("\"gmm\" for theory and design {why}"),
         ));
     }
+    if r.schedule.kind == crate::schedule::ScheduleKind::Adaptive {
+        return Err(Error::config(
+            "run.schedule.kind",
+            "\"adaptive\"",
+            "no [run.schedule] for theory and design (the theory predicts the grid's \
+             exponential schedules; an adaptive schedule's β(t) is known only by training)",
+        ));
+    }
     if r.optim.kind != OptimKind::Sgd {
         return Err(Error::config(
             "run.optim.kind",

@@ -101,6 +101,22 @@ impl Student for GmmStudent {
         observer.on_record(&rec);
     }
 
+    fn log_target_at_samples<R: Rng + ?Sized>(
+        &mut self,
+        target: &IsotropicMixture,
+        n: usize,
+        rng: &mut R,
+        out: &mut Vec<f64>,
+    ) {
+        let mut x = vec![0.0; self.dim()];
+        let mut rng = rng;
+        out.clear();
+        for _ in 0..n {
+            self.sample(&mut rng, &mut x);
+            out.push(target.log_density(&x));
+        }
+    }
+
     fn marginal(
         &self,
         target: &IsotropicMixture,
@@ -193,6 +209,19 @@ impl Student for RealNvp {
             eval_rng,
         );
         observer.on_record(&flow_record(step, beta, loss, st));
+    }
+
+    fn log_target_at_samples<R: Rng + ?Sized>(
+        &mut self,
+        target: &IsotropicMixture,
+        n: usize,
+        rng: &mut R,
+        out: &mut Vec<f64>,
+    ) {
+        let d = VariationalFamily::dim(self);
+        let (x, _) = self.sample_with_log_q(n, rng);
+        out.clear();
+        out.extend(x.chunks_exact(d).take(n).map(|xb| target.log_density(xb)));
     }
 
     fn finish<R: Rng + ?Sized>(

@@ -96,6 +96,21 @@ impl<'a, X: ExternalTarget + ?Sized> External<'a, X> {
         |x, lp, g| self.target.evaluate(x, lp, g)
     }
 
+    /// ln π at the points `x` (n × d, row-major) into `out` (resized to n; NaN where the
+    /// evaluation failed, the failure kept for the loop). The gradient is computed and
+    /// discarded: the batch evaluation gives both.
+    fn log_prob(&self, x: &[f64], out: &mut Vec<f64>) {
+        let n = x.len() / self.target.dim().max(1);
+        out.clear();
+        out.resize(n, f64::NAN);
+        let mut g = vec![0.0; x.len()];
+        let r = self.target.evaluate(x, out, &mut g);
+        if self.keep(r.map(|_| true), false) {
+            return;
+        }
+        out.iter_mut().for_each(|v| *v = f64::NAN);
+    }
+
     /// The value of `r`, or `fallback` with the error kept for the loop.
     fn keep<V>(&self, r: Result<V, X::Error>, fallback: V) -> V {
         r.unwrap_or_else(|e| {
@@ -156,6 +171,22 @@ impl<X: ExternalTarget + ?Sized> Student<External<'_, X>> for GmmStudent {
         let (est, b) = (settings.estimator, settings.samples);
         let r = mc_gradient_batched(self, target.batch(), beta, est, b, rng, ws, grad);
         target.keep(r, f64::NAN)
+    }
+
+    fn log_target_at_samples<R: Rng + ?Sized>(
+        &mut self,
+        target: &External<'_, X>,
+        n: usize,
+        rng: &mut R,
+        out: &mut Vec<f64>,
+    ) {
+        let d = self.dim();
+        let mut x = vec![0.0; n * d];
+        let mut rng = rng;
+        for xb in x.chunks_exact_mut(d) {
+            self.sample(&mut rng, xb);
+        }
+        target.log_prob(&x, out);
     }
 
     fn record<R: Rng + ?Sized>(
@@ -253,6 +284,18 @@ impl<X: ExternalTarget + ?Sized> Student<External<'_, X>> for RealNvp {
         let mut f = target.batch();
         let r = self.loss_and_grad_batched(&mut f, beta, est, b, rng, &mut ws.eps, grad);
         target.keep(r, f64::NAN)
+    }
+
+    fn log_target_at_samples<R: Rng + ?Sized>(
+        &mut self,
+        target: &External<'_, X>,
+        n: usize,
+        rng: &mut R,
+        out: &mut Vec<f64>,
+    ) {
+        let (x, _) = self.sample_with_log_q(n, rng);
+        let d = VariationalFamily::dim(self);
+        target.log_prob(&x[..n * d], out);
     }
 
     fn record<R: Rng + ?Sized>(

@@ -34,7 +34,7 @@ use crate::family::{ParamGroup, VariationalFamily};
 use crate::metrics::Outcome;
 use crate::objective::Estimator;
 use crate::optim::Optimizer;
-use crate::schedule::Schedule;
+use crate::schedule::Annealer;
 use crate::seed::Stream;
 use crate::target::IsotropicMixture;
 use rand::Rng;
@@ -167,6 +167,20 @@ pub trait Observer {
     fn on_record(&mut self, _record: &Record<dyn RecordStats>) {}
     /// A marginal snapshot.
     fn on_marginal(&mut self, _snapshot: &MarginalSnapshot) {}
+    /// An adaptive schedule ([`crate::schedule::Adaptive`]) reached β = 1 at SGD step `step`
+    /// (sent once; never for a schedule β(t), whose end is known beforehand).
+    fn on_annealed(&mut self, _step: usize) {}
+}
+
+/// The step at which an adaptive schedule reached β = 1 (`None` until it does, and for a
+/// schedule β(t)): an observer to pair with others, e.g. `(recorder, AnnealedAt::default())`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AnnealedAt(pub Option<usize>);
+
+impl Observer for AnnealedAt {
+    fn on_annealed(&mut self, step: usize) {
+        self.0 = Some(step);
+    }
 }
 
 /// An observer that ignores everything.
@@ -180,6 +194,9 @@ impl<O: Observer + ?Sized> Observer for &mut O {
     fn on_marginal(&mut self, s: &MarginalSnapshot) {
         (**self).on_marginal(s);
     }
+    fn on_annealed(&mut self, step: usize) {
+        (**self).on_annealed(step);
+    }
 }
 
 /// Both observers see every event (the first, then the second): e.g. a [`Recorder`] of each
@@ -192,6 +209,10 @@ impl<A: Observer, B: Observer> Observer for (A, B) {
     fn on_marginal(&mut self, s: &MarginalSnapshot) {
         self.0.on_marginal(s);
         self.1.on_marginal(s);
+    }
+    fn on_annealed(&mut self, step: usize) {
+        self.0.on_annealed(step);
+        self.1.on_annealed(step);
     }
 }
 
@@ -371,6 +392,17 @@ pub trait Student<T: ?Sized = IsotropicMixture>: Trainable {
         eval_rng: &mut R,
         observer: &mut dyn Observer,
     );
+    /// ℓ_i = ln π(x_i) (untempered, up to a constant shared by all points) at `n` points
+    /// x_i ~ q drawn from `rng`, into `out` (resized to n): the samples of the adaptive
+    /// schedule ([`crate::schedule::Annealer`]). A failed evaluation leaves its failure in the
+    /// target (see [`TrainTarget`]).
+    fn log_target_at_samples<R: Rng + ?Sized>(
+        &mut self,
+        target: &T,
+        n: usize,
+        rng: &mut R,
+        out: &mut Vec<f64>,
+    );
     /// Marginal densities along μ̂, where the family has them in closed form (by default it
     /// has not).
     fn marginal(
@@ -426,6 +458,10 @@ pub fn record_stream<R: Rng + Clone>(eval_rng: &R) -> Stream {
 /// training trajectory nor the final evaluation). Whatever the target, the random numbers are
 /// drawn in the same order from the same streams.
 ///
+/// β comes from `annealer`: a schedule β(t), or the adaptive rule, which before each update
+/// step draws its samples of q from its own stream ([`Student::log_target_at_samples`]) and
+/// announces the step at which β reached 1 ([`Observer::on_annealed`]).
+///
 /// `cancel` is read before every step and before the final evaluation: a stopped run returns
 /// `Ok(None)`, leaving the student at its last update; without cancellation the result is the
 /// same bit for bit. `Err` carries the first failure of the target's evaluations (the run
@@ -435,7 +471,7 @@ pub fn record_stream<R: Rng + Clone>(eval_rng: &R) -> Stream {
 pub fn train_with<T, S, R>(
     q: &mut S,
     target: &T,
-    schedule: &dyn Schedule,
+    annealer: &mut Annealer<'_>,
     opt: &mut dyn Optimizer,
     settings: &TrainSettings,
     rng: &mut R,
@@ -453,11 +489,22 @@ where
     let groups = q.groups();
     let mut grad = vec![0.0; q.params().len()];
     let t_end = settings.steps;
+    let mut ell = Vec::new();
+    let mut annealed = false;
     for step in 0..=t_end {
         if cancel.load(Ordering::Relaxed) {
             return Ok(None);
         }
-        let beta = schedule.beta(step as f64);
+        if let Some((n, anneal_rng)) = annealer.due(step) {
+            q.log_target_at_samples(target, n, anneal_rng, &mut ell);
+            target.take_error()?;
+            annealer.update(step, &ell);
+        }
+        let beta = annealer.beta(step);
+        if !annealed && annealer.reached_one().is_some() {
+            annealed = true;
+            observer.on_annealed(annealer.reached_one().unwrap_or(step));
+        }
         if settings.marginal_steps.contains(&step)
             && let Some(m) = q.marginal(target, beta, step, settings.marginal_grid)
         {
