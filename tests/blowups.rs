@@ -327,7 +327,8 @@ fn a_flow_out_of_bounds_is_diverged() {
 }
 
 /// Item 2, the theory: an ODE whose statistics overflow ends with `Diverged`, counted as a
-/// failed integration, never as a collapse.
+/// failed integration, never as a collapse. The bound is the statistics flows' (opted in by
+/// `OdeSystem::state_bound`); a system without it integrates on.
 #[test]
 fn the_ode_calls_overflowing_statistics_diverged() {
     use annealvi::error::IntegrateError;
@@ -335,6 +336,15 @@ fn the_ode_calls_overflowing_statistics_diverged() {
     // dx/dt = x: grows past the bound at t = ln(1e12 / 1) ≈ 27.6
     struct Grow;
     impl annealvi::theory::OdeSystem<1> for Grow {
+        fn rhs(&self, _t: f64, x: &[f64; 1]) -> [f64; 1] {
+            [x[0]]
+        }
+        fn state_bound(&self) -> f64 {
+            STATE_BOUND
+        }
+    }
+    struct Unbounded;
+    impl annealvi::theory::OdeSystem<1> for Unbounded {
         fn rhs(&self, _t: f64, x: &[f64; 1]) -> [f64; 1] {
             [x[0]]
         }
@@ -351,4 +361,6 @@ fn the_ode_calls_overflowing_statistics_diverged() {
         other => panic!("{other:?}"),
     }
     assert!(integrate(&Grow, 0.0, [1.0], &[20.0], tol).is_ok());
+    let x = integrate(&Unbounded, 0.0, [1.0], &[40.0], tol).unwrap()[0][0];
+    assert!((x.ln() - 40.0).abs() < 1e-4, "{x}");
 }

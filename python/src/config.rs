@@ -4,9 +4,8 @@
 //! small model and schedule configurations the theory functions build from their arguments.
 
 use crate::to_py;
-use annealvi::config::{NumberOr, ScheduleKind};
+use annealvi::config::NumberOr;
 use annealvi::prelude::*;
-use numpy::{PyArray1, PyReadonlyArray1};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
@@ -350,46 +349,4 @@ pub(crate) fn rename_model_field(e: Error) -> Error {
         }
         e => e,
     }
-}
-
-pub(crate) fn schedule_config(kind: &str, beta_i: f64, t0: f64, beta: f64) -> PyResult<Config> {
-    let mut c = Config::default();
-    c.schedule.kind = match kind {
-        "exponential" => ScheduleKind::Exponential,
-        "linear" => ScheduleKind::Linear,
-        "linear_temperature" => ScheduleKind::LinearTemperature,
-        "constant" => ScheduleKind::Constant,
-        other => {
-            return Err(PyValueError::new_err(format!(
-                "schedule kind {other:?} (expected exponential, linear, linear_temperature or \
-                 constant)"
-            )));
-        }
-    };
-    c.schedule.beta_i = beta_i;
-    c.schedule.t0 = t0;
-    c.schedule.beta = beta;
-    c.validate().map_err(to_py)?;
-    Ok(c)
-}
-
-/// Validates a schedule's parameters (ValueError naming `schedule.<field>` otherwise).
-#[pyfunction]
-pub(crate) fn check_schedule(kind: &str, beta_i: f64, t0: f64, beta: f64) -> PyResult<()> {
-    schedule_config(kind, beta_i, t0, beta).map(|_| ())
-}
-
-/// β at each step of `steps` for the schedule (kind, β_i, t0, β).
-#[pyfunction]
-pub(crate) fn schedule_beta<'py>(
-    py: Python<'py>,
-    kind: &str,
-    beta_i: f64,
-    t0: f64,
-    beta: f64,
-    steps: PyReadonlyArray1<'py, f64>,
-) -> PyResult<Bound<'py, PyArray1<f64>>> {
-    let s = schedule_config(kind, beta_i, t0, beta)?.build_schedule();
-    let out: Vec<f64> = steps.as_array().iter().map(|&t| s.beta(t)).collect();
-    Ok(PyArray1::from_vec(py, out))
 }

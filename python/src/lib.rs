@@ -23,7 +23,7 @@ mod student;
 mod sweep;
 mod theory;
 
-use config::{check_schedule, resolve_config, resolve_sweep, schedule_beta};
+use config::{resolve_config, resolve_sweep};
 use runs::{experiment_config, train};
 pub(crate) use runs::{flow_columns, gmm_columns, gmm_summary, outcome_items};
 use theory::{collapse_probability, design, ode_trajectory, schedule_validate, schedule_values};
@@ -274,15 +274,12 @@ fn native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let _ = annealvi::progress::set_reporter(reporter);
     m.add_function(wrap_pyfunction!(resolve_config, m)?)?;
     m.add_function(wrap_pyfunction!(resolve_sweep, m)?)?;
-    m.add_function(wrap_pyfunction!(check_schedule, m)?)?;
-    m.add_function(wrap_pyfunction!(schedule_beta, m)?)?;
     m.add_function(wrap_pyfunction!(schedule_validate, m)?)?;
     m.add_function(wrap_pyfunction!(schedule_values, m)?)?;
     m.add_function(wrap_pyfunction!(collapse_probability, m)?)?;
     m.add_function(wrap_pyfunction!(design, m)?)?;
     m.add_function(wrap_pyfunction!(ode_trajectory, m)?)?;
     m.add_function(wrap_pyfunction!(train, m)?)?;
-    m.add_function(wrap_pyfunction!(runs::sweep, m)?)?;
     m.add_function(wrap_pyfunction!(sweep::run_sweep, m)?)?;
     m.add_function(wrap_pyfunction!(callable::gmm_gradient_check, m)?)?;
     m.add_function(wrap_pyfunction!(experiment_config, m)?)?;

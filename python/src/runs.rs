@@ -2,7 +2,7 @@
 //! results as dicts of numpy arrays.
 
 use crate::config::{Table, finish, load_table, set_user_dim};
-use crate::{THREADS, callable, check_int, interrupted, interruptible, to_py, with_threads};
+use crate::{callable, interrupted, interruptible, to_py};
 use annealvi::prelude::*;
 use annealvi::train::ExternalTarget;
 use numpy::{PyArray1, PyArrayMethods};
@@ -290,87 +290,4 @@ pub(crate) fn flow_columns(
         )?,
     )?;
     Ok(())
-}
-
-/// Runs (or resumes) the sweep of `config` into `out` (runs.jsonl, cells.csv, sweep.toml, as
-/// the CLI), then returns its cells as columns.
-#[pyfunction]
-pub(crate) fn sweep<'py>(
-    py: Python<'py>,
-    kind: &str,
-    source: &Bound<'py, PyAny>,
-    overrides: &Bound<'py, PyDict>,
-    out: &str,
-    resume: bool,
-    shard: Option<&str>,
-    threads: usize,
-    target: Option<Py<PyAny>>,
-) -> PyResult<Bound<'py, PyDict>> {
-    check_int("threads", threads, THREADS)?;
-    let t = table_for(py, kind, source, overrides, target.as_ref(), "run.target.d")?;
-    let cfg: SweepConfig = finish(t, "sweep configuration", SweepConfig::validate)?;
-    let shard = shard.map(Shard::parse).transpose().map_err(to_py)?;
-    let opts = SweepOptions {
-        resume,
-        shard,
-        ..SweepOptions::new(out)
-    };
-    let report = with_threads(threads, || match target {
-        Some(t) => callable::sweep(py, &cfg, &opts, t),
-        None => {
-            interruptible(py, |cancel| run_sweep_cancellable(&cfg, &opts, cancel))?.map_err(to_py)
-        }
-    })?;
-    let runs = read_runs(&opts.out.join("runs.jsonl"), false).map_err(to_py)?;
-    let cells = aggregate(&runs);
-    let dict = PyDict::new(py);
-    let col = |f: &dyn Fn(&CellStats) -> f64| -> Vec<f64> { cells.iter().map(f).collect() };
-    let icol = |f: &dyn Fn(&CellStats) -> usize| -> Vec<i64> {
-        cells.iter().map(|c| f(c) as i64).collect()
-    };
-    let ci: Vec<(f64, f64)> = cells
-        .iter()
-        .map(|c| wilson_interval(c.collapsed, c.n))
-        .collect();
-    dict.set_item("beta_i", PyArray1::from_vec(py, col(&|c| c.cell.beta_i)))?;
-    dict.set_item("t0", PyArray1::from_vec(py, col(&|c| c.cell.t0)))?;
-    dict.set_item("rate", PyArray1::from_vec(py, col(&|c| c.cell.rate())))?;
-    dict.set_item("n", PyArray1::from_vec(py, icol(&|c| c.n)))?;
-    dict.set_item("collapsed", PyArray1::from_vec(py, icol(&|c| c.collapsed)))?;
-    dict.set_item("diverged", PyArray1::from_vec(py, icol(&|c| c.diverged)))?;
-    dict.set_item("covered", PyArray1::from_vec(py, icol(&|c| c.covered)))?;
-    dict.set_item(
-        "p_collapse",
-        PyArray1::from_vec(py, col(&|c| c.p_collapse())),
-    )?;
-    dict.set_item(
-        "ci_low",
-        PyArray1::from_vec(py, ci.iter().map(|x| x.0).collect::<Vec<_>>()),
-    )?;
-    dict.set_item(
-        "ci_high",
-        PyArray1::from_vec(py, ci.iter().map(|x| x.1).collect::<Vec<_>>()),
-    )?;
-    dict.set_item(
-        "mean_light_mass",
-        PyArray1::from_vec(py, col(&|c| c.mean_light_mass)),
-    )?;
-    dict.set_item(
-        "mean_mode_weight_error",
-        PyArray1::from_vec(py, col(&|c| c.mean_mode_weight_error)),
-    )?;
-    dict.set_item(
-        "mean_ess_fraction",
-        PyArray1::from_vec(py, col(&|c| c.mean_ess_fraction)),
-    )?;
-    dict.set_item("mean_kl", PyArray1::from_vec(py, col(&|c| c.mean_kl)))?;
-    let rep = PyDict::new(py);
-    rep.set_item("planned", report.planned)?;
-    rep.set_item("skipped", report.skipped)?;
-    rep.set_item("ran", report.ran)?;
-    rep.set_item("seconds", report.seconds)?;
-    let outd = PyDict::new(py);
-    outd.set_item("cells", dict)?;
-    outd.set_item("report", rep)?;
-    Ok(outd)
 }
