@@ -92,6 +92,8 @@ struct Finished {
     run: AnyRun<Vec<f64>>,
     rec: Recorder,
     flow_rec: FlowRecorder,
+    /// The step at which an adaptive schedule reached β = 1.
+    annealed: Option<usize>,
     axis: Vec<f64>,
 }
 
@@ -126,6 +128,7 @@ fn run(
         run,
         rec: rec.0,
         flow_rec: rec.1,
+        annealed: rec.2,
         axis: External::new(target).axis().to_vec(),
     })
 }
@@ -186,12 +189,17 @@ pub fn train<'py>(
     check_dims(cfg, &t)?;
     let f = interruptible(py, |cancel| self::run(cfg, &t, (run, run), cancel, true))??;
     let (q, res) = match f.run {
-        AnyRun::Flow(q, res) => return train_flow(py, cfg, &t, *q, res, &f.flow_rec),
+        AnyRun::Flow(q, res) => {
+            return train_flow(py, cfg, &t, *q, res, &f.flow_rec, f.annealed);
+        }
         AnyRun::Mixture(q, res) => (q, res),
     };
     let (rec, axis) = (f.rec, f.axis);
     let summary = PyDict::new(py);
     summary.set_item("seed", cfg.seed)?;
+    if let Some(step) = f.annealed {
+        summary.set_item("anneal_steps", step)?;
+    }
     outcome_summary(&summary, &t, &res.outcome)?;
     summary.set_item("final_step", res.final_step)?;
     summary.set_item("light_mode_mass", res.light_mode_mass)?;
@@ -217,9 +225,13 @@ fn train_flow<'py>(
     q: annealvi::family::RealNvp,
     res: RunResult<annealvi::family::realnvp::FlowStats>,
     rec: &FlowRecorder,
+    annealed: Option<usize>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let summary = PyDict::new(py);
     summary.set_item("seed", cfg.seed)?;
+    if let Some(step) = annealed {
+        summary.set_item("anneal_steps", step)?;
+    }
     outcome_summary(&summary, t, &res.outcome)?;
     let st = &res.stats;
     summary.set_item("final_step", res.final_step)?;

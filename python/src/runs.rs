@@ -101,6 +101,8 @@ fn toml_to_py<'py>(py: Python<'py>, v: &toml::Value) -> PyResult<Bound<'py, PyAn
 /// into the call's progress; see `with_progress`).
 pub(crate) struct StepProgress {
     pub(crate) rec: (Recorder, FlowRecorder),
+    /// The step at which an adaptive schedule reached β = 1.
+    annealed: Option<usize>,
     bar: Option<annealvi::progress::Bar>,
     last: u64,
 }
@@ -111,6 +113,7 @@ impl StepProgress {
     pub(crate) fn new(cfg: &Config, report: bool) -> Self {
         Self {
             rec: Default::default(),
+            annealed: None,
             bar: report.then(|| annealvi::progress::bar(cfg.optim.steps as u64, "train")),
             last: 0,
         }
@@ -126,16 +129,20 @@ impl StepProgress {
         }
     }
 
-    /// The records of each family, once the run is over.
-    pub(crate) fn into_recorders(self) -> (Recorder, FlowRecorder) {
+    /// The records of each family and the step at which an adaptive schedule reached β = 1
+    /// (`anneal_steps`), once the run is over.
+    pub(crate) fn into_recorders(self) -> (Recorder, FlowRecorder, Option<usize>) {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
         }
-        self.rec
+        (self.rec.0, self.rec.1, self.annealed)
     }
 }
 
 impl Observer for StepProgress {
+    fn on_annealed(&mut self, step: usize) {
+        self.annealed = Some(step);
+    }
     fn on_record(&mut self, r: &annealvi::train::Record<dyn annealvi::train::RecordStats>) {
         self.reached(r.step);
         self.rec.on_record(r);
@@ -175,7 +182,7 @@ fn train_builtin<'py>(py: Python<'py>, cfg: &Config, run: u64) -> PyResult<Bound
     summary.set_item("seed", cfg.seed)?;
     let exp = cfg.compile().map_err(to_py)?;
     // streams (run, run); a recorder of each family's records (the run keeps its family's)
-    let (finished, (rec, flow_rec)) = interruptible(py, |cancel| {
+    let (finished, (rec, flow_rec, annealed)) = interruptible(py, |cancel| {
         let mut obs = StepProgress::new(cfg, true);
         let r = Trainer::new(&exp)
             .index(run)
@@ -188,6 +195,9 @@ fn train_builtin<'py>(py: Python<'py>, cfg: &Config, run: u64) -> PyResult<Bound
             Err(e) => Err(to_py(e)),
         }
     })??;
+    if let Some(step) = annealed {
+        summary.set_item("anneal_steps", step)?;
+    }
     match finished {
         annealvi::run::AnyRun::Flow(q, res) => {
             out.set_item("student", crate::student::FlowModel::new(*q))?;

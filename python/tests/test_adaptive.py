@@ -51,3 +51,26 @@ def test_train_with_an_adaptive_schedule():
     # same configuration, same β path
     again = annealvi.train(cfg)
     assert np.array_equal(np.asarray(again["trajectory"]["beta"]), beta)
+    # the step at which β reached 1 (as the CLI's summary.json `anneal_steps`): the first
+    # recorded β = 1 is at or after it, the last β < 1 before it
+    at = out["summary"]["anneal_steps"]
+    assert 0 < at <= 400
+    assert step[beta < 1.0].max() < at <= step[beta == 1.0].min()
+    assert annealvi.Experiment(cfg).train().anneal_steps == at
+    # a schedule β(t) has none
+    cfg["schedule"] = schedule.exponential(0.02, 400).to_config()
+    assert "anneal_steps" not in annealvi.train(cfg)["summary"]
+
+
+def test_adaptive_steps_with_a_user_target():
+    target = annealvi.bimodal(8)
+    s = schedule.adaptive(beta_i=0.05, t0=300, rho=0.5, every=10, samples=32)
+    for family in ("gmm", "realnvp"):
+        cfg = {"student": {"family": family}, "optim": {"steps": 320}, "record": {"every": 20},
+               "schedule": s.to_config()}
+        if family == "realnvp":
+            cfg["optim"].update(kind="adam", lr=1e-3)
+            cfg["student"]["realnvp"] = {"layers": 2, "width": 8, "eval_samples": 200}
+        run = annealvi.Experiment(cfg, target=target).train()
+        assert 0 < run.anneal_steps <= 300, family
+
