@@ -84,6 +84,10 @@ pub struct FigureArgs {
     /// quick, 2000 full; schedules-flow: runs per schedule, default 16 quick, 64 full).
     #[arg(long, value_name = "N")]
     pub seeds: Option<usize>,
+    /// Figure `schedules` only: annealing budgets T in steps, comma-separated (default 500,
+    /// 1000, 2000 quick; 1000, 2000, 4000, 8000 full).
+    #[arg(long, value_name = "T1,T2,...", value_delimiter = ',')]
+    pub budgets: Option<Vec<f64>>,
     /// Figure 4 only: draw from the finished runs of the RealNVP sweep in DIR (sweep.toml,
     /// runs.jsonl) instead of running a sweep; unfinished cells are crossed out.
     #[arg(long, value_name = "DIR")]

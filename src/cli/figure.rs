@@ -17,6 +17,7 @@ pub fn figure(a: FigureArgs) -> Result<()> {
         seed,
         threads: _,
         seeds,
+        budgets,
         from,
     } = a;
     // a flag the figure does not use is refused, not silently ignored
@@ -61,6 +62,13 @@ pub fn figure(a: FigureArgs) -> Result<()> {
         flow.unwrap_or(FlowScale::Quick),
         device.unwrap_or(DeviceArg::Cpu),
     );
+    if budgets.is_some() && number != "schedules" {
+        return Err(Error::config(
+            "--budgets",
+            "given",
+            "only with figure schedules",
+        ));
+    }
     if number == "dim" {
         figure::figure_dim(&out, quick)?;
         return Ok(());
@@ -76,6 +84,21 @@ pub fn figure(a: FigureArgs) -> Result<()> {
                 return Err(Error::config("--seeds", n, "at least 1"));
             }
             spec.seeds = n;
+        }
+        if let Some(b) = budgets {
+            if b.is_empty() {
+                return Err(Error::config("--budgets", "", "at least one budget"));
+            }
+            for &t in &b {
+                if !(t.is_finite() && (10.0..=1e6).contains(&t)) {
+                    return Err(Error::config(
+                        "--budgets",
+                        t,
+                        "annealing budgets in [10, 1e6] steps",
+                    ));
+                }
+            }
+            spec.budgets = b;
         }
         figure::figure_schedules_with(&out, &figure::schedules_config()?, &spec)?;
         return Ok(());

@@ -73,6 +73,35 @@ pub fn theta_of_exponential(beta_i: f64, segments: usize) -> Vec<f64> {
     t
 }
 
+/// Parameters of the schedule through ln β at the `segments + 1` equal-slice knots of
+/// `schedule` (β at the last knot taken as 1): span = −ln β(0), slice weights proportional to
+/// the rise of ln β over each slice. The exponential schedule gives
+/// [`theta_of_exponential`]; a schedule that does not rise over some slice gets the smallest
+/// weight.
+pub fn theta_of_schedule(schedule: &dyn Schedule, budget: f64, segments: usize) -> Vec<f64> {
+    let lb: Vec<f64> = (0..=segments)
+        .map(|j| {
+            if j == segments {
+                0.0
+            } else {
+                schedule
+                    .beta((j as f64 * budget / segments as f64).round())
+                    .clamp(f64::MIN_POSITIVE, 1.0)
+                    .ln()
+            }
+        })
+        .collect();
+    let rise = |j: usize| (lb[j + 1] - lb[j]).max(1e-300);
+    let mut t = vec![0.0; segments];
+    t[0] = (-lb[0]).clamp(MIN_SPAN, MAX_SPAN).ln();
+    for (j, x) in t.iter_mut().enumerate().skip(1) {
+        *x = (rise(j) / rise(0))
+            .ln()
+            .clamp(-MAX_LOG_WEIGHT, MAX_LOG_WEIGHT);
+    }
+    t
+}
+
 /// The sharp formula's P(collapse) of `schedule`, annealing to step `budget` then
 /// `extra_steps` at β = 1; 1 where the formula fails (so that the optimiser avoids it).
 fn formula_p(model: &FormulaModel, schedule: &dyn Schedule, budget: f64) -> f64 {
@@ -228,33 +257,17 @@ pub struct Optimised {
 }
 
 /// The schedule with `segments` slices minimising the sharp formula at `budget`: Nelder–Mead
-/// (with a restart) from the best exponential schedule and from each of `warm` (parameters of
-/// other budgets, in normalised time), in parallel; the best result.
+/// (with a restart) from the best exponential schedule, from the best linear-in-temperature
+/// schedule (through its knots, [`theta_of_schedule`]) and from each of `warm` (parameters of
+/// other budgets, in normalised time), in parallel; the best result by the formula.
 pub fn optimise(
     model: &FormulaModel,
     budget: f64,
     segments: usize,
     warm: &[Vec<f64>],
 ) -> Result<Optimised> {
-    use rayon::prelude::*;
-    let (bi, _) = best_beta_i(model, Shape::Exponential, budget)?;
-    let mut starts = vec![theta_of_exponential(bi, segments)];
-    starts.extend(warm.iter().filter(|w| w.len() == segments).cloned());
-    if starts.len() == 1 {
-        // a second start: spend more of the budget late (at large β)
-        let mut t = theta_of_exponential(bi, segments);
-        for (i, x) in t.iter_mut().enumerate().skip(1) {
-            *x = 0.1 * i as f64;
-        }
-        starts.push(t);
-    }
-    let max_iters = 120 * segments as u64;
-    let runs: Vec<(Vec<f64>, f64, u64)> = starts
-        .par_iter()
-        .map(|s| nelder_mead(model, budget, s, max_iters))
-        .collect::<Result<_>>()?;
-    let evaluations = runs.iter().map(|r| r.2).sum();
-    let (theta, p_formula, _) = runs
+    let (runs, evaluations) = optimiser_runs(model, budget, segments, warm)?;
+    let (theta, p_formula) = runs
         .into_iter()
         .min_by(|a, b| a.1.total_cmp(&b.1))
         .ok_or_else(|| Error::Invalid("no optimiser start".into()))?;
@@ -265,6 +278,97 @@ pub fn optimise(
         p_formula,
         evaluations,
     })
+}
+
+/// As [`optimise`], checked by the table ODE Monte Carlo of `pred`, with the optimum's number of
+/// collapsed initial conditions. The formula's best result is kept unless another Nelder–Mead
+/// result collapses clearly fewer initial conditions of the table: c_formula − c > 2
+/// √(c_formula + c) (a difference beyond the Monte-Carlo noise of the two counts, so that the
+/// check does not chase that noise). This matters where the formula is flat: on long budgets it
+/// rounds P to 0 for several schedules that the table ODE still tells apart, and the optimum
+/// would otherwise stay wherever the first start left it.
+pub fn optimise_verified(
+    pred: &Predictor,
+    model: &FormulaModel,
+    budget: f64,
+    segments: usize,
+    warm: &[Vec<f64>],
+) -> Result<(Optimised, usize)> {
+    let (mut runs, evaluations) = optimiser_runs(model, budget, segments, warm)?;
+    runs.sort_by(|a, b| a.1.total_cmp(&b.1));
+    let mut counted = Vec::with_capacity(runs.len());
+    for (theta, p) in runs {
+        let c = pred.collapsed(&schedule_of(&theta, budget), budget)?;
+        counted.push((theta, p, c));
+    }
+    let first = counted
+        .first()
+        .map(|r| r.2)
+        .ok_or_else(|| Error::Invalid("no optimiser start".into()))?;
+    let fewest = counted
+        .iter()
+        .enumerate()
+        .min_by_key(|(i, r)| (r.2, *i))
+        .map(|(i, _)| i)
+        .unwrap_or(0);
+    let c = counted[fewest].2;
+    let pick = if (first - c) as f64 > 2.0 * ((first + c) as f64).sqrt() {
+        fewest
+    } else {
+        0
+    };
+    let (theta, p_formula, c) = counted.swap_remove(pick);
+    Ok((
+        Optimised {
+            budget,
+            knots: knots_of(&theta, budget),
+            theta,
+            p_formula,
+            evaluations,
+        },
+        c,
+    ))
+}
+
+/// One Nelder–Mead result: parameters and formula P.
+type OptimiserRun = (Vec<f64>, f64);
+
+/// The Nelder–Mead runs of [`optimise`]: (parameters, formula P) per start, and the formula
+/// evaluations spent.
+fn optimiser_runs(
+    model: &FormulaModel,
+    budget: f64,
+    segments: usize,
+    warm: &[Vec<f64>],
+) -> Result<(Vec<OptimiserRun>, u64)> {
+    use rayon::prelude::*;
+    let (bi, _) = best_beta_i(model, Shape::Exponential, budget)?;
+    let (bl, _) = best_beta_i(model, Shape::LinearTemperature, budget)?;
+    let mut starts = vec![theta_of_exponential(bi, segments)];
+    starts.extend(warm.iter().filter(|w| w.len() == segments).cloned());
+    if starts.len() == 1 {
+        // a second start: spend more of the budget late (at large β)
+        let mut t = theta_of_exponential(bi, segments);
+        for (i, x) in t.iter_mut().enumerate().skip(1) {
+            *x = 0.1 * i as f64;
+        }
+        starts.push(t);
+    }
+    starts.push(theta_of_schedule(
+        Shape::LinearTemperature.schedule(bl, budget).as_ref(),
+        budget,
+        segments,
+    ));
+    let max_iters = 120 * segments as u64;
+    let runs: Vec<(Vec<f64>, f64, u64)> = starts
+        .par_iter()
+        .map(|s| nelder_mead(model, budget, s, max_iters))
+        .collect::<Result<_>>()?;
+    let evaluations = runs.iter().map(|r| r.2).sum();
+    Ok((
+        runs.into_iter().map(|(t, p, _)| (t, p)).collect(),
+        evaluations,
+    ))
 }
 
 /// P(collapse) of one schedule at a budget by the formula and the table ODE Monte Carlo.
@@ -302,9 +406,8 @@ pub fn at_budget(
     shapes: &[Shape],
     warm: &[Vec<f64>],
 ) -> Result<AtBudget> {
-    let optimal = optimise(model, budget, segments, warm)?;
+    let (optimal, c) = optimise_verified(pred, model, budget, segments, warm)?;
     let table = |s: &dyn Schedule| pred.collapsed(s, budget);
-    let c = table(&Points::new(optimal.knots.clone()))?;
     let n = pred.ics.len() as f64;
     let mut rows = vec![Verified {
         shape: "optimal",
@@ -379,8 +482,7 @@ pub fn shortest_budget(
                     })
                     .map(|t| vec![t.theta.clone()])
                     .unwrap_or_default();
-                let o = optimise(model, budget, segments, &warm)?;
-                let c = pred.collapsed(&Points::new(o.knots.clone()), budget)?;
+                let (o, c) = optimise_verified(pred, model, budget, segments, &warm)?;
                 Tried {
                     budget,
                     p_table: c as f64 / pred.ics.len() as f64,
@@ -429,9 +531,14 @@ pub fn simulate_config(cfg: &crate::config::Config, n: usize) -> Result<(usize, 
 
 /// Whether each of the seeds 0..n−1 of [`simulate_config`] collapses, in seed order. The
 /// streams depend on the seed alone, so two configurations get paired runs: seed k starts
-/// from the same initial means and draws the same noise in both.
+/// from the same initial means and draws the same noise in both. Only the outcome is kept, so
+/// the runs record nothing (`record.every = 0`, as in a sweep): the outcome does not depend on
+/// the records (they draw from their own stream), and the exact KL of a record costs far more
+/// than an SGD step of the statistics engine.
 pub fn outcomes_config(cfg: &crate::config::Config, n: usize) -> Result<Vec<bool>> {
     use rayon::prelude::*;
+    let mut cfg = cfg.clone();
+    cfg.record.every = 0;
     let exp = cfg.compile()?;
     (0..n)
         .into_par_iter()
@@ -649,6 +756,31 @@ pub fn run(cfg: &crate::sweep::SweepConfig, o: &OptimalOptions) -> Result<Optima
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn theta_of_schedule_goes_through_the_schedules_knots() {
+        // the linear-in-temperature schedule: its knots are reproduced exactly
+        let lt = LinearTemperature {
+            beta_i: 0.05,
+            t0: 1000.0,
+        };
+        let k = knots_of(&theta_of_schedule(&lt, 1000.0, 10), 1000.0);
+        for &(t, b) in &k {
+            assert!(
+                (b - lt.beta(t)).abs() < 1e-9 * lt.beta(t).max(1e-3),
+                "{t}: {b}"
+            );
+        }
+        // and the exponential gives its own parameters
+        let e = Exponential {
+            beta_i: 0.02,
+            t0: 700.0,
+        };
+        let th = theta_of_schedule(&e, 700.0, 7);
+        for (a, b) in th.iter().zip(theta_of_exponential(0.02, 7)) {
+            assert!((a - b).abs() < 1e-9, "{a} vs {b}");
+        }
+    }
 
     #[test]
     fn knots_are_monotone_and_end_at_one() {

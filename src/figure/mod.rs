@@ -241,6 +241,7 @@ pub fn reproduce(out: &Path, quick: bool, flow_quick: Option<bool>, engine: Devi
     }
     figure5(&f2, quick, flow_quick.map(|fq| (f4.as_path(), fq, engine)))?;
     figure_dim(&out.join("dim"), quick)?;
+    figure_schedules(&out.join("schedules"), quick)?;
     let mut md = String::new();
     let mode = if quick { "quick" } else { "full" };
     let _ = writeln!(md, "# annealvi: reproduced figures ({mode})\n");
@@ -291,6 +292,13 @@ pub fn reproduce(out: &Path, quick: bool, flow_quick: Option<bool>, engine: Devi
         md,
         "## P(collapse) against the dimension d\n\n![P(collapse) vs d](dim/fig_dim.png)\n\nSGD simulated exactly in the summary statistics (statistics engine) against the quasi-static ODE from the same initial conditions. Data: `dim/dim.csv`, one sweep per d in `dim/d<d>/`.\n"
     );
+    let _ = writeln!(
+        md,
+        "## Optimal schedules\n\n![min P(collapse) vs budget](schedules/fig_schedules.png)\n\n![optimal beta(t)](schedules/fig_schedules_beta.png)\n\nThe optimal annealing schedule (`design --shape optimal`) against the best exponential and the best linear-in-temperature schedule at equal annealing budgets: predicted (table ODE) and by SGD over paired seeds (statistics engine). Data: `schedules/schedules.csv`, `schedules/schedules_knots.csv`. Guide: \"Schedule design\" (`docs/design.md`) and the theory, section 10.\n"
+    );
+    if let Ok(t) = std::fs::read_to_string(out.join("schedules/schedules.csv")) {
+        let _ = writeln!(md, "```\n{t}```\n");
+    }
     output::write_text(&out.join("index.md"), &md)?;
     crate::progress::note(&format!(
         "wrote {} ({:.0} s)",
