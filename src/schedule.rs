@@ -210,6 +210,10 @@ pub struct ScheduleConfig {
     /// Adaptive: samples B ≥ 2 of q drawn at each update (B/k extra evaluations of ln π per
     /// step).
     pub samples: usize,
+    /// Adaptive: hold β at an update while the fit is still moving: when the mean of
+    /// ln π(x_i) over the samples has changed since the previous update by more than `hold`
+    /// standard errors (z ∈ [0, 100]; 0, the default, never holds; docs/adaptive.md).
+    pub hold: f64,
 }
 
 impl Default for ScheduleConfig {
@@ -223,6 +227,7 @@ impl Default for ScheduleConfig {
             rho: 0.99,
             every: 10,
             samples: 256,
+            hold: 0.0,
         }
     }
 }
@@ -279,7 +284,13 @@ impl ScheduleConfig {
                     "a fraction in (0, 1) of the samples (the target effective sample size ρ·B)",
                 )?;
                 check::count_in("schedule.every", self.every, 1, 1_000_000)?;
-                check::count_in("schedule.samples", self.samples, 2, 1_000_000)
+                check::count_in("schedule.samples", self.samples, 2, 1_000_000)?;
+                check::number_in(
+                    "schedule.hold",
+                    self.hold,
+                    0.0..=100.0,
+                    "a threshold in [0, 100] standard errors (0: never hold)",
+                )
             }
         }
     }
@@ -292,6 +303,7 @@ impl ScheduleConfig {
             rho: self.rho,
             every: self.every,
             samples: self.samples,
+            hold: self.hold,
         })
     }
 
@@ -313,6 +325,18 @@ impl ScheduleConfig {
             ScheduleKind::Adaptive => Box::new(Envelope { beta_i, t_max: t0 }),
         }
     }
+}
+
+/// Mean, unbiased variance and count of the finite values of `x` (None with fewer than two).
+fn mean_var(x: &[f64]) -> Option<(f64, f64, f64)> {
+    let f: Vec<f64> = x.iter().copied().filter(|v| v.is_finite()).collect();
+    if f.len() < 2 {
+        return None;
+    }
+    let n = f.len() as f64;
+    let m = f.iter().sum::<f64>() / n;
+    let v = f.iter().map(|v| (v - m) * (v - m)).sum::<f64>() / (n - 1.0);
+    Some((m, v, n))
 }
 
 /// The adaptive schedule (`schedule.kind = "adaptive"`): β starts at β_i; every `every` = k
@@ -340,6 +364,11 @@ pub struct Adaptive {
     pub every: usize,
     /// Samples per update, B ≥ 2.
     pub samples: usize,
+    /// Hold threshold z ≥ 0 (0: never hold): β holds at an update where the mean ℓ̄ of
+    /// ℓ_i = ln π(x_i) moved since the previous update by more than z standard errors,
+    /// |ℓ̄ − ℓ̄'| > z √(s²/n + s'²/n'), i.e. while the fit has not caught up with the last
+    /// change of β.
+    pub hold: f64,
 }
 
 /// What the static view of an adaptive schedule can say without the run: β(t) = β_i before
@@ -421,6 +450,8 @@ enum AnnealState<'a> {
         beta: f64,
         rng: Stream,
         reached: Option<usize>,
+        /// Mean, variance and count of the finite ℓ_i of the previous update (hold rule).
+        last: Option<(f64, f64, f64)>,
     },
 }
 
@@ -442,6 +473,7 @@ impl<'a> Annealer<'a> {
                 beta,
                 rng,
                 reached: (beta >= 1.0).then_some(0),
+                last: None,
             },
         }
     }
@@ -467,15 +499,31 @@ impl<'a> Annealer<'a> {
 
     /// Advances the rule at step `step` with ℓ_i = ln π at the samples drawn for it
     /// ([`Self::due`]): β ← β + Δβ with Δβ = [`ess_step`]`(ℓ, ρ, 1 − β)`, and β = 1 when
-    /// Δβ = 1 − β. A schedule β(t) ignores it.
+    /// Δβ = 1 − β; with a hold threshold ([`Adaptive::hold`]) β stays where ℓ̄ is still
+    /// moving. A schedule β(t) ignores it.
     pub fn update(&mut self, step: usize, ell: &[f64]) {
         if let AnnealState::Adaptive {
             rule,
             beta,
             reached,
+            last,
             ..
         } = &mut self.state
         {
+            if rule.hold > 0.0 {
+                let now = mean_var(ell);
+                let moving = match (*last, now) {
+                    (Some((m0, v0, n0)), Some((m1, v1, n1))) => {
+                        let se = (v0 / n0 + v1 / n1).sqrt();
+                        (m1 - m0).abs() > rule.hold * se
+                    }
+                    _ => false,
+                };
+                *last = now;
+                if moving {
+                    return;
+                }
+            }
             let delta = ess_step(ell, rule.rho, 1.0 - *beta);
             *beta = if delta >= 1.0 - *beta {
                 1.0

@@ -291,6 +291,9 @@ fn bad_adaptive_settings_name_the_field_and_the_range() {
         ("samples = 1", "schedule.samples", "[2, 1000000]"),
         ("t0 = -5", "schedule.t0", "[0, 1e9]"),
         ("beta_i = 0.0", "schedule.beta_i", "(0, 1]"),
+        ("hold = -1", "schedule.hold", "[0, 100]"),
+        ("hold = 101", "schedule.hold", "[0, 100]"),
+        ("hold = nan", "schedule.hold", "[0, 100]"),
     ] {
         let e = Config::from_toml_str(&format!("{base}{set}"))
             .and_then(|c| c.compile())
@@ -300,4 +303,53 @@ fn bad_adaptive_settings_name_the_field_and_the_range() {
     }
     // the defaults are valid
     Config::from_toml_str(base).unwrap().compile().unwrap();
+}
+
+/// The hold rule: with ℓ drawn from one fixed law β advances at every update, as without the
+/// rule; when ℓ̄ jumps by many standard errors between two updates, that update holds β; with
+/// hold = 0 the rule never holds.
+#[test]
+fn hold_rule_holds_while_the_mean_log_target_moves() {
+    use annealvi::schedule::{Adaptive, Annealer};
+    let rule = |hold: f64| Adaptive {
+        beta_i: 0.1,
+        t_max: 1e6,
+        rho: 0.9,
+        every: 1,
+        samples: 200,
+        hold,
+    };
+    // ℓ_i = shift + 10 N(0, 1) (a fixed seed): the ESS step (≈ 0.03 here, so β stays below 1)
+    // is the same for any shift
+    let draw = |k: u64, shift: f64| -> Vec<f64> {
+        let mut rng = stream(11, k, Purpose::Anneal);
+        (0..200)
+            .map(|_| shift + 10.0 * rng.sample::<f64, _>(rand_distr::StandardNormal))
+            .collect()
+    };
+    let mut steady = Annealer::adaptive(rule(3.0), stream(1, 0, Purpose::Anneal));
+    let mut b_prev = steady.beta(0);
+    let mut advanced = 0;
+    for k in 1..=5u64 {
+        steady.update(k as usize, &draw(k, 0.0));
+        let b = steady.beta(k as usize);
+        advanced += usize::from(b > b_prev);
+        b_prev = b;
+    }
+    // the first update has nothing to compare with; a stationary ℓ̄ moves by a z-score of
+    // about N(0, 1) and rarely above 3
+    assert!(advanced >= 4, "advanced at {advanced} of 5 updates");
+
+    for (hold, expect_hold) in [(3.0, true), (0.0, false)] {
+        let mut a = Annealer::adaptive(rule(hold), stream(1, 0, Purpose::Anneal));
+        a.update(1, &draw(1, 0.0));
+        let b1 = a.beta(1);
+        // ℓ̄ jumps by 50 (50 standard errors of the difference of two 200-sample means)
+        a.update(2, &draw(2, 50.0));
+        let b2 = a.beta(2);
+        assert_eq!(b2 == b1, expect_hold, "hold = {hold}: β {b1} -> {b2}");
+        // steady again at the new level: it advances
+        a.update(3, &draw(3, 50.0));
+        assert!(a.beta(3) > b2, "hold = {hold}: β held at {b2}");
+    }
 }

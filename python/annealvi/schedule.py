@@ -124,9 +124,12 @@ class AdaptiveSchedule(Schedule):
     """The adaptive schedule (``schedule.kind = "adaptive"``): β starts at ``beta_i``; every
     ``every`` steps ``samples`` points x_i ~ q are drawn and β grows by the Δβ at which the
     effective sample size of the weights π(x_i)^Δβ is ``rho`` × ``samples``; β = 1 from step
-    ``t0`` (the budget) on. Only training knows β(t): calling the schedule raises."""
+    ``t0`` (the budget) on; with ``hold`` > 0, an update where the mean of ln π over the
+    samples moved by more than ``hold`` standard errors since the previous update leaves β
+    unchanged. Only training knows β(t): calling the schedule raises."""
 
-    def __init__(self, beta_i: float, t0: float, rho: float, every: int, samples: int) -> None:
+    def __init__(self, beta_i: float, t0: float, rho: float, every: int, samples: int,
+                 hold: float = 0.0) -> None:
         self.kind = "adaptive"
         self.beta_i = float(beta_i)
         self.t0 = float(t0)
@@ -134,6 +137,7 @@ class AdaptiveSchedule(Schedule):
         self.rho = float(rho)
         self.every = int(every)
         self.samples = int(samples)
+        self.hold = float(hold)
         # validated as a training configuration's [schedule] (errors name schedule.<field>)
         _native.resolve_config("dict", {"schedule": self.to_config()}, {})
 
@@ -159,15 +163,16 @@ class AdaptiveSchedule(Schedule):
             "rho": self.rho,
             "every": self.every,
             "samples": self.samples,
+            "hold": self.hold,
         }
 
     def __repr__(self) -> str:
-        return "adaptive(beta_i=%g, t0=%g, rho=%g, every=%d, samples=%d)" % (
-            self.beta_i, self.t0, self.rho, self.every, self.samples)
+        return "adaptive(beta_i=%g, t0=%g, rho=%g, every=%d, samples=%d, hold=%g)" % (
+            self.beta_i, self.t0, self.rho, self.every, self.samples, self.hold)
 
 
 def adaptive(beta_i: float = 0.05, t0: float = 1000.0, rho: float = 0.99, every: int = 10,
-             samples: int = 256) -> AdaptiveSchedule:
+             samples: int = 256, hold: float = 0.0) -> AdaptiveSchedule:
     """β from ``beta_i`` to 1 by the effective sample size of the student's own samples.
 
     Args:
@@ -177,8 +182,11 @@ def adaptive(beta_i: float = 0.05, t0: float = 1000.0, rho: float = 0.99, every:
         every: steps between updates of β, ≥ 1.
         samples: samples of the student per update, ≥ 2 (samples/every extra evaluations of
             ln π per step).
+        hold: in [0, 100]; > 0 holds β at an update where the mean of ln π over the samples
+            moved by more than ``hold`` standard errors since the previous update (the fit
+            has not caught up); 0 (default) never holds.
     """
-    return AdaptiveSchedule(beta_i, t0, rho, every, samples)
+    return AdaptiveSchedule(beta_i, t0, rho, every, samples, hold)
 
 
 def constant(beta: float = 1.0) -> Schedule:

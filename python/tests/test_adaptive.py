@@ -8,9 +8,9 @@ from annealvi import schedule
 
 
 def test_adaptive_section_and_no_beta_of_t():
-    s = schedule.adaptive(beta_i=0.02, t0=300, rho=0.4, every=5, samples=64)
+    s = schedule.adaptive(beta_i=0.02, t0=300, rho=0.4, every=5, samples=64, hold=2.5)
     assert s.to_config() == {"kind": "adaptive", "beta_i": 0.02, "t0": 300.0, "rho": 0.4,
-                             "every": 5, "samples": 64}
+                             "every": 5, "samples": 64, "hold": 2.5}
     assert s.end == 300.0
     with pytest.raises(TypeError, match="adaptive"):
         s(10)
@@ -23,6 +23,8 @@ def test_adaptive_section_and_no_beta_of_t():
     ({"samples": 1}, "schedule.samples"),
     ({"beta_i": 0.0}, "schedule.beta_i"),
     ({"t0": -1.0}, "schedule.t0"),
+    ({"hold": -1.0}, "schedule.hold"),
+    ({"hold": 1000.0}, "schedule.hold"),
 ])
 def test_adaptive_bad_inputs_name_the_field(kw, field):
     with pytest.raises(ValueError, match=field.replace(".", r"\.")):

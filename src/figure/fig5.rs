@@ -89,6 +89,7 @@ fn rate_chart(
         y_log: false,
         series,
         extra_lines,
+        extra_colors: Vec::new(),
     })
 }
 

@@ -42,6 +42,9 @@ pub struct ErrorBarChart {
     pub series: Vec<ErrorBarSeries>,
     /// Reference curves `(legend label, points)`, drawn dashed.
     pub extra_lines: Vec<(String, Vec<(f64, f64)>)>,
+    /// Colour index of each extra line (e.g. a series' own index, for its prediction); lines
+    /// without an entry take the colours after the series'.
+    pub extra_colors: Vec<usize>,
 }
 
 /// Draws `spec` filling `area`: each series as a solid line with markers and
@@ -124,7 +127,12 @@ pub fn draw_errorbar_chart<DB: DrawingBackend>(
     for (j, (label, line)) in spec.extra_lines.iter().enumerate() {
         let pts = to_axis_space(line, &x, &y);
         let style = LineStyle {
-            color: series_color(spec.series.len() + j),
+            color: series_color(
+                spec.extra_colors
+                    .get(j)
+                    .copied()
+                    .unwrap_or(spec.series.len() + j),
+            ),
             width: 2,
             dashed: true,
         };
@@ -170,6 +178,7 @@ pub fn errorbar_chart(
         y_log: false,
         series: series.to_vec(),
         extra_lines: extra_lines.to_vec(),
+        extra_colors: Vec::new(),
     };
     render_both(out_dir, stem, 640, 440, &ErrorBarFig(&spec))
 }

@@ -283,7 +283,7 @@ impl SweepConfig {
                 return Err(Error::config(
                     "run.schedule",
                     "beta_i or t0 in an adaptive [run.schedule]",
-                    "only kind, rho, every and samples in a sweep's [run.schedule]: each cell's \
+                    "only kind, rho, every, samples and hold in a sweep's [run.schedule]: each cell's \
                      adaptive schedule starts at grid.beta_i with the budget grid.t0",
                 ));
             }
