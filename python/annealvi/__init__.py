@@ -12,7 +12,8 @@ Rust toolkit annealvi (Fogliani, Loureiro, Gabrié 2026) with numpy in and out:
 * :func:`ode_trajectory` — the summary statistics' ODE trajectory (Figure 3);
 * :func:`train`, :func:`sweep` — SGD runs and phase-diagram sweeps from a configuration
   (the CLI's TOML format, as a dict, a path or a string), sweeps on disk or in memory;
-* :class:`Target` — user-defined targets given by a numpy callable.
+* :class:`Target` — user-defined targets given by a numpy callable, or by a log-density in
+  PyTorch or JAX (differentiated for you).
 
 Units: steps are optimiser steps t = 0, 1, …; the ODE time is τ = η t with η the learning rate
 (``lr``, the paper's η). Long calls release the GIL, stop on Ctrl-C with KeyboardInterrupt
