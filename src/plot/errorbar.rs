@@ -268,6 +268,7 @@ mod tests {
             y_log: false,
             series,
             extra_lines: extra,
+            extra_colors: vec![0],
         };
         errorbar_panels(&[chart.clone(), chart], &dir, "panels").expect("panels");
         check_outputs(&dir, "panels");
