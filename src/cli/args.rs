@@ -85,7 +85,7 @@ pub struct FigureArgs {
     #[arg(long, value_name = "N")]
     pub seeds: Option<usize>,
     /// Figure `schedules` only: annealing budgets T in steps, comma-separated (default 500,
-    /// 1000, 2000 quick; 1000 to 4000 in ten budgets and 8000 full).
+    /// 1000, 2000 quick; nine budgets from 1000 to 4000, and 8000 full).
     #[arg(long, value_name = "T1,T2,...", value_delimiter = ',')]
     pub budgets: Option<Vec<f64>>,
     /// Figure 4 only: draw from the finished runs of the RealNVP sweep in DIR (sweep.toml,

@@ -39,8 +39,8 @@ pub use fig4::figure4;
 pub use fig5::figure5;
 pub use partial::{SweepProgress, figure4_from};
 pub use schedules::{
-    SCHEDULE_SHAPES, ScheduleRow, SchedulesSpec, figure_schedules, figure_schedules_with,
-    schedules_config,
+    Crossing, DESIGN_LEVEL, SCHEDULE_SHAPES, ScheduleRow, SchedulesSpec, crossings,
+    figure_schedules, figure_schedules_with, schedules_config,
 };
 pub use schedules_flow::{
     FlowScheduleRow, FlowSchedulesSpec, figure_schedules_flow, figure_schedules_flow_with,

@@ -13,7 +13,8 @@
 //! η = 0.05, B = 32, 500 steps at β = 1 after the annealing).
 //!
 //! Writes `schedules.csv` (one row per budget and shape), `schedules_knots.csv` (the optimal
-//! β(t) of each budget), `fig_schedules.{png,svg}` (min P against T: predicted dashed, SGD
+//! β(t) of each budget), `schedules_p05.csv` (the budget at which each shape's SGD P(collapse)
+//! reaches 0.05, [`crossings`]), `fig_schedules.{png,svg}` (min P against T: predicted dashed, SGD
 //! points with Wilson 95% intervals) and `fig_schedules_beta.{png,svg}` (the optimal β(t)).
 
 use super::{FIG2_FULL, builtin_config};
@@ -219,6 +220,7 @@ pub fn figure_schedules_with(
     }
     write_rows(out, &rows)?;
     write_knots(out, &designs)?;
+    write_crossings(out, &rows)?;
     draw(out, &rows, &designs, spec)?;
     crate::progress::note(&format!(
         "wrote {} ({:.1} s)",
@@ -226,6 +228,105 @@ pub fn figure_schedules_with(
         start.elapsed().as_secs_f64()
     ));
     Ok(rows)
+}
+
+/// The P(collapse) level of the design question: the budget at which each shape reaches it.
+pub const DESIGN_LEVEL: f64 = 0.05;
+
+/// Where one shape's SGD P(collapse) falls to a level, over the budgets of a study.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Crossing {
+    /// One of [`SCHEDULE_SHAPES`].
+    pub shape: &'static str,
+    /// The budget at which P̂ first falls to the level, interpolated linearly in ln T between
+    /// the two budgets that bracket it (None: not within the study's budgets).
+    pub at: Option<f64>,
+    /// The same for the lower Wilson bound (the earliest budget the data allow).
+    pub earliest: Option<f64>,
+    /// The same for the upper Wilson bound (the latest budget the data allow).
+    pub latest: Option<f64>,
+}
+
+/// The [`Crossing`] of each shape at `level` (rows of any order).
+pub fn crossings(rows: &[ScheduleRow], level: f64) -> Vec<Crossing> {
+    SCHEDULE_SHAPES
+        .iter()
+        .map(|&shape| {
+            let mut pts: Vec<(f64, f64, f64, f64)> = rows
+                .iter()
+                .filter(|r| r.shape == shape)
+                .map(|r| {
+                    let (lo, hi) = wilson_interval(r.collapsed, r.n);
+                    (r.budget, r.p_sgd(), lo, hi)
+                })
+                .collect();
+            pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+            let cross = |y: fn(&(f64, f64, f64, f64)) -> f64| -> Option<f64> {
+                if let Some(first) = pts.first()
+                    && y(first) <= level
+                {
+                    // already at the level on the shortest budget: no crossing measured
+                    return None;
+                }
+                pts.windows(2).find_map(|w| {
+                    let (a, b) = (&w[0], &w[1]);
+                    (y(a) > level && y(b) <= level).then(|| {
+                        let f = (y(a) - level) / (y(a) - y(b));
+                        (a.0.ln() + f * (b.0.ln() - a.0.ln())).exp()
+                    })
+                })
+            };
+            Crossing {
+                shape,
+                at: cross(|p| p.1),
+                earliest: cross(|p| p.2),
+                latest: cross(|p| p.3),
+            }
+        })
+        .collect()
+}
+
+/// `schedules_p05.csv`: the budget at which each shape's SGD P(collapse) reaches
+/// [`DESIGN_LEVEL`], and its ratio to the exponential schedule's.
+fn write_crossings(out: &Path, rows: &[ScheduleRow]) -> Result<()> {
+    let c = crossings(rows, DESIGN_LEVEL);
+    let exp = c.iter().find(|x| x.shape == "exponential").cloned();
+    let opt = |x: Option<f64>| x.map(|v| format!("{v:.0}")).unwrap_or_default();
+    let mut s = String::from("shape,level,T_at,T_earliest,T_latest,ratio_to_exponential\n");
+    for x in &c {
+        let ratio = match (x.at, exp.as_ref().and_then(|e| e.at)) {
+            (Some(a), Some(e)) => format!("{:.3}", a / e),
+            _ => String::new(),
+        };
+        let _ = writeln!(
+            s,
+            "{},{DESIGN_LEVEL},{},{},{},{ratio}",
+            x.shape,
+            opt(x.at),
+            opt(x.earliest),
+            opt(x.latest)
+        );
+    }
+    if let (Some(o), Some(e)) = (c.iter().find(|x| x.shape == "optimal"), exp) {
+        let r = |a: Option<f64>, b: Option<f64>| match (a, b) {
+            (Some(a), Some(b)) => format!("{:.2}", a / b),
+            _ => "–".into(),
+        };
+        crate::progress::note(&format!(
+            "P(collapse) <= {DESIGN_LEVEL} by SGD: optimal at T = {} (Wilson: {}–{}), exponential at \
+             T = {} ({}–{}); ratio {} (range {}–{})",
+            opt(o.at),
+            opt(o.earliest),
+            opt(o.latest),
+            opt(e.at),
+            opt(e.earliest),
+            opt(e.latest),
+            r(o.at, e.at),
+            r(o.earliest, e.latest),
+            r(o.latest, e.earliest),
+        ));
+    }
+    crate::output::write_text(&out.join("schedules_p05.csv"), &s)
 }
 
 fn write_rows(out: &Path, rows: &[ScheduleRow]) -> Result<()> {
@@ -332,4 +433,45 @@ fn draw(
     };
     line_figure(&panel, out, "fig_schedules_beta")?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(budget: f64, shape: &'static str, collapsed: usize) -> ScheduleRow {
+        ScheduleRow {
+            budget,
+            shape,
+            beta0: 0.1,
+            p_pred: 0.0,
+            n: 1000,
+            collapsed,
+            only_this: 0,
+            only_exponential: 0,
+        }
+    }
+
+    #[test]
+    fn crossing_interpolates_in_log_budget_and_brackets_it_by_the_intervals() {
+        // P̂ = 0.10 at T = 1000, 0.025 at 4000: 0.05 is 2/3 of the way, T = 1000·4^(2/3)
+        let rows = vec![
+            row(4000.0, "optimal", 25),
+            row(1000.0, "optimal", 100),
+            row(1000.0, "exponential", 300),
+            row(4000.0, "exponential", 200),
+            row(1000.0, "linear_temperature", 40),
+        ];
+        let c = crossings(&rows, 0.05);
+        let o = &c[0];
+        assert_eq!(o.shape, "optimal");
+        let at = o.at.unwrap();
+        assert!((at - 1000.0 * 4f64.powf(2.0 / 3.0)).abs() < 1e-6, "{at}");
+        let (lo, hi) = (o.earliest.unwrap(), o.latest.unwrap());
+        assert!(lo < at && at < hi, "{lo} {at} {hi}");
+        // never below the level within the budgets: no crossing
+        assert_eq!(c[1].at, None);
+        // already below it at the shortest budget: no crossing measured either
+        assert_eq!(c[2].at, None);
+    }
 }
