@@ -36,6 +36,7 @@
 
 use super::compare::{PILOT_SEED, RunMetrics, best_index, one_parameter, run_seeds, with_schedule};
 use super::{FIG2_FULL, FIG4_QUICK, builtin_config};
+use crate::config::FamilyKind;
 use crate::design::optimal::optimise;
 use crate::error::{Error, Result};
 use crate::metrics::{mcnemar_exact, mean_interval, wilcoxon_signed_rank, wilson_interval};
@@ -369,12 +370,14 @@ impl AdaptiveSpec {
                     "at least one value in (0, 1)",
                 ));
             }
-            if p.optimal && FormulaModel::from_sweep(&p.config).is_none() {
+            let mixture = p.config.run.student.family == FamilyKind::Gmm;
+            if p.optimal && (!mixture || FormulaModel::from_sweep(&p.config).is_none()) {
                 return Err(Error::config(
                     &f("optimal"),
                     "true",
                     "false (the optimal schedule needs the sharp formula's model: a bimodal \
-                     target, two components with fixed weights ½)",
+                     target, the Gaussian-mixture student with two components of fixed weights \
+                     ½)",
                 ));
             }
             p.config.run.validate()?;
@@ -851,7 +854,10 @@ fn draw(out: &Path, spec: &AdaptiveSpec, rows: &[AdaptiveRow]) -> Result<()> {
                 xs.clone().fold(f64::INFINITY, f64::min),
                 xs.fold(0.0, f64::max),
             );
-            let pad = (String::new(), vec![(lo / 1.3, f64::NAN), (hi * 1.3, f64::NAN)]);
+            let pad = (
+                String::new(),
+                vec![(lo / 1.3, f64::NAN), (hi * 1.3, f64::NAN)],
+            );
             ErrorBarChart {
                 title: format!("{}: {} seeds", p.title, p.seeds),
                 x_label: "training steps".into(),
