@@ -394,3 +394,303 @@ mod wilson_tests {
         assert_eq!(wilson_interval(0, 0), (0.0, 1.0));
     }
 }
+
+/// The regularised incomplete beta function I_x(a, b) (a, b > 0, x ∈ [0, 1]): Lentz's
+/// continued fraction on the side where it converges fast.
+fn incomplete_beta(a: f64, b: f64, x: f64) -> f64 {
+    if x <= 0.0 {
+        return 0.0;
+    }
+    if x >= 1.0 {
+        return 1.0;
+    }
+    let ln_front =
+        libm::lgamma(a + b) - libm::lgamma(a) - libm::lgamma(b) + a * x.ln() + b * (1.0 - x).ln();
+    // the continued fraction of I_x(a, b) (Numerical Recipes' betacf)
+    let cf = |a: f64, b: f64, x: f64| -> f64 {
+        const TINY: f64 = 1e-300;
+        let (qab, qap, qam) = (a + b, a + 1.0, a - 1.0);
+        let mut c = 1.0;
+        let mut d = 1.0 - qab * x / qap;
+        if d.abs() < TINY {
+            d = TINY;
+        }
+        d = 1.0 / d;
+        let mut h = d;
+        for m in 1..=10_000 {
+            let m = m as f64;
+            let m2 = 2.0 * m;
+            let aa = m * (b - m) * x / ((qam + m2) * (a + m2));
+            d = 1.0 + aa * d;
+            if d.abs() < TINY {
+                d = TINY;
+            }
+            c = 1.0 + aa / c;
+            if c.abs() < TINY {
+                c = TINY;
+            }
+            d = 1.0 / d;
+            h *= d * c;
+            let aa = -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2));
+            d = 1.0 + aa * d;
+            if d.abs() < TINY {
+                d = TINY;
+            }
+            c = 1.0 + aa / c;
+            if c.abs() < TINY {
+                c = TINY;
+            }
+            d = 1.0 / d;
+            let del = d * c;
+            h *= del;
+            if (del - 1.0).abs() < 1e-15 {
+                break;
+            }
+        }
+        h
+    };
+    if x < (a + 1.0) / (a + b + 2.0) {
+        ln_front.exp() * cf(a, b, x) / a
+    } else {
+        1.0 - ln_front.exp() * cf(b, a, 1.0 - x) / b
+    }
+}
+
+/// The CDF of Student's t distribution with `df` > 0 degrees of freedom at `t`.
+pub fn student_t_cdf(t: f64, df: f64) -> f64 {
+    if t.is_nan() || df.is_nan() || df <= 0.0 {
+        return f64::NAN;
+    }
+    // P(|T| > |t|) = I_{df/(df+t²)}(df/2, 1/2)
+    let tail = 0.5 * incomplete_beta(0.5 * df, 0.5, df / (df + t * t));
+    if t > 0.0 { 1.0 - tail } else { tail }
+}
+
+/// The quantile of Student's t distribution with `df` > 0 degrees of freedom at probability
+/// `p` ∈ (0, 1) (bisection on [`student_t_cdf`] to a relative 1e-12); NaN outside.
+///
+/// ```
+/// // the two-sided 95% critical values: 12.706 (df = 1), 2.228 (df = 10), → 1.960
+/// let q = |df| annealvi::metrics::student_t_quantile(0.975, df);
+/// assert!((q(1.0) - 12.7062).abs() < 1e-4 && (q(10.0) - 2.2281).abs() < 1e-4);
+/// assert!((q(1e9) - 1.95996).abs() < 1e-4);
+/// ```
+pub fn student_t_quantile(p: f64, df: f64) -> f64 {
+    if !(p > 0.0 && p < 1.0) || df.is_nan() || df <= 0.0 {
+        return f64::NAN;
+    }
+    if p < 0.5 {
+        return -student_t_quantile(1.0 - p, df);
+    }
+    let mut hi = 1.0;
+    while student_t_cdf(hi, df) < p {
+        hi *= 2.0;
+        if hi > 1e300 {
+            return f64::INFINITY;
+        }
+    }
+    let mut lo = 0.0;
+    for _ in 0..2000 {
+        let mid = 0.5 * (lo + hi);
+        if student_t_cdf(mid, df) < p {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+        if hi - lo <= 1e-12 * hi {
+            break;
+        }
+    }
+    0.5 * (lo + hi)
+}
+
+/// The mean of `xs` with its two-sided 95% Student-t interval, mean ± t_{0.975, n−1} s/√n
+/// (s the sample standard deviation): `(mean, low, high)`. With one value the interval is
+/// undefined (NaN, NaN); with none everything is NaN.
+pub fn mean_interval(xs: &[f64]) -> (f64, f64, f64) {
+    let n = xs.len();
+    if n == 0 {
+        return (f64::NAN, f64::NAN, f64::NAN);
+    }
+    let nf = n as f64;
+    let mean = xs.iter().sum::<f64>() / nf;
+    if n == 1 {
+        return (mean, f64::NAN, f64::NAN);
+    }
+    let var = xs.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / (nf - 1.0);
+    let half = student_t_quantile(0.975, nf - 1.0) * (var / nf).sqrt();
+    (mean, mean - half, mean + half)
+}
+
+/// Up to this many non-zero differences the Wilcoxon signed-rank test is exact.
+const WILCOXON_EXACT: usize = 500;
+
+/// Two-sided Wilcoxon signed-rank test of paired differences `diffs` (x_i − y_i) against a
+/// distribution symmetric about 0. Zero differences are dropped (Wilcoxon's convention), tied
+/// |differences| get their mean rank, and W⁺ is the sum of the ranks of the positive ones.
+/// With at most 500 non-zero differences the p-value is exact: the permutation distribution
+/// of W⁺ under independent sign flips given these ranks; beyond, the normal approximation
+/// with the tie correction of the variance and a continuity correction of ½. p =
+/// min(1, 2 min(P(W⁺ ≤ w), P(W⁺ ≥ w))); 1 when no difference is non-zero; NaN differences
+/// are an error of the caller and make the result NaN.
+///
+/// ```
+/// // every one of 5 differences positive: p = 2 / 2⁵
+/// let p = annealvi::metrics::wilcoxon_signed_rank(&[1.0, 2.0, 3.0, 4.0, 5.0]);
+/// assert!((p - 0.0625).abs() < 1e-12);
+/// ```
+pub fn wilcoxon_signed_rank(diffs: &[f64]) -> f64 {
+    wilcoxon_with(diffs, WILCOXON_EXACT)
+}
+
+fn wilcoxon_with(diffs: &[f64], exact_limit: usize) -> f64 {
+    if diffs.iter().any(|d| d.is_nan()) {
+        return f64::NAN;
+    }
+    let mut nz: Vec<f64> = diffs.iter().copied().filter(|d| *d != 0.0).collect();
+    let n = nz.len();
+    if n == 0 {
+        return 1.0;
+    }
+    nz.sort_by(|a, b| a.abs().total_cmp(&b.abs()));
+    // doubled mean ranks (integers): ties i..j (0-based) share rank (i + j + 2) / 2
+    let mut rank2 = vec![0usize; n];
+    let mut ties = Vec::new();
+    let mut i = 0;
+    while i < n {
+        let mut j = i;
+        while j + 1 < n && nz[j + 1].abs() == nz[i].abs() {
+            j += 1;
+        }
+        for r in &mut rank2[i..=j] {
+            *r = i + j + 2;
+        }
+        ties.push((j - i + 1) as f64);
+        i = j + 1;
+    }
+    let w2: usize = nz
+        .iter()
+        .zip(&rank2)
+        .filter(|(d, _)| **d > 0.0)
+        .map(|(_, r)| r)
+        .sum();
+    let p = if n <= exact_limit {
+        // P(2W⁺ = s) under sign flips, by adding one rank at a time
+        let total: usize = rank2.iter().sum();
+        let mut prob = vec![0.0f64; total + 1];
+        prob[0] = 1.0;
+        let mut reach = 0;
+        for &r in &rank2 {
+            for s in (0..=reach).rev() {
+                let v = 0.5 * prob[s];
+                prob[s] = v;
+                prob[s + r] += v;
+            }
+            reach += r;
+        }
+        let lower: f64 = prob[..=w2].iter().sum();
+        let upper: f64 = prob[w2..].iter().sum();
+        2.0 * lower.min(upper)
+    } else {
+        let nf = n as f64;
+        let w = w2 as f64 / 2.0;
+        let mean = nf * (nf + 1.0) / 4.0;
+        let var = nf * (nf + 1.0) * (2.0 * nf + 1.0) / 24.0
+            - ties.iter().map(|t| t * t * t - t).sum::<f64>() / 48.0;
+        if var <= 0.0 {
+            return 1.0;
+        }
+        let z = ((w - mean).abs() - 0.5).max(0.0) / var.sqrt();
+        2.0 * std_normal_cdf(-z)
+    };
+    p.min(1.0)
+}
+
+#[cfg(test)]
+mod paired_tests {
+    use super::*;
+
+    #[test]
+    fn student_t_matches_tables() {
+        // two-sided 95% critical values from the tables (df = 1, 2, 5, 10, 30, 120)
+        for (df, t) in [
+            (1.0, 12.7062),
+            (2.0, 4.3027),
+            (5.0, 2.5706),
+            (10.0, 2.2281),
+            (30.0, 2.0423),
+            (120.0, 1.9799),
+        ] {
+            let q = student_t_quantile(0.975, df);
+            assert!((q - t).abs() < 1e-4, "df {df}: {q} against {t}");
+            assert!((student_t_cdf(q, df) - 0.975).abs() < 1e-10);
+            assert!((student_t_quantile(0.025, df) + q).abs() < 1e-9);
+        }
+        // df = 1 is Cauchy: F(t) = ½ + atan(t)/π
+        for t in [-3.0, -0.5, 0.0, 0.7, 10.0] {
+            let want = 0.5 + f64::atan(t) / std::f64::consts::PI;
+            assert!((student_t_cdf(t, 1.0) - want).abs() < 1e-12, "{t}");
+        }
+        // large df: the normal law
+        assert!((student_t_quantile(0.975, 1e9) - 1.959_964).abs() < 1e-5);
+        assert!(student_t_quantile(1.0, 3.0).is_nan() && student_t_quantile(0.5, 0.0).is_nan());
+    }
+
+    #[test]
+    fn mean_interval_is_the_t_interval() {
+        let (m, lo, hi) = mean_interval(&[1.0, 2.0, 3.0, 4.0]);
+        // s = √(5/3), t_{0.975,3} = 3.18245
+        let half = 3.182_446_305 * (5.0f64 / 3.0 / 4.0).sqrt();
+        assert_eq!(m, 2.5);
+        assert!((lo - (2.5 - half)).abs() < 1e-7 && (hi - (2.5 + half)).abs() < 1e-7);
+        let (m, lo, hi) = mean_interval(&[7.0, 7.0, 7.0]);
+        assert_eq!((m, lo, hi), (7.0, 7.0, 7.0));
+        let (m, lo, _) = mean_interval(&[3.0]);
+        assert!(m == 3.0 && lo.is_nan());
+        assert!(mean_interval(&[]).0.is_nan());
+    }
+
+    #[test]
+    #[allow(clippy::approx_constant)] // 3.14 is a data value of R's example
+    fn wilcoxon_known_values() {
+        // R: x <- c(1.83, 0.50, 1.62, 2.48, 1.68, 1.88, 1.55, 3.06, 1.30);
+        // y <- c(0.878, 0.647, 0.598, 2.05, 1.06, 1.29, 1.06, 3.14, 1.29);
+        // wilcox.test(x, y, paired = TRUE): V = 40, p-value = 0.03906
+        let x = [1.83, 0.50, 1.62, 2.48, 1.68, 1.88, 1.55, 3.06, 1.30];
+        let y = [0.878, 0.647, 0.598, 2.05, 1.06, 1.29, 1.06, 3.14, 1.29];
+        let d: Vec<f64> = x.iter().zip(&y).map(|(a, b)| a - b).collect();
+        let p = wilcoxon_signed_rank(&d);
+        assert!((p - 0.039_062_5).abs() < 1e-12, "{p}");
+        // symmetric in the sign, and 1 without a non-zero difference
+        let neg: Vec<f64> = d.iter().map(|v| -v).collect();
+        assert_eq!(wilcoxon_signed_rank(&neg), p);
+        assert_eq!(wilcoxon_signed_rank(&[0.0, 0.0]), 1.0);
+        assert_eq!(wilcoxon_signed_rank(&[]), 1.0);
+        assert!(wilcoxon_signed_rank(&[1.0, f64::NAN]).is_nan());
+        // zeros dropped: the same as without them
+        let mut z = d.clone();
+        z.extend([0.0, 0.0, 0.0]);
+        assert_eq!(wilcoxon_signed_rank(&z), p);
+        // ties: +1, +1, −1 (ranks 2, 2, 2): W⁺ = 4 of {0, 2, 4, 6} with 1, 3, 3, 1 ways;
+        // P(W⁺ ≥ 4) = 4/8, P(W⁺ ≤ 4) = 7/8 → p = 1
+        assert_eq!(wilcoxon_signed_rank(&[1.0, 1.0, -1.0]), 1.0);
+        // +1 ×4: all 4 positive of 4 tied ranks: 2/16
+        assert!((wilcoxon_signed_rank(&[1.0; 4]) - 0.125).abs() < 1e-12);
+    }
+
+    #[test]
+    fn wilcoxon_normal_branch_agrees_with_the_exact_one() {
+        // 120 differences with a shift and ties (integers, as modes covered)
+        let d: Vec<f64> = (0..120)
+            .map(|i| ((i * 37 % 23) as f64 - 9.0).round())
+            .collect();
+        let exact = wilcoxon_with(&d, usize::MAX);
+        let approx = wilcoxon_with(&d, 0);
+        assert!(exact > 0.0 && exact < 1.0);
+        assert!((exact - approx).abs() < 0.01, "{exact} {approx}");
+        // a strong shift: both tiny
+        let d: Vec<f64> = (0..80).map(|i| 1.0 + (i % 7) as f64 - 2.0).collect();
+        let (e, a) = (wilcoxon_with(&d, usize::MAX), wilcoxon_with(&d, 0));
+        assert!(e < 1e-4 && a < 1e-4, "{e} {a}");
+    }
+}

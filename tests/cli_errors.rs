@@ -415,7 +415,7 @@ fn cases() -> Vec<Case> {
             &["figure", "7", "--quick", "--out", "{dir}/o"],
             &[
                 "invalid value for `figure`: 7",
-                "1, 2, 3, 4, 5, dim, schedules or schedules-flow",
+                "1, 2, 3, 4, 5, dim, schedules, schedules-flow or adaptive",
             ],
         ),
         cli(
@@ -428,6 +428,13 @@ fn cases() -> Vec<Case> {
                 "0",
                 "--out",
                 "{dir}/o",
+            ],
+            &["--seeds", "at least 1"],
+        ),
+        cli(
+            "figure adaptive --seeds 0",
+            &[
+                "figure", "adaptive", "--quick", "--seeds", "0", "--out", "{dir}/o",
             ],
             &["--seeds", "at least 1"],
         ),

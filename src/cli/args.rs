@@ -55,7 +55,8 @@ pub struct TrainArgs {
 pub struct FigureArgs {
     /// Figure: 1 to 5 (the paper's), `dim` (P(collapse) against the dimension d), or
     /// `schedules` (optimal against exponential schedules at equal budgets, predicted and by
-    /// SGD), or `schedules-flow` (the mixture's optimal shape carried to a RealNVP flow).
+    /// SGD), `schedules-flow` (the mixture's optimal shape carried to a RealNVP flow), or
+    /// `adaptive` (the adaptive schedule against the alternatives on four problems).
     pub number: String,
     /// Smaller, faster version.
     #[arg(long, conflicts_with = "full")]
@@ -80,8 +81,9 @@ pub struct FigureArgs {
     /// Worker threads (0 = all cores).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
-    /// Figures `schedules` and `schedules-flow` only: SGD seeds per schedule (default 100
-    /// quick, 2000 full; schedules-flow: runs per schedule, default 16 quick, 64 full).
+    /// Figures `schedules`, `schedules-flow` and `adaptive` only: SGD seeds per schedule
+    /// (default 100 quick, 2000 full; schedules-flow: runs per schedule, default 16 quick, 64
+    /// full; adaptive: evaluation seeds per schedule of every problem).
     #[arg(long, value_name = "N")]
     pub seeds: Option<usize>,
     /// Figure `schedules` only: annealing budgets T in steps, comma-separated (default 500,

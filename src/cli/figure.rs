@@ -44,6 +44,7 @@ pub fn figure(a: FigureArgs) -> Result<()> {
                 "dim",
                 "schedules",
                 "schedules-flow",
+                "adaptive",
             ]
             .contains(&number.as_str())
         {
@@ -110,18 +111,22 @@ pub fn figure(a: FigureArgs) -> Result<()> {
         figure::figure_schedules_flow(&out, quick, seeds)?;
         return Ok(());
     }
+    if number == "adaptive" {
+        figure::figure_adaptive(&out, quick, seeds)?;
+        return Ok(());
+    }
     if seeds.is_some() {
         return Err(Error::config(
             "--seeds",
             "given",
-            "only with figure schedules and schedules-flow",
+            "only with figure schedules, schedules-flow and adaptive",
         ));
     }
     let number: u32 = number.parse().map_err(|_| {
         Error::config(
             "figure",
             &number,
-            "1, 2, 3, 4, 5, dim, schedules or schedules-flow",
+            "1, 2, 3, 4, 5, dim, schedules, schedules-flow or adaptive",
         )
     })?;
     if number == 4 || (number == 5 && flow != FlowScale::None) {
@@ -166,7 +171,7 @@ pub fn figure(a: FigureArgs) -> Result<()> {
         n => Err(Error::config(
             "figure",
             n,
-            "1, 2, 3, 4, 5, dim, schedules or schedules-flow",
+            "1, 2, 3, 4, 5, dim, schedules, schedules-flow or adaptive",
         )),
     }
 }

@@ -1,7 +1,9 @@
 //! The paper's figures, each reproduced by one function (and one CLI command), one file per
 //! figure: `fig1` … `fig5`, `dim` (P(collapse) against d), `schedules` (optimal against
-//! exponential schedules, predicted and by SGD) and `partial` (Figure 4 from the finished runs
-//! of a sweep). They compose the study-level data (training runs, sweeps,
+//! exponential schedules, predicted and by SGD), `schedules_flow` (the optimal shape on a flow),
+//! `adaptive` (the adaptive schedule against the alternatives on four problems) and `partial`
+//! (Figure 4 from the finished runs of a sweep); `compare` holds what the schedule studies
+//! share. They compose the study-level data (training runs, sweeps,
 //! theory) with the generic charts of [`crate::plot`].
 //!
 //! This file holds what the figures share: the built-in sweep configurations and their runs,
@@ -19,6 +21,8 @@ use crate::sweep::{
 use std::fmt::Write as _;
 use std::path::Path;
 
+mod adaptive;
+mod compare;
 mod dim;
 mod fig1;
 mod fig2;
@@ -28,6 +32,12 @@ mod fig5;
 mod partial;
 mod schedules;
 mod schedules_flow;
+pub use adaptive::{
+    ADAPTIVE_CSV_HEADER, ADAPTIVE_SCHEDULES, AdaptiveProblem, AdaptiveReport, AdaptiveRow,
+    AdaptiveSpec, GMM40_FLOW, Headline, MANY_WELL_FLOW, PilotRow, figure_adaptive,
+    figure_adaptive_with,
+};
+pub use compare::RunMetrics;
 pub use dim::{DimPoint, figure_dim};
 pub use fig1::{
     FIG1_BETA_I, FIG1_PANEL_HEIGHT, FIG1_PANEL_WIDTH, FIG1_STEPS_NO_ANNEALING, FIG1_T0, Fig1Row,
@@ -242,6 +252,7 @@ pub fn reproduce(out: &Path, quick: bool, flow_quick: Option<bool>, engine: Devi
     figure5(&f2, quick, flow_quick.map(|fq| (f4.as_path(), fq, engine)))?;
     figure_dim(&out.join("dim"), quick)?;
     figure_schedules(&out.join("schedules"), quick)?;
+    figure_adaptive(&out.join("adaptive"), quick, None)?;
     let mut md = String::new();
     let mode = if quick { "quick" } else { "full" };
     let _ = writeln!(md, "# annealvi: reproduced figures ({mode})\n");
@@ -297,6 +308,19 @@ pub fn reproduce(out: &Path, quick: bool, flow_quick: Option<bool>, engine: Devi
         "## Optimal schedules\n\n![min P(collapse) vs budget](schedules/fig_schedules.png)\n\n![optimal beta(t)](schedules/fig_schedules_beta.png)\n\nThe optimal annealing schedule (`design --shape optimal`) against the best exponential and the best linear-in-temperature schedule at equal annealing budgets: predicted (table ODE) and by SGD over paired seeds (statistics engine). Data: `schedules/schedules.csv`, `schedules/schedules_knots.csv`. Guide: \"Schedule design\" (`docs/design.md`) and the theory, section 10.\n"
     );
     if let Ok(t) = std::fs::read_to_string(out.join("schedules/schedules.csv")) {
+        let _ = writeln!(md, "```\n{t}```\n");
+    }
+    if let Ok(t) = std::fs::read_to_string(out.join("schedules/schedules_p05.csv")) {
+        let _ = writeln!(
+            md,
+            "Budget at which each shape's SGD P(collapse) reaches 0.05 (`schedules/schedules_p05.csv`):\n\n```\n{t}```\n"
+        );
+    }
+    let _ = writeln!(
+        md,
+        "## Adaptive schedule\n\n![Adaptive schedule](adaptive/fig_adaptive.png)\n\nThe adaptive schedule against no annealing, the best exponential, the best linear-in-temperature and (Gaussian mixture) the optimal schedule on four problems; what it measures and the full-scale numbers: the guide page \"The adaptive schedule\" (`docs/adaptive.md`). Data: `adaptive/adaptive.csv` (one row per problem, budget and schedule), `adaptive/adaptive_pilot.csv` (the pilot that picks each β_i).\n"
+    );
+    if let Ok(t) = std::fs::read_to_string(out.join("adaptive/adaptive.csv")) {
         let _ = writeln!(md, "```\n{t}```\n");
     }
     output::write_text(&out.join("index.md"), &md)?;

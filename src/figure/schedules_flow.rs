@@ -20,6 +20,7 @@
 //! `schedules_flow_shape.csv` (the mixture's optimal knots in normalised time) and
 //! `fig_schedules_flow.{png,svg}` (P(collapse) against T with Wilson 95% intervals).
 
+use super::compare::{PILOT_SEED, best_index, one_parameter, with_schedule};
 use super::{FIG2_FULL, FIG4_QUICK, builtin_config};
 use crate::config::Config;
 use crate::design::optimal::optimise;
@@ -31,9 +32,6 @@ use crate::sweep::SweepConfig;
 use crate::theory::formula::FormulaModel;
 use std::fmt::Write as _;
 use std::path::Path;
-
-/// Seeds of the pilot runs start here (the main runs use 0..runs−1).
-const PILOT_SEED: usize = 1_000_000;
 
 /// The size of the flow study.
 #[derive(Clone, Debug, PartialEq)]
@@ -173,20 +171,7 @@ pub fn rescale_shape(shape: &[(f64, f64)], budget: f64) -> Vec<(f64, f64)> {
 
 /// The flow's training configuration of one schedule.
 fn flow_config(flow: &SweepConfig, schedule: ScheduleConfig, budget: f64) -> Result<Config> {
-    let mut run = flow.run.clone();
-    run.schedule = schedule;
-    run.optim.steps = budget as usize + flow.grid.extra_steps;
-    run.validate()?;
-    Ok(run)
-}
-
-fn one_parameter(kind: ScheduleKind, beta_i: f64, budget: f64) -> ScheduleConfig {
-    ScheduleConfig {
-        kind,
-        beta_i,
-        t0: budget,
-        ..Default::default()
-    }
+    with_schedule(&flow.run, schedule, budget as usize + flow.grid.extra_steps)
 }
 
 /// Whether each flow run of seeds `first..first + n` collapses (streams (k, k) as a sweep's
@@ -258,7 +243,7 @@ pub fn figure_schedules_flow_with(
             ("exponential", ScheduleKind::Exponential),
             ("linear_temperature", ScheduleKind::LinearTemperature),
         ] {
-            let mut pick: Option<(usize, f64)> = None;
+            let mut collapses = Vec::new();
             for &bi in &spec.pilot_beta_i {
                 let c = flow_config(flow, one_parameter(kind, bi, budget), budget)?;
                 let k = flow_outcomes(&c, PILOT_SEED, spec.pilot_runs)?
@@ -275,11 +260,10 @@ pub fn figure_schedules_flow_with(
                     fisher_vs_exponential: None,
                     fisher_vs_linear: None,
                 });
-                if pick.is_none_or(|(kk, _)| k < kk) {
-                    pick = Some((k, bi));
-                }
+                collapses.push(k as f64);
             }
-            let bi = pick.map_or(spec.pilot_beta_i[0], |p| p.1);
+            // the fewest collapses, the first β_i on ties
+            let bi = spec.pilot_beta_i[best_index(&collapses, true)];
             best.push((name, kind, bi));
         }
         // the main comparison

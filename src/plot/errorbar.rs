@@ -1,5 +1,5 @@
 //! Error-bar charts: points with vertical error bars (one series per colour) and dashed
-//! reference curves, alone or as panels side by side.
+//! reference curves, alone, as panels side by side or on a grid.
 
 use std::path::Path;
 
@@ -207,6 +207,41 @@ pub fn errorbar_panels(
     render_both(out_dir, stem, 640 * n, 440, &ErrorBarPanels(charts))
 }
 
+/// [`Figure`] adapter for error-bar charts on a grid.
+struct ErrorBarGrid<'a> {
+    charts: &'a [ErrorBarChart],
+    rows: usize,
+    columns: usize,
+}
+
+impl Figure for ErrorBarGrid<'_> {
+    fn draw<DB: DrawingBackend>(&self, area: &DrawingArea<DB, Shift>) -> Result<(), PlotError> {
+        let panels = area.split_evenly((self.rows, self.columns));
+        for (panel, spec) in panels.iter().zip(self.charts) {
+            draw_errorbar_chart(panel, spec)?;
+        }
+        Ok(())
+    }
+}
+
+/// Writes error-bar charts on a grid of `columns` columns (row-major, 640×440 px each; the
+/// last row may be partly empty) to `out_dir/<stem>.{png,svg}`, each with its own axes.
+pub fn errorbar_grid(
+    charts: &[ErrorBarChart],
+    columns: usize,
+    out_dir: &Path,
+    stem: &str,
+) -> Result<(), PlotError> {
+    let columns = columns.clamp(1, charts.len().max(1));
+    let rows = charts.len().div_ceil(columns).max(1);
+    let fig = ErrorBarGrid {
+        charts,
+        rows,
+        columns,
+    };
+    render_both(out_dir, stem, 640 * columns as u32, 440 * rows as u32, &fig)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -272,6 +307,25 @@ mod tests {
         };
         errorbar_panels(&[chart.clone(), chart], &dir, "panels").expect("panels");
         check_outputs(&dir, "panels");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn errorbar_grid_writes_png_and_svg() {
+        let dir = temp_dir("grid");
+        let (series, extra) = synthetic_errorbars();
+        let chart = ErrorBarChart {
+            title: "panel".into(),
+            x_label: "x".into(),
+            y_label: "y".into(),
+            x_log: true,
+            y_log: false,
+            series,
+            extra_lines: extra,
+            extra_colors: Vec::new(),
+        };
+        errorbar_grid(&vec![chart; 3], 2, &dir, "grid").expect("grid");
+        check_outputs(&dir, "grid");
         let _ = std::fs::remove_dir_all(&dir);
     }
 

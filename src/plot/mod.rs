@@ -19,8 +19,8 @@
 //!   [`marginal_chart`], target / tempered target / student densities ([`MarginalPanel`]).
 //! * `heatmap`: [`draw_heatmap`] / [`heatmap`], a `[0, 1]` heat map with colour bar and
 //!   dashed isolines.
-//! * `errorbar`: [`draw_errorbar_chart`] / [`errorbar_chart`] / [`errorbar_panels`], points
-//!   with vertical error bars.
+//! * `errorbar`: [`draw_errorbar_chart`] / [`errorbar_chart`] / [`errorbar_panels`] /
+//!   [`errorbar_grid`], points with vertical error bars.
 //! * `chart`: the frame every chart is built on, line series, legends and [`legend_row`].
 //! * `axes`: ranges, ticks and labels; `colour`: [`series_color`] and [`viridis`]; `text`:
 //!   the embedded font ([`ensure_font`]) and [`rotated_label`].
@@ -45,7 +45,7 @@ mod text;
 pub use chart::{LegendEntry, legend_row};
 pub use colour::{series_color, viridis};
 pub use errorbar::{
-    ErrorBarChart, ErrorBarSeries, LabeledLine, draw_errorbar_chart, errorbar_chart,
+    ErrorBarChart, ErrorBarSeries, LabeledLine, draw_errorbar_chart, errorbar_chart, errorbar_grid,
     errorbar_panels,
 };
 pub use heatmap::{Heatmap, draw_heatmap, heatmap};
