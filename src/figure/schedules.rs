@@ -308,22 +308,33 @@ fn write_crossings(out: &Path, rows: &[ScheduleRow]) -> Result<()> {
         );
     }
     if let (Some(o), Some(e)) = (c.iter().find(|x| x.shape == "optimal"), exp) {
-        let r = |a: Option<f64>, b: Option<f64>| match (a, b) {
-            (Some(a), Some(b)) => format!("{:.2}", a / b),
-            _ => "–".into(),
+        // a budget, or where it lies relative to the study's budgets
+        let at =
+            |x: Option<f64>| x.map_or("not within the budgets".to_string(), |v| format!("{v:.0}"));
+        let ratio = match (o.at, e.at) {
+            (Some(a), Some(b)) => {
+                let r = |a: Option<f64>, b: Option<f64>| {
+                    a.zip(b)
+                        .map_or("–".to_string(), |(a, b)| format!("{:.2}", a / b))
+                };
+                format!(
+                    "; ratio {:.2} (range {}–{})",
+                    a / b,
+                    r(o.earliest, e.latest),
+                    r(o.latest, e.earliest)
+                )
+            }
+            _ => String::new(),
         };
         crate::progress::note(&format!(
-            "P(collapse) <= {DESIGN_LEVEL} by SGD: optimal at T = {} (Wilson: {}–{}), exponential at \
-             T = {} ({}–{}); ratio {} (range {}–{})",
-            opt(o.at),
-            opt(o.earliest),
-            opt(o.latest),
-            opt(e.at),
-            opt(e.earliest),
-            opt(e.latest),
-            r(o.at, e.at),
-            r(o.earliest, e.latest),
-            r(o.latest, e.earliest),
+            "P(collapse) <= {DESIGN_LEVEL} by SGD: optimal at T = {} (Wilson: {} to {}), \
+             exponential at T = {} ({} to {}){ratio}",
+            at(o.at),
+            at(o.earliest),
+            at(o.latest),
+            at(e.at),
+            at(e.earliest),
+            at(e.latest),
         ));
     }
     crate::output::write_text(&out.join("schedules_p05.csv"), &s)
@@ -349,7 +360,7 @@ fn write_rows(out: &Path, rows: &[ScheduleRow]) -> Result<()> {
             hi,
             r.only_this,
             r.only_exponential,
-            r.mcnemar_p().map_or(String::new(), |p| p.to_string())
+            r.mcnemar_p().map_or(String::new(), |p| format!("{p:e}"))
         );
     }
     crate::output::write_text(&out.join("schedules.csv"), &s)
