@@ -115,6 +115,7 @@ fn spec() -> AdaptiveSpec {
             ),
         ],
         segments: 2,
+        ics: 200,
     }
 }
 
@@ -258,10 +259,14 @@ fn bad_specs_are_refused_by_field() {
     let mut s = spec();
     s.problems[1].optimal = true;
     bad(s, "flow.optimal");
+    let mut s = spec();
+    s.ics = 0;
+    bad(s, "ics");
     bad(
         AdaptiveSpec {
             problems: vec![],
             segments: 2,
+            ics: 200,
         },
         "problems",
     );

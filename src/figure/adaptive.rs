@@ -27,8 +27,9 @@
 //! for P(collapse), the Wilcoxon signed-rank test (exact up to 500 pairs) for a continuous
 //! metric. Intervals: Wilson 95% for P(collapse), Student-t 95% for means. With `optimal`
 //! the problem also runs the optimal schedule of the sharp formula
-//! ([`crate::design::optimal::optimise`], warm-started from the previous budget's), which
-//! needs no pilot.
+//! ([`crate::design::optimal::optimise_verified`]: the formula's optimum, warm-started from
+//! the previous budget's, checked against the other candidates by the table ODE over `ics`
+//! initial conditions, as `design --shape optimal`), which needs no pilot.
 //!
 //! Writes `adaptive.csv` (one row per problem, budget and schedule), `adaptive_pilot.csv` (the
 //! pilot's rows, with the β_i chosen) and `fig_adaptive.{png,svg}` (one panel per problem: the
@@ -37,7 +38,8 @@
 use super::compare::{PILOT_SEED, RunMetrics, best_index, one_parameter, run_seeds, with_schedule};
 use super::{FIG2_FULL, FIG4_QUICK, builtin_config};
 use crate::config::FamilyKind;
-use crate::design::optimal::optimise;
+use crate::design::Predictor;
+use crate::design::optimal::optimise_verified;
 use crate::error::{Error, Result};
 use crate::metrics::{mcnemar_exact, mean_interval, wilcoxon_signed_rank, wilson_interval};
 use crate::plot::{ErrorBarChart, ErrorBarSeries, errorbar_grid};
@@ -215,6 +217,9 @@ pub struct AdaptiveSpec {
     pub problems: Vec<AdaptiveProblem>,
     /// Equal time slices of the optimal schedule.
     pub segments: usize,
+    /// Initial conditions of the table-ODE check that picks the optimal schedule among the
+    /// optimiser's candidates ([`crate::design::optimal::optimise_verified`]).
+    pub ics: usize,
 }
 
 fn parse(text: &str, name: &str) -> Result<SweepConfig> {
@@ -286,6 +291,7 @@ impl AdaptiveSpec {
                 },
             ],
             segments: 10,
+            ics: 10_000,
         })
     }
 
@@ -329,6 +335,7 @@ impl AdaptiveSpec {
                 }
             }
         }
+        s.ics = 2000;
         Ok(s)
     }
 
@@ -347,6 +354,13 @@ impl AdaptiveSpec {
         }
         if self.segments == 0 {
             return Err(Error::config("segments", 0, "at least 1"));
+        }
+        if self.ics == 0 && self.problems.iter().any(|p| p.optimal) {
+            return Err(Error::config(
+                "ics",
+                0,
+                "at least 1 (a problem runs the optimal schedule)",
+            ));
         }
         for p in &self.problems {
             let f = |k: &str| format!("{}.{k}", p.name);
@@ -516,6 +530,8 @@ pub fn figure_adaptive_with(out: &Path, spec: &AdaptiveSpec) -> Result<AdaptiveR
     for p in &spec.problems {
         let model = if p.optimal {
             FormulaModel::from_sweep(&p.config)
+                .map(|m| Predictor::from_sweep(&p.config, spec.ics).map(|pred| (m, pred)))
+                .transpose()?
         } else {
             None
         };
@@ -566,8 +582,8 @@ pub fn figure_adaptive_with(out: &Path, spec: &AdaptiveSpec) -> Result<AdaptiveR
                 };
                 runs.push((name, bi, extra, run_seeds(&cfg(s)?, 0, p.seeds)?));
             }
-            if let Some(model) = &model {
-                let o = optimise(model, budget, spec.segments, &warm)?;
+            if let Some((model, pred)) = &model {
+                let (o, _) = optimise_verified(pred, model, budget, spec.segments, &warm)?;
                 let s = ScheduleConfig {
                     kind: ScheduleKind::Points,
                     points: o.knots.clone(),
