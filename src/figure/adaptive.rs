@@ -227,7 +227,7 @@ fn parse(text: &str, name: &str) -> Result<SweepConfig> {
 }
 
 impl AdaptiveSpec {
-    /// The full study (about half an hour on 2 cores): `bimodal_gmm` at T = 1000, 2000, 4000
+    /// The full study (its time: the guide's results page): `bimodal_gmm` at T = 1000, 2000, 4000
     /// (+500), 1000 seeds, pilot 200 seeds over β_i ∈ {0.01, 0.03, 0.1, 0.3}; `bimodal_flow`
     /// at T = 150, 300, 1000 (+500), 64 runs, pilot 12 over {0.03, 0.1, 0.3}; `gmm40`
     /// ([`GMM40_FLOW`]) at T = 500, 1000, 2000 (+500), 24 runs, pilot 6 over
@@ -295,7 +295,7 @@ impl AdaptiveSpec {
         })
     }
 
-    /// The quick study (about a minute on 2 cores): one budget per problem, fewer seeds, and
+    /// The quick study (about a minute): one budget per problem, fewer seeds, and
     /// smaller flows with fewer steps: `bimodal_gmm` T = 1000 (+500), 100 seeds, pilot 40 over
     /// {0.03, 0.1, 0.3}; `bimodal_flow` T = 300 (+300), 12 runs, pilot 6 over {0.1, 0.3};
     /// `gmm40` with 4 couplings, T = 400 (+200), 8 runs, pilot 4 over {0.01, 0.1};
